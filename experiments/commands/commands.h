@@ -1,0 +1,16 @@
+// The `bilevel` subcommands. Each takes the arguments after its name and returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bilevel::cli {
+
+using Args = std::vector<std::string>;
+
+int train(const Args& args);
+int resume(const Args& args);
+int eval(const Args& args);
+int env(const Args& args);
+
+}  // namespace bilevel::cli

@@ -1,0 +1,64 @@
+// A layered network: a stack of fully connected or convolutional (+ max-pool) layers sharing one activation ρ.
+// The same parameters serve every learning rule: backprop runs the feedforward pass below; energy-based rules
+// read the layers through layer(l) and compute their own states.
+//
+// Feedforward pass (input s_0 = x):
+//   linear layer l:  z_l = W_l s_{l-1} + b_l                              (s_{l-1} flattened)
+//   conv layer l:    z_l = maxpool_p(conv2d(s_{l-1}, W_l, padding) + b_l)
+//   s_l = ρ(z_l) for hidden layers; the output layer gives s_L = ρ_out(z_L), where ρ_out = ρ when the
+//   network's outputs are states (squared-error objective) and the identity when they are logits (cross-entropy).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/nn/activation.h"
+
+namespace bilevel {
+
+enum class LayerKind { Linear, Conv };
+
+struct Layer {
+  LayerKind kind;
+  torch::Tensor weight;  // Linear: [out, in]; Conv: [out_ch, in_ch, k, k]
+  torch::Tensor bias;    // [out] / [out_ch]
+  int64_t padding = 0;   // conv only
+  int64_t pool = 1;      // conv only: max-pool kernel and stride (1 = none)
+  std::vector<int64_t> in_shape;   // per example, e.g. {1, 28, 28} or {784}
+  std::vector<int64_t> out_shape;  // per example, after pooling
+};
+
+class LayeredNetImpl : public torch::nn::Module {
+ public:
+  // input_shape = {C, H, W}; activate_output: whether ρ is applied to the output layer.
+  LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> input_shape, int64_t num_classes,
+                 bool activate_output);
+
+  // The feedforward output s_L, [B, num_classes].
+  torch::Tensor forward(const torch::Tensor& x);
+  // The output layer's pre-activation z_L under the feedforward pass.
+  torch::Tensor logits(const torch::Tensor& x);
+
+  size_t num_layers() const { return layers_.size(); }
+  const Layer& layer(size_t l) const { return layers_.at(l); }  // l = 0 is the first (input-side) layer
+  // Applies layer l's linear map (conv + pool, or matmul) to a batch of its inputs, without ρ.
+  torch::Tensor apply_layer(size_t l, const torch::Tensor& input) const;
+  const Activation& rho() const { return *rho_; }
+  bool activate_output() const { return activate_output_; }
+  std::vector<int64_t> input_shape() const { return input_shape_; }
+  int64_t num_classes() const { return num_classes_; }
+
+ private:
+  std::vector<Layer> layers_;
+  const Activation* rho_;
+  bool activate_output_;
+  std::vector<int64_t> input_shape_;
+  int64_t num_classes_;
+};
+TORCH_MODULE(LayeredNet);
+
+}  // namespace bilevel

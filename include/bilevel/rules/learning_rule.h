@@ -1,0 +1,49 @@
+// A learning rule estimates the outer gradient dℓ(s*(θ), y)/dθ for one batch (Zach 2021's bilevel view: rules
+// differ only in how they differentiate through the inner problem s*(θ)). A new algorithm is one subclass plus
+// one line in src/rules/registry.cpp.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/nn/layered_net.h"
+#include "bilevel/nn/objective.h"
+
+namespace bilevel {
+
+struct StepStats {
+  double loss_sum = 0.0;  // Σ over the batch of ℓ at the state the rule trained from (free phase / forward pass)
+  int64_t correct = 0;    // correctly classified examples in the batch
+  // Diagnostics averaged over the epoch's batches into metrics.csv columns (see diagnostic_columns()).
+  std::map<std::string, double> diagnostics;
+};
+
+class LearningRule {
+ public:
+  virtual ~LearningRule() = default;
+  virtual std::string name() const = 0;
+  // Writes the batch-mean gradient estimate into each parameter's grad() (the trainer zeroes them before and
+  // steps the optimizer after). x: [B, C, H, W]; y: int64 [B].
+  virtual StepStats train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) = 0;
+  // The output s_L the rule's network produces for x at inference (feedforward pass, or the free equilibrium).
+  virtual torch::Tensor predict(LayeredNet& net, const torch::Tensor& x) = 0;
+  // Names of the diagnostics train_step reports, in column order.
+  virtual std::vector<std::string> diagnostic_columns() const { return {}; }
+  const Objective& objective() const { return *objective_; }
+
+ protected:
+  explicit LearningRule(std::unique_ptr<Objective> objective) : objective_(std::move(objective)) {}
+  std::unique_ptr<Objective> objective_;
+};
+
+// Builds the rule named by cfg.train.algorithm with its hyperparameters.
+std::unique_ptr<LearningRule> make_rule(const ExperimentConfig& cfg);
+// Every registered name (what train.algorithm accepts).
+std::vector<std::string> rule_names();
+
+}  // namespace bilevel

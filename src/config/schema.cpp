@@ -1,0 +1,188 @@
+#include "bilevel/config/schema.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "bilevel/nn/activation.h"
+#include "bilevel/rules/learning_rule.h"
+
+namespace bilevel {
+
+std::string to_string(ValueType t) {
+  switch (t) {
+    case ValueType::Int: return "an integer";
+    case ValueType::Float: return "a number";
+    case ValueType::Bool: return "a boolean (true/false)";
+    case ValueType::String: return "a string";
+    case ValueType::IntList: return "a list of integers";
+    case ValueType::FloatList: return "a list of numbers";
+  }
+  return "?";
+}
+
+Schema& Schema::add(KeySpec spec) {
+  keys_.push_back(std::move(spec));
+  return *this;
+}
+
+const KeySpec* Schema::find(const std::string& path) const {
+  for (const auto& k : keys_)
+    if (k.path == path) return &k;
+  return nullptr;
+}
+
+bool Schema::is_section(const std::string& path) const {
+  const std::string prefix = path + ".";
+  return std::any_of(keys_.begin(), keys_.end(),
+                     [&](const KeySpec& k) { return k.path.compare(0, prefix.size(), prefix) == 0; });
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string last_component(const std::string& path) {
+  auto dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+}  // namespace
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
+}
+
+std::string Schema::closest(const std::string& path) const {
+  // Compare whole paths, and also the last component alone, so "train.epoch" and "optimizer.learning_rate"
+  // both find their key.
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& k : keys_) {
+    size_t d = std::min(edit_distance(path, k.path), edit_distance(last_component(path), last_component(k.path)) + 2);
+    if (d < best_d) best_d = d, best = k.path;
+  }
+  const size_t limit = std::max<size_t>(3, path.size() / 3);
+  return best_d <= limit ? best : "";
+}
+
+std::string describe_expectation(const KeySpec& spec) {
+  std::ostringstream os;
+  os << to_string(spec.type);
+  if (!spec.choices.empty()) {
+    os << " in {";
+    for (size_t i = 0; i < spec.choices.size(); ++i) os << (i ? ", " : "") << spec.choices[i];
+    os << "}";
+  }
+  if (spec.min && spec.max) {
+    os << (spec.min_exclusive ? " in (" : " in [") << *spec.min << ", " << *spec.max << "]";
+  } else if (spec.min) {
+    os << (spec.min_exclusive ? " > " : " >= ") << *spec.min;
+  } else if (spec.max) {
+    os << " <= " << *spec.max;
+  }
+  if ((spec.type == ValueType::IntList || spec.type == ValueType::FloatList) && spec.min)
+    os << " (each element)";
+  return os.str();
+}
+
+void add_core_keys(Schema& s) {
+  using V = ValueType;
+  auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
+    s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
+    return const_cast<KeySpec&>(s.keys().back());
+  };
+  key("experiment.name", V::String, "experiment", "Name of the experiment; runs go to output.root/NAME/").min = 1;
+  key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
+  key("deterministic", V::Bool, "false", "Use LibTorch's deterministic algorithms only");
+
+  key("data.name", V::String, "fashion_mnist", "Data set").choices = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
+  key("data.root", V::String, BILEVEL_DEFAULT_DATA_ROOT, "Folder with the data set's files");
+  key("data.train_limit", V::Int, "0", "Use only the first N training examples (0 = all)").min = 0;
+  key("data.test_limit", V::Int, "0", "Use only the first N test examples (0 = all)").min = 0;
+  key("data.validation", V::Int, "5000", "Examples held out of the training set for model selection").min = 0;
+  key("data.synthetic.train", V::Int, "2000", "synthetic: training examples").min = 1;
+  key("data.synthetic.test", V::Int, "500", "synthetic: test examples").min = 1;
+  key("data.synthetic.image_size", V::Int, "8", "synthetic: image height and width").min = 1;
+  key("data.synthetic.channels", V::Int, "1", "synthetic: image channels").min = 1;
+  key("data.synthetic.classes", V::Int, "4", "synthetic: number of classes").min = 2;
+
+  key("model.kind", V::String, "mlp", "Network family").choices = {"mlp", "conv"};
+  key("model.hidden", V::IntList, "[512]", "Widths of the fully connected hidden layers").min = 1;
+  key("model.channels", V::IntList, "[32, 64]", "conv: output channels of each conv + pool block").min = 1;
+  key("model.kernel_size", V::Int, "5", "conv: kernel size").min = 1;
+  key("model.padding", V::Int, "2", "conv: zero padding").min = 0;
+  key("model.pool", V::Int, "2", "conv: max-pool size and stride after each conv (1 = none)").min = 1;
+  key("model.activation", V::String, "relu", "Activation ρ of every hidden layer").choices = activation_names();
+  key("model.init", V::String, "default", "Weight initialisation")
+      .choices = {"default", "xavier_uniform", "kaiming_uniform"};
+  key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
+
+  key("train.algorithm", V::String, "backprop", "Learning rule").choices = rule_names();
+  key("train.loss", V::String, "cross_entropy", "Outer loss").choices = {"cross_entropy", "mse"};
+  key("train.epochs", V::Int, "10", "Training epochs").min = 1;
+  key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
+  key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
+  key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = its default)").min = 0;
+  key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
+  key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
+
+  key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
+  {
+    auto& k = key("optimizer.lr", V::Float, "0.001", "Learning rate");
+    k.min = 0;
+    k.min_exclusive = true;
+  }
+  key("optimizer.layer_lrs", V::FloatList, "[]", "Per-layer learning rates, input side first (empty = lr for all)")
+      .min = 0;
+  key("optimizer.momentum", V::Float, "0.0", "sgd: momentum").min = 0;
+  key("optimizer.nesterov", V::Bool, "false", "sgd: Nesterov momentum");
+  key("optimizer.weight_decay", V::Float, "0.0", "L2 weight decay").min = 0;
+  {
+    auto& k = key("optimizer.beta1", V::Float, "0.9", "adam: β1");
+    k.min = 0, k.max = 1;
+  }
+  {
+    auto& k = key("optimizer.beta2", V::Float, "0.999", "adam: β2");
+    k.min = 0, k.max = 1;
+  }
+  {
+    auto& k = key("optimizer.eps", V::Float, "1e-8", "adam: ε");
+    k.min = 0, k.min_exclusive = true;
+  }
+
+  key("scheduler.name", V::String, "none", "Learning-rate schedule, applied per epoch")
+      .choices = {"none", "cosine", "step"};
+  key("scheduler.step_size", V::Int, "1", "step: epochs between decays").min = 1;
+  key("scheduler.gamma", V::Float, "0.1", "step: decay factor").min = 0;
+  key("scheduler.min_lr", V::Float, "0.0", "cosine: final learning rate").min = 0;
+
+  key("checkpoint.every", V::Int, "1", "Write a checkpoint every N epochs (and always at the end)").min = 1;
+  key("output.root", V::String, "runs", "Folder that receives run directories").min = 1;
+}
+
+const Schema& Schema::global() {
+  static const Schema schema = [] {
+    Schema s;
+    add_core_keys(s);
+    return s;
+  }();
+  return schema;
+}
+
+}  // namespace bilevel

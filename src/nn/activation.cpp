@@ -1,0 +1,73 @@
+#include "bilevel/nn/activation.h"
+
+#include <limits>
+#include <stdexcept>
+
+namespace bilevel {
+namespace {
+
+using torch::Tensor;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Tensor identity(const Tensor& x) { return x; }
+Tensor identity_d(const Tensor& x) { return torch::ones_like(x); }
+Tensor relu(const Tensor& x) { return torch::relu(x); }
+Tensor relu_d(const Tensor& x) { return (x > 0).to(x.dtype()); }
+Tensor tanh_f(const Tensor& x) { return torch::tanh(x); }
+Tensor tanh_d(const Tensor& x) { return 1 - torch::tanh(x).pow(2); }
+Tensor sigmoid(const Tensor& x) { return torch::sigmoid(x); }
+Tensor sigmoid_d(const Tensor& x) {
+  auto s = torch::sigmoid(x);
+  return s * (1 - s);
+}
+// hard_sigmoid(x) = clip(x, 0, 1) (Scellier & Bengio 2017)
+Tensor hard_sigmoid(const Tensor& x) { return torch::clamp(x, 0, 1); }
+Tensor hard_sigmoid_d(const Tensor& x) { return ((x >= 0) & (x <= 1)).to(x.dtype()); }
+// sigmoid4(x) = 1 / (1 + exp(-4 (x - 1/2))) (Ernoult et al. 2019; Laborieux et al. 2021)
+Tensor sigmoid4(const Tensor& x) { return torch::sigmoid(4 * (x - 0.5)); }
+Tensor sigmoid4_d(const Tensor& x) {
+  auto s = torch::sigmoid(4 * (x - 0.5));
+  return 4 * s * (1 - s);
+}
+Tensor hard_tanh(const Tensor& x) { return torch::clamp(x, -1, 1); }
+Tensor hard_tanh_d(const Tensor& x) { return ((x >= -1) & (x <= 1)).to(x.dtype()); }
+Tensor softplus(const Tensor& x) { return torch::softplus(x); }
+Tensor softplus_d(const Tensor& x) { return torch::sigmoid(x); }
+Tensor silu(const Tensor& x) { return x * torch::sigmoid(x); }
+Tensor silu_d(const Tensor& x) {
+  auto s = torch::sigmoid(x);
+  return s * (1 + x * (1 - s));
+}
+
+const std::vector<Activation>& table() {
+  static const std::vector<Activation> t = {
+      {"identity", identity, identity_d, kInf, -kInf},
+      {"relu", relu, relu_d, kInf, -kInf},
+      {"tanh", tanh_f, tanh_d, -1, 1},
+      {"sigmoid", sigmoid, sigmoid_d, 0, 1},
+      {"hard_sigmoid", hard_sigmoid, hard_sigmoid_d, 0, 1},
+      {"sigmoid4", sigmoid4, sigmoid4_d, 0, 1},
+      {"hard_tanh", hard_tanh, hard_tanh_d, -1, 1},
+      {"softplus", softplus, softplus_d, kInf, -kInf},
+      {"silu", silu, silu_d, kInf, -kInf},
+  };
+  return t;
+}
+
+}  // namespace
+
+const Activation& activation(const std::string& name) {
+  for (const auto& a : table())
+    if (a.name == name) return a;
+  std::string names;
+  for (const auto& a : table()) names += (names.empty() ? "" : ", ") + a.name;
+  throw std::invalid_argument("unknown activation '" + name + "' (expected one of: " + names + ")");
+}
+
+std::vector<std::string> activation_names() {
+  std::vector<std::string> out;
+  for (const auto& a : table()) out.push_back(a.name);
+  return out;
+}
+
+}  // namespace bilevel
