@@ -27,11 +27,15 @@ struct GzCloser {
 };
 using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 
-std::string gz_message(gzFile f) {
+// zlib's message, without the "path: " prefix it adds (DataError names the file already).
+std::string gz_message(gzFile f, const std::string& path) {
   int code = Z_OK;
   const char* msg = gzerror(f, &code);
   if (code == Z_ERRNO) return std::strerror(errno);
-  return msg ? msg : "unknown zlib error";
+  std::string s = msg ? msg : "unknown zlib error";
+  const std::string prefix = path + ": ";
+  if (s.compare(0, prefix.size(), prefix) == 0) s.erase(0, prefix.size());
+  return s;
 }
 
 // Reads up to n bytes (gzread takes an unsigned int, so large reads go in chunks). Returns the count read;
@@ -41,7 +45,7 @@ int64_t read_some(gzFile f, const std::string& path, uint8_t* dst, int64_t n) {
   while (total < n) {
     const int64_t want = std::min<int64_t>(n - total, int64_t{1} << 30);
     const int got = gzread(f, dst + total, static_cast<unsigned>(want));
-    if (got < 0) throw DataError(path, "read error: " + gz_message(f));
+    if (got < 0) throw DataError(path, "read error: " + gz_message(f, path));
     if (got == 0) break;
     total += got;
   }
@@ -96,11 +100,11 @@ torch::Tensor read_idx(const std::string& path) {
   torch::Tensor out = torch::empty(dims, torch::kUInt8);
   const int64_t got = read_some(f.get(), path, out.data_ptr<uint8_t>(), count);
   if (got < count) {
-    std::string msg = "truncated: the header promises " + std::to_string(count) + " data bytes, found " +
+    std::string msg = "truncated: expected " + std::to_string(count) + " data bytes (from the header), found " +
                       std::to_string(got);
     int code = Z_OK;
     gzerror(f.get(), &code);
-    if (code != Z_OK) msg += " (" + gz_message(f.get()) + ")";
+    if (code != Z_OK) msg += " (" + gz_message(f.get(), path) + ")";
     throw DataError(path, msg);
   }
   // Extra bytes mean the header and the data disagree: refuse rather than guess which one is right.
@@ -163,7 +167,7 @@ void write_idx(const std::string& path, const torch::Tensor& data) {
     while (done < bytes.size()) {
       const unsigned chunk = static_cast<unsigned>(std::min<size_t>(bytes.size() - done, size_t{1} << 30));
       if (gzwrite(f.get(), bytes.data() + done, chunk) != static_cast<int>(chunk))
-        throw DataError(path, "write error: " + gz_message(f.get()));
+        throw DataError(path, "write error: " + gz_message(f.get(), path));
       done += chunk;
     }
     // gzclose flushes the compressed tail; its result is the only way to see a late write failure.

@@ -8,6 +8,7 @@ const std::vector<RuleEntry>& rule_registry() {
   static const std::vector<RuleEntry> rules = [] {
     std::vector<RuleEntry> r;
     add_backprop_rules(r);
+    add_energy_rules(r);
     return r;
   }();
   return rules;

@@ -85,7 +85,8 @@ TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, to
   p.best_test_accuracy = read("best_test_accuracy");
   torch::Tensor rng;
   archive.read("rng_cpu", rng);
-  at::detail::getDefaultCPUGenerator().set_state(rng);
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(rng);
   return p;
 }
 

@@ -14,6 +14,10 @@ struct BuildInfo {
   std::string yaml_cpp_version;
   std::string spdlog_version;
   std::string build_type;
+  std::string version;               // project version from CMakeLists.txt
+  std::string cmake_version;         // CMake that configured the build
+  std::string gtest_version;         // GoogleTest found for the tests, or empty
+  std::string cuda_toolkit_version;  // CUDA toolkit found with LibTorch, or empty for CPU builds
 };
 
 const BuildInfo& build_info();

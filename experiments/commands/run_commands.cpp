@@ -1,0 +1,120 @@
+// bilevel train / resume / eval.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "bilevel/config/schema.h"
+#include "bilevel/rules/registry.h"
+#include "bilevel/run/runner.h"
+#include "bilevel/util/error.h"
+#include "bilevel/util/log.h"
+#include "commands.h"
+
+namespace bilevel::cli {
+namespace {
+
+bool wants_help(const Args& args) {
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
+std::string command_line(const std::string& command, const Args& args) {
+  std::string s = "bilevel " + command;
+  for (const auto& a : args) s += " " + a;
+  return s;
+}
+
+int exit_code(const RunOutcome& out) { return out.status == "completed" ? 0 : out.status == "interrupted" ? 130 : 1; }
+
+void print_train_help() {
+  std::printf(R"(usage: bilevel train CONFIG.yaml [key.path=value ...]
+
+Validates the config (file + overrides), loads the data, creates a run directory
+OUTPUT_ROOT/EXPERIMENT_NAME/YYYY-MM-DD_HH-MM-SS/ and trains. The run directory is printed on stdout;
+progress and logs go to stderr and to RUN_DIR/train.log. Ctrl-C stops after the current batch
+(resume later with `bilevel resume RUN_DIR`).
+
+Overrides use Hydra's grammar: key.path=value (typed: 3, 0.1, true, adam, [256,128]);
++key=value is accepted too; ~key resets a key to its default.
+  e.g. bilevel train configs/quickstart.yaml train.epochs=3 optimizer.lr=1e-3 model.hidden=[256,128]
+
+Config keys (default in brackets):
+)");
+  std::string section;
+  for (const auto& k : Schema::global().keys()) {
+    const auto dot = k.path.find('.');
+    const std::string sec = dot == std::string::npos ? "" : k.path.substr(0, dot);
+    if (sec != section) std::printf("\n"), section = sec;
+    std::printf("  %-28s %s [%s]\n      %s\n", k.path.c_str(), describe_expectation(k).c_str(),
+                k.default_yaml.c_str(), k.help.c_str());
+  }
+  std::printf("\nLearning rules (train.algorithm):\n");
+  for (const auto& r : rule_registry()) std::printf("  %-14s %s\n", r.name.c_str(), r.help.c_str());
+}
+
+}  // namespace
+
+int train(const Args& args) {
+  if (wants_help(args)) return print_train_help(), 0;
+  if (args.empty() || args[0].find('=') != std::string::npos)
+    throw UserError("bilevel train: expected a config file first (see `bilevel train --help`)");
+  init_console_logging();
+  Args overrides(args.begin() + 1, args.end());
+  for (const auto& o : overrides)
+    if (o.rfind("--", 0) == 0) throw UserError("bilevel train: unknown option '" + o + "'");
+  ExperimentConfig cfg = load_config(args[0], overrides);
+  RunOutcome out = start_run(cfg, command_line("train", args), [](const RunDir& d) {
+    std::cout << d.root.string() << std::endl;
+  });
+  return exit_code(out);
+}
+
+int resume(const Args& args) {
+  if (wants_help(args)) {
+    std::printf(R"(usage: bilevel resume RUN_DIR
+
+Continues an interrupted or killed run from its latest complete checkpoint to the configured number of
+epochs, with the run's own config.yaml. metrics.csv rows after that checkpoint are dropped and recomputed:
+on CPU the finished metrics.csv equals that of an uninterrupted run (all columns but epoch_seconds).
+)");
+    return 0;
+  }
+  if (args.size() != 1) throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
+  init_console_logging();
+  RunOutcome out = resume_run(args[0], command_line("resume", args));
+  std::cout << out.dir.root.string() << std::endl;
+  return exit_code(out);
+}
+
+int eval(const Args& args) {
+  if (wants_help(args)) {
+    std::printf(R"(usage: bilevel eval RUN_DIR [--checkpoint FILE]
+
+Loss and accuracy on the test split, with the run's final.pt (or its latest checkpoint when the run has
+not finished), or with FILE (a checkpoint, best.pt or final.pt). Prints YAML on stdout.
+)");
+    return 0;
+  }
+  std::string dir, checkpoint;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--checkpoint") {
+      if (i + 1 >= args.size()) throw UserError("bilevel eval: --checkpoint needs a FILE");
+      checkpoint = args[++i];
+    } else if (args[i].rfind("--", 0) == 0) {
+      throw UserError("bilevel eval: unknown option '" + args[i] + "'");
+    } else if (dir.empty()) {
+      dir = args[i];
+    } else {
+      throw UserError("bilevel eval: unexpected argument '" + args[i] + "'");
+    }
+  }
+  if (dir.empty()) throw UserError("bilevel eval: expected RUN_DIR (see --help)");
+  init_console_logging();
+  EvalResult r = eval_run(dir, checkpoint);
+  std::printf("test_loss: %.6f\ntest_accuracy: %.6f\nexamples: %lld\n", r.loss, r.accuracy,
+              static_cast<long long>(r.count));
+  return 0;
+}
+
+}  // namespace bilevel::cli

@@ -1,0 +1,65 @@
+// The common part of the energy-based learning rules (ep, ep_symmetric, chl, bptt, implicit): their
+// hyperparameters, the free phase on a re-used workspace, inference at the free equilibrium, and statistics.
+//
+// Free phase: states start at zero and relax under the configured InnerSolver for solver.free_steps sweeps
+// (early stop at solver.tol). predict(net, x) returns the output at that free equilibrium (s_S for mse, the
+// read-out logits for cross_entropy). loss_sum and correct in StepStats are measured there too.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bilevel/energy/inner_solver.h"
+#include "bilevel/energy/layered_energy.h"
+#include "bilevel/rules/learning_rule.h"
+
+namespace bilevel {
+
+// Hyperparameters of the EP family (config keys in src/config/schema_energy.cpp).
+struct EnergyRuleOptions {
+  std::string solver = "fixed_point";  // solver.name
+  int64_t free_steps = 30;             // solver.free_steps (T)
+  int64_t nudged_steps = 10;           // solver.nudged_steps (K)
+  double tol = 0.0;                    // solver.tol (0 = no early stop)
+  double beta = 0.1;                   // train.beta
+  bool random_sign = false;            // train.random_sign
+  uint64_t seed = 0;                   // seed (random sign)
+  std::string implicit_method = "cg";  // solver.implicit_method
+  int64_t implicit_steps = 100;        // solver.implicit_steps
+  double implicit_tol = 1e-8;          // solver.implicit_tol
+
+  // Reads the keys and validates what the schema cannot (an activation that defines no energy, a
+  // cross_entropy network without a hidden layer); throws ConfigError through cfg.fail.
+  static EnergyRuleOptions from_config(const ExperimentConfig& cfg);
+};
+
+class EnergyRule : public LearningRule {
+ public:
+  torch::Tensor predict(LayeredNet& net, const torch::Tensor& x) override;
+  const EnergyRuleOptions& options() const { return opt_; }
+  const InnerSolver& solver() const { return *solver_; }
+
+  // The free phase for a batch, exposed for tests and analysis: relaxes the rule's free state and returns it.
+  const EnergyState& relax_free(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y,
+                                SolveStats* stats = nullptr);
+
+ protected:
+  EnergyRule(std::unique_ptr<Objective> objective, EnergyRuleOptions options);
+
+  // The energy view of `net` (cheap; built per call because the trainer may pass any net).
+  LayeredEnergy energy_of(LayeredNet& net) const;
+  // prepare(batch_) + zero init + solve into free_.
+  SolveStats free_phase(const LayeredEnergy& energy, const torch::Tensor& x, const torch::Tensor& y);
+  // Relaxes `st` from the free equilibrium under `nudge` for solver.nudged_steps sweeps.
+  SolveStats nudged_phase(const LayeredEnergy& energy, EnergyState& st, const Nudge& nudge);
+  // loss_sum and correct at the free equilibrium.
+  void output_stats(const LayeredEnergy& energy, StepStats& stats) const;
+
+  EnergyRuleOptions opt_;
+  std::unique_ptr<InnerSolver> solver_;
+  EnergyBatch batch_;
+  EnergyState free_;
+};
+
+}  // namespace bilevel

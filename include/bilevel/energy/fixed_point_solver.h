@@ -1,0 +1,23 @@
+// Synchronous fixed-point dynamics (the literature standard: Ernoult et al. 2019 "Updates of equilibrium prop
+// match gradients of backprop through time", eq. 3; Laborieux et al. 2021, eq. 5):
+//
+//   s_k^{t+1} = ρ( A_{k−1} s_{k−1}^t + b_{k−1} + A_kᵀ s_{k+1}^t  [+ nudge] )     for all k at once,
+//   nudge on the top state: mse  + β (onehot(y) − s_S^t);   cross_entropy  − β W_rᵀ ∂ℓ/∂o(s_S^t).
+//
+// Its fixed points are the stationary points of E + βℓ (see layered_energy.h). One step costs one forward and one
+// feedback map per layer; the input drive comes precomputed in EnergyBatch. States are double-buffered, so a
+// step allocates nothing for fully connected layers.
+#pragma once
+
+#include "bilevel/energy/inner_solver.h"
+
+namespace bilevel {
+
+class FixedPointSolver final : public InnerSolver {
+ public:
+  std::string name() const override { return "fixed_point"; }
+  SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st, const Nudge& nudge,
+                   int64_t max_steps, double tol) const override;
+};
+
+}  // namespace bilevel

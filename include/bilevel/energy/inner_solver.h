@@ -1,0 +1,41 @@
+// Inner solvers: relax the states of a LayeredEnergy towards argmin_s E(s; θ, x) + nudge (the bilevel program's
+// inner problem). Config keys solver.* (src/config/schema_energy.cpp).
+//
+// Residual (reported and used for early stopping): the max-abs change of the states over one sweep,
+//   r_t = max_{k, example, unit} |s_k^{(t)} − s_k^{(t−1)}|,
+// an absolute criterion in the units of ρ's range (states of bounded ρ live in [0, 1] or [−1, 1]). With tol > 0
+// a solve stops after the first sweep with r_t < tol; with tol = 0 it runs all its steps and measures r only at
+// the last one (no per-step synchronisation).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bilevel/energy/layered_energy.h"
+
+namespace bilevel {
+
+struct SolveStats {
+  double residual = 0.0;  // r at the last sweep
+  int64_t steps = 0;      // sweeps performed
+};
+
+class InnerSolver {
+ public:
+  virtual ~InnerSolver() = default;
+  virtual std::string name() const = 0;
+  // Relaxes st (from its current states) for at most max_steps sweeps. On return st.pool holds the max-pool
+  // switches at the returned states. Clamp nudges fix s_S = onehot(y) first.
+  virtual SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
+                           const Nudge& nudge, int64_t max_steps, double tol) const = 0;
+};
+
+// "fixed_point" or "layerwise"; throws std::invalid_argument otherwise.
+std::unique_ptr<InnerSolver> make_solver(const std::string& name);
+std::vector<std::string> solver_names();
+
+// max |a − b| over all elements (a synchronising read).
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace bilevel

@@ -1,0 +1,37 @@
+// Implicit differentiation at the free fixed point (recurrent backprop: Almeida 1987, Pineda 1987; the
+// implicit-function-theorem view of Zach 2021, "Bilevel programs meet deep learning", §3; Bai et al. 2019 for
+// deep equilibrium models). At the free equilibrium s* = F(s*; θ), F_k(s) = ρ(u_k(s; θ)), the IFT gives
+//
+//   dℓ/dθ = vᵀ ∂F/∂θ + ∂ℓ/∂θ|_direct,    where    (I − ∂F/∂s)ᵀ v = ∂ℓ/∂s(s*).
+//
+// With D = diag ρ'(u*) and the symmetric coupling K (u = K s + drive; K's blocks A_{k−1} below and A_kᵀ above,
+// max-pool switches fixed at s*), ∂F/∂s = D K, and w = D v solves the symmetric system
+//
+//   (D⁻¹ − K) w = ∂ℓ/∂s          (D⁻¹ − K is the Hessian of the energy at s*),
+//
+// which is computed without inverting D as  (I − D^½ K D^½) z = D^½ ∂ℓ/∂s,  w = D^½ z. Then
+//
+//   dℓ/dW_l = Σ_b [ ∂/∂W_l ⟨w_{l+1}, A_l s*_l⟩ + ∂/∂W_l ⟨s*_{l+1}, A_l w_l⟩ ],   dℓ/db_l = Σ_b w_{l+1}
+//
+// (linear layers: w_{l+1} s*_lᵀ + s*_{l+1} w_lᵀ), batch-averaged, plus the read-out's direct gradient with
+// cross_entropy. solver.implicit_method:
+//   cg           conjugate gradient on the symmetric system, per example (needs it positive definite: a stable,
+//                locally strictly convex equilibrium), stopping when every example's ‖r‖/‖rhs‖ < implicit_tol;
+//   fixed_point  the Neumann iteration w ← D(∂ℓ/∂s + K w), stopping when ‖Δw‖∞ < implicit_tol·‖w‖∞.
+// Both run at most solver.implicit_steps iterations; diagnostics report the relative residual
+// ‖w − D(∂ℓ/∂s + K w)‖ / ‖D ∂ℓ/∂s‖ (Frobenius over the batch) and the iterations used.
+#pragma once
+
+#include "bilevel/energy/energy_rule.h"
+
+namespace bilevel {
+
+class ImplicitDifferentiation final : public EnergyRule {
+ public:
+  ImplicitDifferentiation(std::unique_ptr<Objective> objective, EnergyRuleOptions options);
+  std::string name() const override { return "implicit"; }
+  StepStats train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) override;
+  std::vector<std::string> diagnostic_columns() const override;
+};
+
+}  // namespace bilevel

@@ -1,0 +1,32 @@
+// Everything one run needs, built from a validated config: data, network, learning rule and optimizer.
+// prepare() does every check that can fail on user input before anything is written.
+#pragma once
+
+#include <memory>
+
+#include "bilevel/config/config.h"
+#include "bilevel/data/dataset.h"
+#include "bilevel/nn/layered_net.h"
+#include "bilevel/rules/learning_rule.h"
+#include "bilevel/train/optim.h"
+
+namespace bilevel {
+
+struct Experiment {
+  ExperimentConfig cfg;
+  DataSplits data;
+  LayeredNet net{nullptr};
+  std::unique_ptr<LearningRule> rule;
+  Optimizer optimizer;
+  torch::Device device{torch::kCPU};
+};
+
+// Seeds every RNG, applies determinism and thread settings, checks data files, loads the data, builds the
+// network (initialised from cfg.seed), the rule and the optimizer. Throws ConfigError / DataError.
+// With load_data=false the data shape is taken from the data set's name (for `eval`, the test split is loaded).
+Experiment prepare(const ExperimentConfig& cfg);
+
+// Seeds LibTorch's global RNG and applies cfg.deterministic and cfg.train.threads.
+void apply_runtime_settings(const ExperimentConfig& cfg);
+
+}  // namespace bilevel

@@ -1,0 +1,44 @@
+// The training loop shared by every learning rule: epochs of shuffled mini-batches, the rule's gradient
+// estimate, the optimizer step, evaluation on the validation and test splits, metrics rows, checkpoints,
+// model selection on the validation split (never the test set).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bilevel/run/checkpoint.h"
+#include "bilevel/run/run_dir.h"
+#include "bilevel/train/experiment.h"
+
+namespace bilevel {
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+  int64_t count = 0;
+};
+
+// Mean loss and accuracy of the rule's predictions over a data set.
+EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, int64_t batch_size,
+                    torch::Device device);
+
+// Set by SIGINT/SIGTERM handlers; the trainer stops after the current batch.
+std::atomic<bool>& stop_requested();
+
+class Trainer {
+ public:
+  Trainer(Experiment& experiment, RunDir run);
+  // The metrics.csv columns, in order.
+  std::vector<std::string> columns() const;
+  // Trains from `start` (epoch 0 for a new run) to cfg.train.epochs. Returns the final progress; when a stop was
+  // requested, returns early with progress.epoch < epochs.
+  TrainProgress run(TrainProgress start);
+
+ private:
+  Experiment& x_;
+  RunDir run_;
+};
+
+}  // namespace bilevel

@@ -1,0 +1,14 @@
+// One logger for the whole program (spdlog's default): console lines on stderr at info level, and, during a run,
+// the same lines plus debug detail in the run's train.log.
+#pragma once
+
+#include <filesystem>
+
+namespace bilevel {
+
+// Console only (called once at start-up by the CLI; safe to call again).
+void init_console_logging();
+// Adds train.log (appending) to the default logger.
+void attach_log_file(const std::filesystem::path& path);
+
+}  // namespace bilevel

@@ -1,0 +1,42 @@
+#include "bilevel/energy/fixed_point_solver.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace bilevel {
+
+SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
+                                   const Nudge& nudge, int64_t max_steps, double tol) const {
+  torch::NoGradGuard no_grad;
+  const int64_t S = energy.num_states();
+  const bool clamped = nudge.kind == Nudge::Kind::Clamp;
+  if (clamped) {
+    st.s[S - 1].copy_(batch.onehot);
+    st.scratch[S - 1].copy_(batch.onehot);
+  }
+  const Neuron& neuron = energy.neuron();
+  SolveStats stats;
+  for (int64_t t = 1; t <= max_steps; ++t) {
+    // Top-down, so that layer k's switches (computed with the drive of s_{k+1}) are ready for s_k's feedback.
+    for (int64_t k = S; k >= 1; --k) {
+      if (clamped && k == S) continue;
+      torch::Tensor& out = st.scratch[k - 1];
+      energy.drive_into(batch, st, k, out);
+      if (k == S) energy.add_nudge(batch, st, nudge, out);
+      neuron.finish_(out);
+    }
+    stats.steps = t;
+    const bool measure = tol > 0.0 || t == max_steps;
+    if (measure) {
+      stats.residual = 0.0;
+      for (int64_t k = 1; k <= S; ++k)
+        stats.residual = std::max(stats.residual, max_abs_diff(st.scratch[k - 1], st.s[k - 1]));
+    }
+    std::swap(st.s, st.scratch);
+    if (tol > 0.0 && stats.residual < tol) break;
+  }
+  energy.refresh_pools(st);
+  return stats;
+}
+
+}  // namespace bilevel

@@ -1,0 +1,398 @@
+#include "bilevel/energy/layered_energy.h"
+
+#include <ATen/ATen.h>
+
+#include <stdexcept>
+
+namespace bilevel {
+
+using torch::Tensor;
+
+namespace {
+
+bool same_shape(const Tensor& t, const std::vector<int64_t>& shape, const Tensor& like) {
+  return t.defined() && t.sizes().vec() == shape && t.scalar_type() == like.scalar_type() &&
+         t.device() == like.device();
+}
+
+// A view of a per-layer bias that broadcasts over a state [B, n] or [B, C, H, W].
+Tensor bias_view(const Layer& layer) {
+  return layer.kind == LayerKind::Conv ? layer.bias.view({-1, 1, 1}) : layer.bias;
+}
+
+Tensor flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
+
+std::vector<int64_t> conv_out_hw(const Layer& layer, const Tensor& in) {
+  const int64_t k = layer.weight.size(2);
+  return {in.size(2) + 2 * layer.padding - k + 1, in.size(3) + 2 * layer.padding - k + 1};
+}
+
+}  // namespace
+
+Tensor& grad_buffer(const Tensor& param) {
+  if (!param.grad().defined()) param.mutable_grad() = torch::zeros_like(param);
+  return param.mutable_grad();
+}
+
+void EnergyState::copy_from(const EnergyState& other) {
+  const size_t n = other.s.size();
+  if (s.size() != n) s.assign(n, Tensor()), scratch.assign(n, Tensor());
+  for (size_t i = 0; i < n; ++i) {
+    if (!same_shape(s[i], other.s[i].sizes().vec(), other.s[i])) {
+      s[i] = other.s[i].clone();
+      scratch[i] = torch::empty_like(other.s[i]);
+    } else {
+      s[i].copy_(other.s[i]);
+    }
+  }
+  pool.assign(other.pool.size(), Tensor());
+  for (size_t l = 0; l < other.pool.size(); ++l)
+    if (other.pool[l].defined()) pool[l] = other.pool[l].clone();
+  size = other.size;
+}
+
+LayeredEnergy::LayeredEnergy(const LayeredNetImpl& net, const Neuron& neuron, const Objective& objective)
+    : neuron_(neuron), objective_(objective), output_is_state_(objective.activate_output()) {
+  for (size_t l = 0; l < net.num_layers(); ++l) layers_.push_back(&net.layer(l));
+  if (output_is_state_ && objective.name() != "mse")
+    throw std::invalid_argument("energy-based rules with state outputs need train.loss: mse");
+  num_states_ = int64_t(layers_.size()) - (output_is_state_ ? 0 : 1);
+  if (num_states_ < 1)
+    throw std::invalid_argument(
+        "with train.loss: cross_entropy the last layer is a read-out, so the network needs at least one hidden "
+        "layer to have a state");
+  if (!output_is_state_ && layers_.back()->kind != LayerKind::Linear)
+    throw std::invalid_argument("the cross_entropy read-out layer must be fully connected");
+  for (int64_t l = 1; l < num_states_; ++l)
+    if (layers_[l]->kind == LayerKind::Conv) conv_after_input_ = true;
+}
+
+std::vector<int64_t> LayeredEnergy::state_shape(int64_t k, int64_t batch) const {
+  std::vector<int64_t> shape = {batch};
+  for (auto d : layers_[k - 1]->out_shape) shape.push_back(d);
+  return shape;
+}
+
+void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y) const {
+  torch::NoGradGuard no_grad;
+  const Tensor& w0 = layers_[0]->weight;
+  batch.x = x.to(w0.device(), w0.scalar_type());
+  if (layers_[0]->kind == LayerKind::Linear) batch.x = flat(batch.x);
+  batch.size = batch.x.size(0);
+  const double a = neuron_.scale(), c = neuron_.shift();
+  batch.labels = y;
+  if (y.defined()) {
+    const int64_t classes = layers_.back()->out_shape[0];
+    batch.labels = y.to(w0.device(), torch::kLong);
+    batch.onehot = torch::zeros({batch.size, classes}, w0.options()).scatter_(1, batch.labels.view({-1, 1}), 1.0);
+  } else {
+    batch.onehot = Tensor();
+  }
+  batch.vbias.assign(layers_.size(), Tensor());
+  batch.wt.assign(layers_.size(), Tensor());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = *layers_[l];
+    if (L.kind == LayerKind::Linear) batch.wt[l] = L.weight.t();
+    if (int64_t(l) < num_states_) batch.vbias[l] = bias_view(L) * a + c;
+  }
+  const auto shape = state_shape(1, batch.size);
+  if (!same_shape(batch.drive1, shape, w0)) batch.drive1 = torch::empty(shape, w0.options());
+  batch.pool0 = Tensor();
+  forward_into(0, batch.x, batch.vbias[0], a, batch.drive1, &batch.pool0);
+}
+
+void LayeredEnergy::init_state(const EnergyBatch& batch, EnergyState& st) const {
+  const Tensor& like = layers_[0]->weight;
+  st.s.resize(num_states_);
+  st.scratch.resize(num_states_);
+  for (int64_t k = 1; k <= num_states_; ++k) {
+    const auto shape = state_shape(k, batch.size);
+    if (!same_shape(st.s[k - 1], shape, like)) {
+      st.s[k - 1] = torch::zeros(shape, like.options());
+      st.scratch[k - 1] = torch::empty(shape, like.options());
+    } else {
+      st.s[k - 1].zero_();
+    }
+  }
+  st.pool.assign(layers_.size(), Tensor());
+  st.size = batch.size;
+  refresh_pools(st);
+}
+
+void LayeredEnergy::refresh_pools(EnergyState& st) const {
+  if (!conv_after_input_) return;
+  torch::NoGradGuard no_grad;
+  if (st.pool.size() != layers_.size()) st.pool.resize(layers_.size());
+  for (int64_t l = 1; l < num_states_; ++l) {
+    const Layer& L = *layers_[l];
+    if (L.kind != LayerKind::Conv || L.pool <= 1) continue;
+    auto z = at::conv2d(st.s[l - 1], L.weight, {}, 1, L.padding);
+    st.pool[l] = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
+  }
+}
+
+// ---------------------------------------------------------------- layer maps
+
+void LayeredEnergy::forward_into(size_t l, const Tensor& in, const Tensor& self, double alpha, Tensor& out,
+                                 Tensor* pool) const {
+  const Layer& L = *layers_[l];
+  if (L.kind == LayerKind::Linear) {
+    Tensor o = flat(out);
+    at::addmm_out(o, self, flat(in), L.weight.t(), 1.0, alpha);
+    return;
+  }
+  Tensor z = at::conv2d(in, L.weight, {}, 1, L.padding);
+  if (L.pool > 1) {
+    auto pr = at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
+    z = std::get<0>(pr);
+    if (pool) *pool = std::get<1>(pr);
+  }
+  at::add_out(out, self, z, alpha);
+}
+
+void LayeredEnergy::feedback_add(size_t l, const Tensor& g, const Tensor& pool, double alpha, Tensor& out) const {
+  const Layer& L = *layers_[l];
+  if (L.kind == LayerKind::Linear) {
+    Tensor o = flat(out);
+    o.addmm_(flat(g), L.weight, 1.0, alpha);
+    return;
+  }
+  Tensor up = g;
+  if (L.pool > 1) {
+    const int64_t k = L.weight.size(2);
+    up = at::max_unpool2d(g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
+  }
+  out.add_(at::conv_transpose2d(up, L.weight, {}, 1, L.padding), alpha);
+}
+
+Tensor LayeredEnergy::linearized(size_t l, const Tensor& in, const Tensor& pool) const {
+  const Layer& L = *layers_[l];
+  if (L.kind == LayerKind::Linear) return flat(in).mm(L.weight.t());
+  Tensor z = at::conv2d(in, L.weight, {}, 1, L.padding);
+  if (L.pool > 1) z = z.flatten(2).gather(2, pool.flatten(2)).view(pool.sizes());
+  return z;
+}
+
+void LayeredEnergy::param_grad_add(size_t l, const Tensor& g, const Tensor& in, const Tensor& pool, double coeff,
+                                   Tensor& gW, Tensor* gb) const {
+  const Layer& L = *layers_[l];
+  if (L.kind == LayerKind::Linear) {
+    Tensor gf = flat(g);
+    gW.addmm_(gf.t(), flat(in), 1.0, coeff);
+    if (gb) gb->add_(gf.sum(0), coeff);
+    return;
+  }
+  Tensor up = g;
+  if (L.pool > 1) up = at::max_unpool2d(g, pool, conv_out_hw(L, in));
+  auto grads = at::convolution_backward(up, in, L.weight, at::OptionalIntArrayRef{}, {1, 1},
+                                        {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1, {false, true, false});
+  gW.add_(std::get<1>(grads), coeff);
+  if (gb) gb->add_(g.sum({0, 2, 3}), coeff);
+}
+
+const Tensor& LayeredEnergy::layer_input(const EnergyBatch& batch, const EnergyState& st, size_t l) const {
+  return l == 0 ? batch.x : st.s[l - 1];
+}
+
+const Tensor& LayeredEnergy::layer_pool(const EnergyBatch& batch, const EnergyState& st, size_t l) const {
+  return l == 0 ? batch.pool0 : st.pool[l];
+}
+
+// ---------------------------------------------------------------- relaxation building blocks
+
+void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_t k, Tensor& out) const {
+  const double a = neuron_.scale();
+  const bool has_feedback = k < num_states_;
+  if (k == 1) {
+    if (has_feedback && layers_[1]->kind == LayerKind::Linear) {
+      Tensor o = flat(out);
+      at::addmm_out(o, flat(batch.drive1), flat(st.s[1]), layers_[1]->weight, 1.0, a);
+      return;
+    }
+    out.copy_(batch.drive1);
+  } else {
+    forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
+  }
+  if (has_feedback) feedback_add(k, st.s[k], st.pool[k], a, out);
+}
+
+void LayeredEnergy::add_nudge(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge,
+                              Tensor& out) const {
+  if (nudge.kind != Nudge::Kind::Loss || nudge.beta == 0.0) return;
+  const double ab = neuron_.scale() * nudge.beta;
+  const Tensor& top = st.s[num_states_ - 1];
+  if (output_is_state_) {
+    out.add_(batch.onehot, ab).add_(top, -ab);
+    return;
+  }
+  const Layer& R = *layers_.back();
+  Tensor logits = at::addmm(R.bias, flat(top), R.weight.t());
+  Tensor o = flat(out);
+  o.addmm_(objective_.grad(logits, batch.labels), R.weight, 1.0, -ab);
+}
+
+// ---------------------------------------------------------------- gradients
+
+void LayeredEnergy::add_phi_grad(const EnergyBatch& batch, const EnergyState& st, double coeff) const {
+  torch::NoGradGuard no_grad;
+  for (int64_t l = 0; l < num_states_; ++l) {
+    const Layer& L = *layers_[l];
+    Tensor& gb = grad_buffer(L.bias);
+    param_grad_add(l, st.s[l], layer_input(batch, st, l), layer_pool(batch, st, l), coeff, grad_buffer(L.weight),
+                   &gb);
+  }
+}
+
+void LayeredEnergy::add_phi_grad_diff(const EnergyBatch& batch, const EnergyState& a, const EnergyState& b,
+                                      double coeff) const {
+  torch::NoGradGuard no_grad;
+  for (int64_t l = 0; l < num_states_; ++l) {
+    const Layer& L = *layers_[l];
+    Tensor& gW = grad_buffer(L.weight);
+    Tensor& gb = grad_buffer(L.bias);
+    if (l == 0) {
+      // ⟨s_1, A_0 x⟩ is linear in s_1 and x is shared: one matmul on the difference.
+      param_grad_add(0, a.s[0] - b.s[0], batch.x, batch.pool0, coeff, gW, &gb);
+    } else {
+      param_grad_add(l, a.s[l], a.s[l - 1], a.pool[l], coeff, gW, &gb);
+      param_grad_add(l, b.s[l], b.s[l - 1], b.pool[l], -coeff, gW, &gb);
+    }
+  }
+}
+
+void LayeredEnergy::add_readout_grad(const EnergyBatch& batch, const EnergyState& st, double coeff) const {
+  if (output_is_state_) return;
+  torch::NoGradGuard no_grad;
+  const size_t r = layers_.size() - 1;
+  const Layer& R = *layers_[r];
+  Tensor g = objective_.grad(output(batch, st), batch.labels);
+  Tensor& gb = grad_buffer(R.bias);
+  param_grad_add(r, g, st.s[num_states_ - 1], Tensor(), coeff, grad_buffer(R.weight), &gb);
+}
+
+// ---------------------------------------------------------------- analysis
+
+Tensor LayeredEnergy::output(const EnergyBatch& batch, const EnergyState& st) const {
+  const Tensor& top = st.s[num_states_ - 1];
+  if (output_is_state_) return top;
+  const Layer& R = *layers_.back();
+  return at::addmm(R.bias, flat(top), R.weight.t());
+}
+
+Tensor LayeredEnergy::energy(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge) const {
+  torch::NoGradGuard no_grad;
+  Tensor e = torch::zeros({batch.size}, batch.x.options());
+  for (int64_t k = 1; k <= num_states_; ++k) {
+    const size_t l = k - 1;
+    Tensor z = torch::empty_like(st.s[l]);
+    Tensor pool;
+    forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, z, &pool);
+    e += neuron_.potential(st.s[l]) - (st.s[l] * z).flatten(1).sum(1);
+  }
+  if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0)
+    e += nudge.beta * objective_.loss(output(batch, st), batch.labels);
+  return e;
+}
+
+Tensor LayeredEnergy::total_input(const EnergyBatch& batch, const EnergyState& st, int64_t k) const {
+  torch::NoGradGuard no_grad;
+  const size_t l = k - 1;
+  Tensor u = torch::empty_like(st.s[l]);
+  Tensor pool;
+  forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, u, &pool);
+  if (k < num_states_) {
+    Tensor pk;
+    const Layer& L = *layers_[k];
+    if (L.kind == LayerKind::Conv && L.pool > 1) {
+      auto z = at::conv2d(st.s[l], L.weight, {}, 1, L.padding);
+      pk = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
+    }
+    feedback_add(k, st.s[k], pk, 1.0, u);
+  }
+  return u;
+}
+
+std::vector<Tensor> LayeredEnergy::energy_grad_states(const EnergyBatch& batch, const EnergyState& st,
+                                                      const Nudge& nudge) const {
+  torch::NoGradGuard no_grad;
+  std::vector<Tensor> g;
+  for (int64_t k = 1; k <= num_states_; ++k) g.push_back(neuron_.inverse(st.s[k - 1]) - total_input(batch, st, k));
+  if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0) {
+    Tensor& top = g.back();
+    Tensor d = objective_.grad(output(batch, st), batch.labels);
+    if (output_is_state_) {
+      top.add_(d, nudge.beta);
+    } else {
+      Tensor o = flat(top);
+      o.addmm_(d, layers_.back()->weight, 1.0, nudge.beta);
+    }
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------- autograd dynamics (BPTT)
+
+Tensor LayeredEnergy::input_drive_autograd(const Tensor& x) const {
+  const Layer& L = *layers_[0];
+  Tensor xin = x.to(L.weight.device(), L.weight.scalar_type());
+  if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, flat(xin), L.weight.t());
+  Tensor z = torch::conv2d(xin, L.weight, L.bias, 1, L.padding);
+  if (L.pool > 1) z = torch::max_pool2d(z, {L.pool, L.pool}, {L.pool, L.pool});
+  return z;
+}
+
+std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std::vector<Tensor>& s_in,
+                                                 bool gauss_seidel) const {
+  std::vector<Tensor> s = s_in;
+  const int64_t S = num_states_;
+  // Layer l's map at input s_l (l ≥ 1), keeping the switches for the adjoint.
+  auto forward = [&](int64_t l, const Tensor& in, Tensor* pool) {
+    const Layer& L = *layers_[l];
+    if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, flat(in), L.weight.t());
+    Tensor z = torch::conv2d(in, L.weight, L.bias, 1, L.padding);
+    if (L.pool > 1) {
+      auto pr = torch::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
+      *pool = std::get<1>(pr);
+      return std::get<0>(pr);
+    }
+    return z;
+  };
+  auto adjoint = [&](int64_t l, const Tensor& g, const Tensor& pool, const Tensor& like) {
+    const Layer& L = *layers_[l];
+    if (L.kind == LayerKind::Linear) return flat(g).mm(L.weight).view(like.sizes());
+    Tensor up = g;
+    if (L.pool > 1) up = torch::max_unpool2d(g, pool, conv_out_hw(L, like));
+    return torch::conv_transpose2d(up, L.weight, {}, 1, L.padding);
+  };
+  auto update = [&](const std::vector<int64_t>& ks, const std::vector<Tensor>& cur) {
+    std::vector<Tensor> next = cur;
+    std::vector<Tensor> pools(layers_.size());
+    for (int64_t k : ks) {
+      Tensor u = k == 1 ? drive1 : forward(k - 1, cur[k - 2], &pools[k - 1]);
+      if (k < S) {
+        if (layers_[k]->kind == LayerKind::Conv && layers_[k]->pool > 1) forward(k, cur[k - 1], &pools[k]);
+        u = u + adjoint(k, cur[k], pools[k], cur[k - 1]);
+      }
+      next[k - 1] = neuron_.rho(u.view(cur[k - 1].sizes()));
+    }
+    return next;
+  };
+  if (!gauss_seidel) {
+    std::vector<int64_t> all;
+    for (int64_t k = 1; k <= S; ++k) all.push_back(k);
+    return update(all, s);
+  }
+  std::vector<int64_t> even, odd;
+  for (int64_t k = 1; k <= S; ++k) (k % 2 == 0 ? even : odd).push_back(k);
+  s = update(even, s);
+  return update(odd, s);
+}
+
+Tensor LayeredEnergy::output_autograd(const std::vector<Tensor>& s) const {
+  const Tensor& top = s[num_states_ - 1];
+  if (output_is_state_) return top;
+  const Layer& R = *layers_.back();
+  return torch::addmm(R.bias, flat(top), R.weight.t());
+}
+
+}  // namespace bilevel

@@ -1,0 +1,45 @@
+#include "bilevel/energy/layerwise_solver.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace bilevel {
+
+SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
+                                  const Nudge& nudge, int64_t max_steps, double tol) const {
+  torch::NoGradGuard no_grad;
+  const int64_t S = energy.num_states();
+  const bool clamped = nudge.kind == Nudge::Kind::Clamp;
+  if (clamped) st.s[S - 1].copy_(batch.onehot);
+  const bool prox_output = nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0 && energy.output_is_state();
+  const Neuron& neuron = energy.neuron();
+  energy.refresh_pools(st);
+  SolveStats stats;
+  for (int64_t t = 1; t <= max_steps; ++t) {
+    const bool measure = tol > 0.0 || t == max_steps;
+    double r = 0.0;
+    for (int64_t parity : {0, 1}) {  // even layers, then odd layers
+      for (int64_t k = 2 - parity; k <= S; k += 2) {
+        if (clamped && k == S) continue;
+        torch::Tensor& out = st.scratch[k - 1];
+        energy.drive_into(batch, st, k, out);
+        if (k == S && prox_output) {
+          torch::Tensor u = (out - neuron.shift()) / neuron.scale();
+          neuron.output_prox_(out, u, batch.onehot, nudge.beta);
+        } else {
+          if (k == S) energy.add_nudge(batch, st, nudge, out);
+          neuron.finish_(out);
+        }
+        if (measure) r = std::max(r, max_abs_diff(out, st.s[k - 1]));
+        std::swap(st.s[k - 1], st.scratch[k - 1]);
+      }
+    }
+    stats.steps = t;
+    if (measure) stats.residual = r;
+    if (tol > 0.0 && r < tol) break;
+  }
+  energy.refresh_pools(st);
+  return stats;
+}
+
+}  // namespace bilevel

@@ -1,0 +1,62 @@
+#include "bilevel/rules/ep.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace bilevel {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+EquilibriumPropagation::EquilibriumPropagation(std::unique_ptr<Objective> objective, EnergyRuleOptions options,
+                                               Estimator estimator)
+    : EnergyRule(std::move(objective), std::move(options)), estimator_(estimator) {}
+
+std::vector<std::string> EquilibriumPropagation::diagnostic_columns() const {
+  return {"free_residual", "free_steps", "nudged_residual", "nudged_steps"};
+}
+
+double EquilibriumPropagation::batch_beta(const torch::Tensor& y) const {
+  if (estimator_ == Estimator::Symmetric) return std::abs(opt_.beta);
+  if (!opt_.random_sign) return opt_.beta;
+  torch::Tensor labels = y.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* p = labels.data_ptr<int64_t>();
+  uint64_t h = splitmix64(opt_.seed ^ 0x6570u);  // "ep"
+  for (int64_t i = 0; i < labels.numel(); ++i) h = splitmix64(h ^ uint64_t(p[i]));
+  return (h >> 63) ? -std::abs(opt_.beta) : std::abs(opt_.beta);
+}
+
+StepStats EquilibriumPropagation::train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) {
+  torch::NoGradGuard no_grad;
+  auto energy = energy_of(net);
+  StepStats stats;
+  const SolveStats fs = free_phase(energy, x, y);
+  output_stats(energy, stats);
+  const double beta = batch_beta(y);
+  const double B = double(batch_.size);
+  SolveStats ns = nudged_phase(energy, nudged_, Nudge::loss(beta));
+  if (estimator_ == Estimator::OneSided) {
+    // g = (∂E/∂θ(s^β) − ∂E/∂θ(s^0)) / β = −(∂Φ/∂θ(s^β) − ∂Φ/∂θ(s^0)) / β, batch mean.
+    energy.add_phi_grad_diff(batch_, nudged_, free_, -1.0 / (beta * B));
+  } else {
+    SolveStats ns2 = nudged_phase(energy, nudged_neg_, Nudge::loss(-beta));
+    energy.add_phi_grad_diff(batch_, nudged_, nudged_neg_, -1.0 / (2.0 * beta * B));
+    ns.residual = std::max(ns.residual, ns2.residual);
+    ns.steps += ns2.steps;
+  }
+  energy.add_readout_grad(batch_, free_, 1.0 / B);
+  stats.diagnostics = {{"free_residual", fs.residual},
+                       {"free_steps", double(fs.steps)},
+                       {"nudged_residual", ns.residual},
+                       {"nudged_steps", double(ns.steps)}};
+  return stats;
+}
+
+}  // namespace bilevel

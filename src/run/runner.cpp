@@ -1,0 +1,177 @@
+#include "bilevel/run/runner.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <ctime>
+
+#include "bilevel/data/batches.h"
+#include "bilevel/run/build_info.h"
+#include "bilevel/run/checkpoint.h"
+#include "bilevel/run/environment.h"
+#include "bilevel/util/atomic_file.h"
+#include "bilevel/util/log.h"
+
+namespace bilevel {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  return buf;
+}
+
+std::string hostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+void write_yaml(const fs::path& path, const YAML::Node& node) {
+  YAML::Emitter e;
+  e << node;
+  write_file_atomic(path, std::string(e.c_str()) + "\n");
+}
+
+extern "C" void on_stop_signal(int sig) {
+  stop_requested() = true;
+  // A second Ctrl-C kills at once.
+  std::signal(sig, SIG_DFL);
+}
+
+struct SignalScope {
+  SignalScope() {
+    stop_requested() = false;
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalScope() {
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+};
+
+// Trains and keeps meta.yaml's status true whatever happens.
+RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, TrainProgress start) {
+  SignalScope signals;
+  RunOutcome out{dir, "failed", start};
+  try {
+    Trainer trainer(x, dir);
+    out.progress = trainer.run(start);
+    out.status = out.progress.epoch >= x.cfg.train.epochs ? "completed" : "interrupted";
+    if (out.status == "completed") save_model(dir.final_model(), *x.net);
+  } catch (const std::exception& e) {
+    meta["status"] = "failed";
+    meta["error"] = e.what();
+    meta["end_time"] = now_iso();
+    write_yaml(dir.meta(), meta);
+    throw;
+  }
+  meta["status"] = out.status;
+  meta["end_time"] = now_iso();
+  meta["epochs_completed"] = out.progress.epoch;
+  if (out.progress.best_epoch > 0) {
+    meta["model_selection"]["criterion"] = "validation accuracy";
+    meta["model_selection"]["best_epoch"] = out.progress.best_epoch;
+    meta["model_selection"]["best_val_accuracy"] = out.progress.best_val_accuracy;
+    meta["model_selection"]["test_accuracy_at_best_epoch"] = out.progress.best_test_accuracy;
+  }
+  write_yaml(dir.meta(), meta);
+  if (out.status == "interrupted")
+    spdlog::warn("interrupted after epoch {}; continue with: bilevel resume {}", out.progress.epoch,
+                 dir.root.string());
+  else
+    spdlog::info("done: {}", dir.root.string());
+  return out;
+}
+
+}  // namespace
+
+ExperimentConfig run_config(const RunDir& dir) { return load_config(dir.config().string()); }
+
+RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_line,
+                     const std::function<void(const RunDir&)>& on_created) {
+  Experiment x = prepare(cfg);  // every user-input check happens here, before anything is written
+  RunDir dir = RunDir::create(cfg.output_root, cfg.name);
+  write_file_atomic(dir.config(), cfg.to_yaml());
+  attach_log_file(dir.log());
+  YAML::Node meta;
+  meta["command_line"] = command_line;
+  meta["config_file"] = cfg.source_file;
+  meta["overrides"] = YAML::Node(YAML::NodeType::Sequence);
+  for (const auto& o : cfg.overrides) meta["overrides"].push_back(o);
+  meta["config_hash"] = cfg.hash();
+  meta["git_commit"] = build_info().git_commit;
+  meta["git_dirty"] = build_info().git_dirty;
+  meta["host"] = hostname();
+  meta["start_time"] = now_iso();
+  meta["status"] = "running";
+  meta["seed"] = cfg.seed;
+  meta["device"] = x.device.str();
+  meta["environment"] = environment_yaml(collect_environment());
+  write_yaml(dir.meta(), meta);
+  spdlog::info("run directory: {}", dir.root.string());
+  spdlog::info("{} on {} ({} train / {} validation / {} test examples), {} epochs", cfg.train.algorithm,
+               cfg.data.name, x.data.train.size(), x.data.validation.size(), x.data.test.size(), cfg.train.epochs);
+  if (on_created) on_created(dir);
+  return train_and_record(x, dir, meta, TrainProgress{});
+}
+
+RunOutcome resume_run(const fs::path& path, const std::string& command_line) {
+  RunDir dir = RunDir::open(path);
+  ExperimentConfig cfg = run_config(dir);
+  Experiment x = prepare(cfg);
+  YAML::Node meta = fs::exists(dir.meta()) ? YAML::LoadFile(dir.meta().string()) : YAML::Node();
+  TrainProgress start;
+  if (auto ckpt = latest_checkpoint(dir.checkpoints())) {
+    start = load_checkpoint(*ckpt, *x.net, *x.optimizer.impl, cfg.hash());
+    spdlog::info("resuming {} from {} (epoch {})", dir.root.string(), ckpt->filename().string(), start.epoch);
+  } else {
+    spdlog::info("resuming {}: no checkpoint yet, starting from epoch 0", dir.root.string());
+  }
+  if (start.epoch >= cfg.train.epochs && fs::exists(dir.final_model())) {
+    spdlog::info("{} already completed {} epochs; nothing to do", dir.root.string(), start.epoch);
+    return RunOutcome{dir, "completed", start};
+  }
+  // Stale temporary files from a write that was cut short are never read; remove them.
+  for (const auto& sub : {dir.root, dir.checkpoints()})
+    for (const auto& e : fs::directory_iterator(sub))
+      if (e.path().extension() == ".tmp") fs::remove(e.path());
+  attach_log_file(dir.log());
+  YAML::Node resume_entry;
+  resume_entry["time"] = now_iso();
+  resume_entry["from_epoch"] = start.epoch;
+  resume_entry["command_line"] = command_line;
+  resume_entry["git_commit"] = build_info().git_commit;
+  meta["resumes"].push_back(resume_entry);
+  meta["status"] = "running";
+  meta.remove("end_time");
+  meta.remove("error");
+  write_yaml(dir.meta(), meta);
+  return train_and_record(x, dir, meta, start);
+}
+
+EvalResult eval_run(const fs::path& path, const fs::path& checkpoint) {
+  RunDir dir = RunDir::open(path);
+  ExperimentConfig cfg = run_config(dir);
+  Experiment x = prepare(cfg);
+  fs::path file = checkpoint;
+  if (file.empty()) {
+    if (fs::exists(dir.final_model())) file = dir.final_model();
+    else if (auto c = latest_checkpoint(dir.checkpoints())) file = *c;
+    else throw UserError(dir.root.string() + ": no final.pt and no checkpoint to evaluate");
+  }
+  if (!fs::exists(file)) throw UserError(file.string() + ": no such checkpoint");
+  load_model(file, *x.net);
+  x.net->eval();
+  spdlog::info("evaluating {} on {} test examples", file.string(), x.data.test.size());
+  return evaluate(*x.rule, x.net, x.data.test, cfg.train.eval_batch_size, x.device);
+}
+
+}  // namespace bilevel

@@ -1,0 +1,47 @@
+#include "bilevel/train/experiment.h"
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <filesystem>
+
+#include "bilevel/rules/registry.h"
+
+namespace bilevel {
+
+void apply_runtime_settings(const ExperimentConfig& cfg) {
+  torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  at::globalContext().setDeterministicAlgorithms(cfg.deterministic, false);
+  if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
+}
+
+Experiment prepare(const ExperimentConfig& cfg) {
+  Experiment e;
+  e.cfg = cfg;
+  if (cfg.train.device == "cuda") {
+    if (!torch::cuda::is_available()) cfg.fail("train.device", "cuda requested but no CUDA device is available");
+    e.device = torch::Device(torch::kCUDA);
+  }
+  // Cheap checks first, so a typo fails before the data set is read.
+  e.rule = make_rule(cfg);
+  for (const auto& f : required_files(cfg.data))
+    if (!std::filesystem::exists(f))
+      cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +
+                                (cfg.data.name == "fashion_mnist" ? "; install Debian's dataset-fashion-mnist" : "") + ")");
+  e.data = load_data(cfg.data, cfg.seed);
+  if (cfg.model.kind == "conv" && cfg.model.channels.empty())
+    cfg.fail("model.channels", "a conv model needs at least one conv block");
+  apply_runtime_settings(cfg);
+  try {
+    e.net = LayeredNet(cfg.model, e.data.train.example_shape(), e.data.train.num_classes,
+                       e.rule->objective().activate_output());
+  } catch (const std::invalid_argument& err) {
+    cfg.fail(cfg.model.kind == "conv" ? "model.channels" : "model.hidden", err.what());
+  }
+  e.net->to(e.device);
+  e.optimizer = make_optimizer(cfg, e.net);
+  return e;
+}
+
+}  // namespace bilevel

@@ -1,0 +1,129 @@
+#include "bilevel/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "bilevel/data/batches.h"
+#include "bilevel/run/metrics.h"
+#include "bilevel/util/crash_points.h"
+#include "bilevel/util/progress.h"
+
+namespace bilevel {
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, int64_t batch_size,
+                    torch::Device device) {
+  EvalResult r;
+  if (data.size() == 0) return r;
+  torch::NoGradGuard no_grad;
+  Batches batches(data, batch_size, false, 0, 0);
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < batches.count(); ++i) {
+    auto [x, y] = batches.get(i);
+    x = x.to(device), y = y.to(device);
+    auto out = rule.predict(net, x);
+    loss += rule.objective().loss(out, y).sum().item<double>();
+    correct += out.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  r.count = data.size();
+  r.loss = loss / double(r.count);
+  r.accuracy = double(correct) / double(r.count);
+  return r;
+}
+
+Trainer::Trainer(Experiment& experiment, RunDir run) : x_(experiment), run_(std::move(run)) {}
+
+std::vector<std::string> Trainer::columns() const {
+  std::vector<std::string> c{"epoch", "train_loss", "train_accuracy"};
+  if (x_.data.validation.size() > 0) c.insert(c.end(), {"val_loss", "val_accuracy"});
+  c.insert(c.end(), {"test_loss", "test_accuracy", "lr"});
+  for (const auto& d : x_.rule->diagnostic_columns()) c.push_back(d);
+  c.push_back("epoch_seconds");
+  return c;
+}
+
+TrainProgress Trainer::run(TrainProgress progress) {
+  const auto& cfg = x_.cfg;
+  MetricsWriter metrics(run_.metrics(), columns(), progress.epoch);
+  const bool tty = Progress::stderr_is_tty();
+  const auto diag_names = x_.rule->diagnostic_columns();
+  const int64_t epochs = cfg.train.epochs;
+
+  for (int64_t epoch = progress.epoch; epoch < epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = apply_schedule(x_.optimizer, cfg.scheduler, epoch, epochs);
+    x_.net->train();
+    Batches batches(x_.data.train, cfg.train.batch_size, true, cfg.seed, epoch);
+    Progress bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), batches.count(),
+                 x_.data.train.size(), tty, cfg.log_every);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    std::vector<double> diag_sums(diag_names.size(), 0.0);
+    for (int64_t b = 0; b < batches.count(); ++b) {
+      if (stop_requested()) return progress;
+      crash_point("batch", std::to_string(epoch + 1) + "." + std::to_string(b));
+      auto [xb, yb] = batches.get(b);
+      xb = xb.to(x_.device), yb = yb.to(x_.device);
+      x_.optimizer.impl->zero_grad();
+      StepStats s = x_.rule->train_step(x_.net, xb, yb);
+      x_.optimizer.impl->step();
+      loss_sum += s.loss_sum;
+      correct += s.correct;
+      seen += xb.size(0);
+      for (size_t i = 0; i < diag_names.size(); ++i) {
+        auto it = s.diagnostics.find(diag_names[i]);
+        if (it != s.diagnostics.end()) diag_sums[i] += it->second;
+      }
+      bar.update(b + 1, seen, loss_sum / double(seen), double(correct) / double(seen));
+    }
+    bar.finish();
+    if (!std::isfinite(loss_sum))
+      spdlog::warn("epoch {}: the training loss is not finite; check the learning rate", epoch + 1);
+
+    x_.net->eval();
+    const EvalResult val = evaluate(*x_.rule, x_.net, x_.data.validation, cfg.train.eval_batch_size, x_.device);
+    const EvalResult test = evaluate(*x_.rule, x_.net, x_.data.test, cfg.train.eval_batch_size, x_.device);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    std::vector<double> row{double(epoch + 1), loss_sum / double(seen), double(correct) / double(seen)};
+    if (x_.data.validation.size() > 0) row.insert(row.end(), {val.loss, val.accuracy});
+    row.insert(row.end(), {test.loss, test.accuracy, lr});
+    for (double d : diag_sums) row.push_back(d / double(batches.count()));
+    row.push_back(seconds);
+    metrics.append(row);
+
+    progress.epoch = epoch + 1;
+    if (val.count > 0 && val.accuracy > progress.best_val_accuracy) {
+      progress.best_val_accuracy = val.accuracy;
+      progress.best_epoch = epoch + 1;
+      progress.best_test_accuracy = test.accuracy;
+      save_model(run_.best_model(), *x_.net);
+    }
+    if (val.count > 0)
+      spdlog::info("epoch {}/{}  train loss {:.4f} acc {:.4f} | val loss {:.4f} acc {:.4f} | test loss {:.4f} acc "
+                   "{:.4f} | {:.1f}s",
+                   epoch + 1, epochs, row[1], row[2], val.loss, val.accuracy, test.loss, test.accuracy, seconds);
+    else
+      spdlog::info("epoch {}/{}  train loss {:.4f} acc {:.4f} | test loss {:.4f} acc {:.4f} | {:.1f}s", epoch + 1,
+                   epochs, row[1], row[2], test.loss, test.accuracy, seconds);
+    for (size_t i = 0; i < diag_names.size(); ++i)
+      spdlog::debug("epoch {} {} = {}", epoch + 1, diag_names[i], diag_sums[i] / double(batches.count()));
+
+    crash_point("epoch_end", std::to_string(epoch + 1));
+    if ((epoch + 1) % cfg.checkpoint_every == 0 || epoch + 1 == epochs) {
+      save_checkpoint(checkpoint_path(run_.checkpoints(), epoch + 1), *x_.net, *x_.optimizer.impl, progress,
+                      cfg.hash());
+      spdlog::debug("checkpoint written for epoch {}", epoch + 1);
+    }
+  }
+  return progress;
+}
+
+}  // namespace bilevel
