@@ -208,10 +208,8 @@ TEST(Idx, BadDimensionCount) {
   write_bytes(zero, {0, 0, 8, 0});
   EXPECT_TRUE(contains(data_error_message([&] { read_idx(zero); }), "dimensions"));
   const auto five = dir.file("five-dims");
-  std::vector<uint8_t> bytes = {0, 0, 8, 5};
-  for (int i = 0; i < 5; ++i) bytes.insert(bytes.end(), {0, 0, 0, 1});
-  bytes.push_back(9);
-  write_bytes(five, bytes);
+  // Header 00 00 08 05, five dimensions of 1, one data byte.
+  write_bytes(five, {0, 0, 8, 5, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9});
   EXPECT_TRUE(contains(data_error_message([&] { read_idx(five); }), "dimensions"));
 }
 

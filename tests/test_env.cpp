@@ -14,6 +14,7 @@
 
 #include "bilevel/run/environment.h"
 #include "bilevel/util/error.h"
+#include "test_paths.h"
 
 namespace fs = std::filesystem;
 using namespace bilevel;
@@ -314,6 +315,28 @@ TEST(EnvCli, MalformedFileExits2) {
   r = run_cli("env --check " + quoted(f + ".missing"));
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find(f + ".missing"), std::string::npos) << r.output;
+}
+
+// Debian's Netlib BLAS, put in front of the alternatives for one process only: the report must notice.
+TEST(EnvCli, WarnsAboutTheReferenceBlas) {
+  require_cli();
+  const fs::path netlib = "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3";
+  if (!fs::exists(netlib)) GTEST_SKIP() << netlib << " not installed";
+  TempDir dir;
+  const fs::path lib = fs::path(dir.write("placeholder", "")).parent_path() / "libblas.so.3";
+  fs::create_symlink(netlib, lib);
+  const std::string prefix = "env LD_LIBRARY_PATH=" + quoted(lib.parent_path().string()) + " '" + BILEVEL_CLI + "'";
+  FILE* p = ::popen((prefix + " env 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_EQ(YAML::Load(out)["blas"].as<std::string>(), "reference") << out;
+  EXPECT_NE(out.find("reference BLAS"), std::string::npos) << out;
+  EXPECT_NE(out.find("libopenblas0-pthread"), std::string::npos) << out;
 }
 
 // What CI verifies: the repository's environment.yml describes this machine.

@@ -1,6 +1,7 @@
 #include "bilevel/run/metrics.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -23,8 +24,13 @@ std::string format_metric(double v) {
   char buf[40];
   if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15)
     std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
-  else
-    std::snprintf(buf, sizeof buf, "%.17g", v);
+  else {
+    // The shortest form that reads back as the same double.
+    for (int precision = 15; precision <= 17; ++precision) {
+      std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+      if (std::strtod(buf, nullptr) == v) break;
+    }
+  }
   return buf;
 }
 
