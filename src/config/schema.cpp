@@ -138,9 +138,16 @@ void add_core_keys(Schema& s) {
   key("train.epochs", V::Int, "10", "Training epochs").min = 1;
   key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
   key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
-  key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = its default)").min = 0;
+  key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = every core)").min = 0;
   key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
   key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
+
+  key("train.probe_every", V::Int, "0",
+      "Every N epochs, compare the rule's gradient with train.probe_reference's on a fixed batch (0 = never)")
+      .min = 0;
+  key("train.probe_reference", V::String, "backprop", "Reference rule for the gradient probe")
+      .choices = rule_names();
+  key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
 
   key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
   {

@@ -108,14 +108,14 @@ void Neuron::output_prox_(Tensor& s, const Tensor& u, const Tensor& y, double be
     s.copy_(t);
     return;
   }
-  // Newton on z + β(ρ(z) − y) − u = 0 (derivative 1 + β ρ'(z) > 0).
+  // Newton on z + β(ρ(z) − y) − u = 0 (derivative 1 + β ρ'(z) > 0), to a few ulps of the dtype.
+  const double eps = s.scalar_type() == torch::kDouble ? 1e-13 : 8.0 * double(std::numeric_limits<float>::epsilon());
   Tensor z = u.clone();
   for (int it = 0; it < 30; ++it) {
     Tensor r = rho(z);
-    Tensor f = z + beta * (r - y) - u;
-    Tensor step = f / (1.0 + beta * drho_from_state(r));
+    Tensor step = (z + beta * (r - y) - u).div_(1.0 + beta * drho_from_state(r));
     z.sub_(step);
-    if (step.abs().max().item<double>() < 1e-13 * (1.0 + z.abs().max().item<double>())) break;
+    if (step.abs().max().item<double>() < eps * (1.0 + z.abs().max().item<double>())) break;
   }
   s.copy_(rho(z));
 }

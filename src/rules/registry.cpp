@@ -14,6 +14,16 @@ const std::vector<RuleEntry>& rule_registry() {
   return rules;
 }
 
+uint64_t LearningRule::step_seed() const {
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(uint64_t(seed_)) ^ uint64_t(epoch_)) ^ uint64_t(batch_));
+}
+
 std::vector<std::string> rule_names() {
   std::vector<std::string> names;
   for (const auto& e : rule_registry()) names.push_back(e.name);

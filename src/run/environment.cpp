@@ -371,7 +371,8 @@ EnvReport collect_environment() {
   char host[256] = {0};
   if (::gethostname(host, sizeof(host) - 1) == 0) add("hostname", host);
   std::string cpu = read_first_match("/proc/cpuinfo", std::regex(R"(^model name\s*:\s*(.+))"));
-  if (cpu.empty()) cpu = read_first_match("/proc/cpuinfo", std::regex(R"(^(?:Processor|cpu model|Hardware)\s*:\s*(.+))"));
+  if (cpu.empty())  // ARM and MIPS name the CPU differently
+    cpu = read_first_match("/proc/cpuinfo", std::regex(R"(^(?:Processor|cpu model|Hardware)\s*:\s*(.+))"));
   add("cpu_model", cpu.empty() ? "unknown" : cpu);
   add("cpu_count", std::to_string(std::thread::hardware_concurrency()));
   std::vector<std::string> thread_env;
@@ -514,7 +515,8 @@ std::vector<PackagePin> read_environment_file(const std::string& path) {
     const auto m = n.Mark();
     return m.is_null() ? path : path + ":" + std::to_string(m.line + 1);
   };
-  if (!root.IsMap()) throw UserError(where(root) + ": not a conda environment file (expected a map with 'dependencies')");
+  if (!root.IsMap())
+    throw UserError(where(root) + ": not a conda environment file (expected a map with 'dependencies')");
   const YAML::Node deps = root["dependencies"];
   if (!deps) throw UserError(path + ": no 'dependencies' list");
   if (!deps.IsSequence()) throw UserError(where(deps) + ": 'dependencies' must be a list");
@@ -571,7 +573,7 @@ Measured measure(const std::string& name, const EnvReport& r) {
   if (gnu.count(name) || clang.count(name)) {
     const std::string id = r.get("compiler").substr(0, r.get("compiler").find(' '));
     const std::string want = gnu.count(name) ? "GNU" : "Clang";
-    if (id != want) return {Measured::kAbsent, "built with " + (id.empty() ? std::string("unknown") : r.get("compiler"))};
+    if (id != want) return {Measured::kAbsent, "built with " + (id.empty() ? "unknown" : r.get("compiler"))};
     return value("compiler_version");
   }
 
@@ -583,11 +585,12 @@ Measured measure(const std::string& name, const EnvReport& r) {
 
   static const std::set<std::string> cuda_names = {"cuda-toolkit", "cudatoolkit", "cuda-version", "cuda-nvcc",
                                                    "cuda", "cuda-runtime", "cuda-cudart", "cuda-libraries-dev"};
-  const bool cuda_build = r.get("cuda_toolkit") != "none" || r.get("cuda_runtime") != "none";
+  auto known = [&](const char* key) { const std::string v = r.get(key); return !v.empty() && v != "none"; };
+  const bool cuda_build = known("cuda_toolkit") || known("cuda_runtime");
   if (cuda_names.count(name) || name == "cudnn") {
     if (!cuda_build) return {Measured::kSkipped, "not built with CUDA"};
-    if (name == "cudnn") return r.get("cudnn") == "none" ? Measured{Measured::kAbsent, "no cuDNN"} : value("cudnn");
-    return r.get("cuda_toolkit") != "none" ? value("cuda_toolkit") : value("cuda_runtime");
+    if (name == "cudnn") return known("cudnn") ? value("cudnn") : Measured{Measured::kAbsent, "no cuDNN"};
+    return known("cuda_toolkit") ? value("cuda_toolkit") : value("cuda_runtime");
   }
   return {Measured::kUnknown, "not measured"};
 }

@@ -4,7 +4,9 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "bilevel/rules/registry.h"
 
@@ -13,7 +15,9 @@ namespace bilevel {
 void apply_runtime_settings(const ExperimentConfig& cfg) {
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   at::globalContext().setDeterministicAlgorithms(cfg.deterministic, false);
-  if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
+  // LibTorch's OpenMP default can be a single thread (it is on Debian's build here); 0 means every core.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  torch::set_num_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads) : static_cast<int>(cores));
 }
 
 Experiment prepare(const ExperimentConfig& cfg) {
@@ -25,6 +29,11 @@ Experiment prepare(const ExperimentConfig& cfg) {
   }
   // Cheap checks first, so a typo fails before the data set is read.
   e.rule = make_rule(cfg);
+  if (cfg.get<int64_t>("train.probe_every") > 0) {
+    ExperimentConfig ref = cfg;
+    ref.train.algorithm = cfg.get<std::string>("train.probe_reference");
+    e.probe_reference = make_rule(ref);
+  }
   for (const auto& f : required_files(cfg.data))
     if (!std::filesystem::exists(f))
       cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +

@@ -7,6 +7,7 @@
 
 #include "bilevel/data/batches.h"
 #include "bilevel/run/metrics.h"
+#include "bilevel/train/probe.h"
 #include "bilevel/util/crash_points.h"
 #include "bilevel/util/progress.h"
 
@@ -45,8 +46,27 @@ std::vector<std::string> Trainer::columns() const {
   if (x_.data.validation.size() > 0) c.insert(c.end(), {"val_loss", "val_accuracy"});
   c.insert(c.end(), {"test_loss", "test_accuracy", "lr"});
   for (const auto& d : x_.rule->diagnostic_columns()) c.push_back(d);
+  if (x_.probe_reference)
+    for (const auto& d : alignment_columns(x_.net->num_layers())) c.push_back(d);
   c.push_back("epoch_seconds");
   return c;
+}
+
+std::vector<double> Trainer::run_probe(int64_t epoch) {
+  const auto& cfg = x_.cfg;
+  const int64_t every = cfg.get<int64_t>("train.probe_every");
+  const size_t columns = alignment_columns(x_.net->num_layers()).size();
+  if ((epoch + 1) % every != 0) return std::vector<double>(columns, std::nan(""));
+  const int64_t n = std::min<int64_t>(cfg.get<int64_t>("train.probe_size"), x_.data.train.size());
+  const Dataset batch = x_.data.train.slice(0, n);
+  auto xb = batch.images.to(x_.device), yb = batch.labels.to(x_.device);
+  x_.rule->begin_batch(cfg.seed, epoch, -1);
+  x_.probe_reference->begin_batch(cfg.seed, epoch, -1);
+  const Alignment a = compare_gradients(layer_gradients(*x_.rule, x_.net, xb, yb),
+                                        layer_gradients(*x_.probe_reference, x_.net, xb, yb));
+  spdlog::info("epoch {} gradient probe vs {}: cosine {:.4f}, relative error {:.4f}", epoch + 1,
+               x_.probe_reference->name(), a.overall.cosine, a.overall.relative_error);
+  return alignment_values(a);
 }
 
 TrainProgress Trainer::run(TrainProgress progress) {
@@ -72,6 +92,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
       auto [xb, yb] = batches.get(b);
       xb = xb.to(x_.device), yb = yb.to(x_.device);
       x_.optimizer.impl->zero_grad();
+      x_.rule->begin_batch(cfg.seed, epoch, b);
       StepStats s = x_.rule->train_step(x_.net, xb, yb);
       x_.optimizer.impl->step();
       loss_sum += s.loss_sum;
@@ -87,6 +108,9 @@ TrainProgress Trainer::run(TrainProgress progress) {
     if (!std::isfinite(loss_sum))
       spdlog::warn("epoch {}: the training loss is not finite; check the learning rate", epoch + 1);
 
+    std::vector<double> probe;
+    if (x_.probe_reference) probe = run_probe(epoch);
+
     x_.net->eval();
     const EvalResult val = evaluate(*x_.rule, x_.net, x_.data.validation, cfg.train.eval_batch_size, x_.device);
     const EvalResult test = evaluate(*x_.rule, x_.net, x_.data.test, cfg.train.eval_batch_size, x_.device);
@@ -96,6 +120,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
     if (x_.data.validation.size() > 0) row.insert(row.end(), {val.loss, val.accuracy});
     row.insert(row.end(), {test.loss, test.accuracy, lr});
     for (double d : diag_sums) row.push_back(d / double(batches.count()));
+    row.insert(row.end(), probe.begin(), probe.end());
     row.push_back(seconds);
     metrics.append(row);
 

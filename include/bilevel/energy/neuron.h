@@ -53,8 +53,8 @@ class Neuron {
 
   // The exact minimiser over s of  G(s) − u·s + (β/2)‖s − y‖²  (a squared-error nudge), element-wise, written
   // into s (whose current value is the warm start). Clip-type ρ: s = clip((u + β y)/(1 + β), lo, hi). Smooth ρ:
-  // Newton's method on the pre-activation z of  z + β(ρ(z) − y) = u,  s = ρ(z), to |Δz| < 1e-13 (at most 30
-  // iterations). Requires 1 + β·max ρ' > 0 (always true for β ≥ 0).
+  // Newton's method on the pre-activation z of  z + β(ρ(z) − y) = u,  s = ρ(z), to |Δz| < 1e-13 (float64)
+  // or 8 ulps (float32), relative to max|z| (at most 30 iterations). Requires 1 + β·max ρ' > 0 (always true for β ≥ 0).
   void output_prox_(torch::Tensor& s, const torch::Tensor& u, const torch::Tensor& y, double beta) const;
 
  private:

@@ -36,9 +36,17 @@ class LearningRule {
   virtual std::vector<std::string> diagnostic_columns() const { return {}; }
   const Objective& objective() const { return *objective_; }
 
+  // Called by the trainer before each train_step: the 0-based epoch and batch. A rule that needs randomness
+  // (e.g. EP's random β sign) derives it from step_seed(), so a resumed run draws the same numbers with no
+  // rule state in the checkpoint.
+  void begin_batch(int64_t seed, int64_t epoch, int64_t batch) { seed_ = seed, epoch_ = epoch, batch_ = batch; }
+  // A 64-bit value that depends only on (seed, epoch, batch) (splitmix64 mixing).
+  uint64_t step_seed() const;
+
  protected:
   explicit LearningRule(std::unique_ptr<Objective> objective) : objective_(std::move(objective)) {}
   std::unique_ptr<Objective> objective_;
+  int64_t seed_ = 0, epoch_ = 0, batch_ = 0;
 };
 
 // Builds the rule named by cfg.train.algorithm with its hyperparameters.

@@ -17,6 +17,7 @@ struct Experiment {
   DataSplits data;
   LayeredNet net{nullptr};
   std::unique_ptr<LearningRule> rule;
+  std::unique_ptr<LearningRule> probe_reference;  // when train.probe_every > 0
   Optimizer optimizer;
   torch::Device device{torch::kCPU};
 };

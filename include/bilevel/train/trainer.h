@@ -37,6 +37,9 @@ class Trainer {
   TrainProgress run(TrainProgress start);
 
  private:
+  // Alignment of the rule's gradient with the reference rule's on the probe batch (NaN on epochs not probed).
+  std::vector<double> run_probe(int64_t epoch);
+
   Experiment& x_;
   RunDir run_;
 };

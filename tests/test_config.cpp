@@ -1,0 +1,619 @@
+// The config loader: defaults, file values, typed command-line overrides, validation errors that name the key,
+// the file and the line, cross-key checks, and the resolved config's round trip and hash.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/config/schema.h"
+#include "bilevel/train/experiment.h"
+#include "bilevel/util/error.h"
+#include "test_util.h"
+
+using namespace bilevel;
+using testutil::contains;
+
+namespace {
+
+// Loads `yaml` as "cfg.yaml"; returns the ConfigError it throws, or nothing when it loads.
+std::optional<ConfigError> config_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    load_config_text(yaml, "cfg.yaml", overrides);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+// The ConfigError thrown by prepare() on a config that loads.
+std::optional<ConfigError> prepare_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  ExperimentConfig cfg = load_config_text(yaml, "cfg.yaml", overrides);
+  try {
+    prepare(cfg);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+// Asserts the error names `key`, "cfg.yaml:LINE" and every fragment of `expect`.
+void expect_file_error(const std::optional<ConfigError>& e, const std::string& key, int line,
+                       const std::vector<std::string>& expect = {}) {
+  ASSERT_TRUE(e.has_value()) << "expected a ConfigError for key " << key;
+  const std::string what = e->what();
+  EXPECT_EQ(e->key(), key) << what;
+  EXPECT_EQ(e->where().file, "cfg.yaml") << what;
+  EXPECT_EQ(e->where().line, line) << what;
+  EXPECT_TRUE(contains(what, "cfg.yaml:" + std::to_string(line) + ":")) << what;
+  if (!key.empty()) {
+    EXPECT_TRUE(contains(what, "'" + key + "'")) << what;
+  }
+  for (const auto& s : expect) EXPECT_TRUE(contains(what, s)) << "missing '" << s << "' in: " << what;
+}
+
+// A small synthetic experiment that prepare() can build in milliseconds.
+const char* kSynthetic = R"(experiment:
+  name: cfgtest
+data:
+  name: synthetic
+  validation: 10
+  synthetic:
+    train: 60
+    test: 20
+    image_size: 4
+    classes: 3
+model:
+  kind: mlp
+  hidden: [8]
+train:
+  threads: 1
+)";
+
+}  // namespace
+
+// ---------------------------------------------------------------- defaults, file values, overrides
+
+TEST(ConfigDefaults, EmptyFileResolvesEveryDefault) {
+  ExperimentConfig c = load_config_text("", "cfg.yaml");
+  EXPECT_EQ(c.name, "experiment");
+  EXPECT_EQ(c.seed, 0);
+  EXPECT_FALSE(c.deterministic);
+  EXPECT_EQ(c.data.name, "fashion_mnist");
+  EXPECT_EQ(c.data.validation, 5000);
+  EXPECT_EQ(c.data.train_limit, 0);
+  EXPECT_EQ(c.data.synthetic_train, 2000);
+  EXPECT_EQ(c.data.synthetic_classes, 4);
+  EXPECT_EQ(c.model.kind, "mlp");
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{512}));
+  EXPECT_EQ(c.model.channels, (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(c.model.activation, "relu");
+  EXPECT_EQ(c.train.algorithm, "backprop");
+  EXPECT_EQ(c.train.loss, "cross_entropy");
+  EXPECT_EQ(c.train.epochs, 10);
+  EXPECT_EQ(c.train.batch_size, 64);
+  EXPECT_EQ(c.train.device, "cpu");
+  EXPECT_EQ(c.optimizer.name, "adam");
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 1e-3);
+  EXPECT_TRUE(c.optimizer.layer_lrs.empty());
+  EXPECT_DOUBLE_EQ(c.optimizer.momentum, 0.0);
+  EXPECT_DOUBLE_EQ(c.optimizer.beta2, 0.999);
+  EXPECT_DOUBLE_EQ(c.optimizer.eps, 1e-8);
+  EXPECT_EQ(c.scheduler.name, "none");
+  EXPECT_EQ(c.checkpoint_every, 1);
+  EXPECT_EQ(c.output_root, "runs");
+  EXPECT_EQ(c.location("train.epochs").origin, "default");
+  EXPECT_EQ(c.source_file, "cfg.yaml");
+}
+
+TEST(ConfigDefaults, EverySchemaKeyHasAResolvedValue) {
+  ExperimentConfig c = load_config_text("", "cfg.yaml");
+  ASSERT_FALSE(Schema::global().keys().empty());
+  for (const auto& k : Schema::global().keys()) {
+    EXPECT_TRUE(lookup(c.tree, k.path).IsDefined()) << k.path;
+    EXPECT_EQ(c.location(k.path).origin, "default") << k.path;
+  }
+}
+
+TEST(ConfigDefaults, EmptySectionIsAccepted) {
+  ExperimentConfig c = load_config_text("train:\noptimizer:\n", "cfg.yaml");
+  EXPECT_EQ(c.train.epochs, 10);
+}
+
+TEST(ConfigFile, FileValuesOverrideDefaults) {
+  const std::string yaml = R"(experiment:
+  name: mine
+seed: 7
+model:
+  hidden: [256, 128]
+  activation: tanh
+train:
+  epochs: 3
+  batch_size: 16
+optimizer:
+  name: sgd
+  lr: 0.05
+  momentum: 0.9
+scheduler:
+  name: cosine
+  min_lr: 1e-4
+)";
+  ExperimentConfig c = load_config_text(yaml, "cfg.yaml");
+  EXPECT_EQ(c.name, "mine");
+  EXPECT_EQ(c.seed, 7);
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{256, 128}));
+  EXPECT_EQ(c.model.activation, "tanh");
+  EXPECT_EQ(c.train.epochs, 3);
+  EXPECT_EQ(c.train.batch_size, 16);
+  EXPECT_EQ(c.optimizer.name, "sgd");
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.05);
+  EXPECT_DOUBLE_EQ(c.optimizer.momentum, 0.9);
+  EXPECT_EQ(c.scheduler.name, "cosine");
+  EXPECT_DOUBLE_EQ(c.scheduler.min_lr, 1e-4);
+  // Untouched keys keep their defaults.
+  EXPECT_EQ(c.train.eval_batch_size, 1000);
+  EXPECT_EQ(c.data.name, "fashion_mnist");
+  // Each value remembers its line.
+  EXPECT_EQ(c.location("train.epochs").file, "cfg.yaml");
+  EXPECT_EQ(c.location("train.epochs").line, 8);
+  EXPECT_EQ(c.location("optimizer.lr").line, 12);
+  EXPECT_EQ(c.location("train.eval_batch_size").origin, "default");
+  // Generic typed access reads the same tree.
+  EXPECT_EQ(c.get<int64_t>("train.epochs"), 3);
+  EXPECT_DOUBLE_EQ(c.get<double>("optimizer.lr"), 0.05);
+  EXPECT_EQ(c.get<std::string>("model.activation"), "tanh");
+  EXPECT_EQ(c.get<std::vector<int64_t>>("model.hidden"), (std::vector<int64_t>{256, 128}));
+  EXPECT_FALSE(c.get<bool>("optimizer.nesterov"));
+  EXPECT_THROW(c.get<int64_t>("train.no_such_key"), std::logic_error);
+}
+
+TEST(ConfigFile, LoadConfigReadsAFile) {
+  testutil::TempDir dir;
+  const std::string file = dir.write("exp.yaml", "train:\n  epochs: 4\n");
+  ExperimentConfig c = load_config(file, {"train.batch_size=8"});
+  EXPECT_EQ(c.train.epochs, 4);
+  EXPECT_EQ(c.train.batch_size, 8);
+  EXPECT_EQ(c.source_file, file);
+  EXPECT_EQ(c.location("train.epochs").file, file);
+  EXPECT_EQ(c.location("train.epochs").line, 2);
+  EXPECT_EQ(c.overrides, (std::vector<std::string>{"train.batch_size=8"}));
+}
+
+TEST(ConfigFile, MissingFileIsAConfigErrorNamingIt) {
+  try {
+    load_config("/nonexistent/dir/exp.yaml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_TRUE(contains(e.what(), "/nonexistent/dir/exp.yaml")) << e.what();
+  }
+}
+
+TEST(ConfigFile, QuickstartConfigLoads) {
+  ExperimentConfig c = load_config(std::string(BILEVEL_SOURCE_DIR) + "/configs/quickstart.yaml");
+  EXPECT_EQ(c.name, "quickstart");
+  EXPECT_EQ(c.train.algorithm, "backprop");
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{256}));
+}
+
+TEST(ConfigOverrides, OverridesBeatTheFile) {
+  const std::string yaml = "train:\n  epochs: 3\n  batch_size: 16\n";
+  ExperimentConfig c = load_config_text(yaml, "cfg.yaml", {"train.epochs=5"});
+  EXPECT_EQ(c.train.epochs, 5);
+  EXPECT_EQ(c.train.batch_size, 16);
+  EXPECT_TRUE(contains(c.location("train.epochs").origin, "command-line override")) << c.location("train.epochs").str();
+  EXPECT_EQ(c.location("train.batch_size").line, 3);
+  // The last override of a key wins.
+  ExperimentConfig d = load_config_text(yaml, "cfg.yaml", {"train.epochs=5", "train.epochs=2"});
+  EXPECT_EQ(d.train.epochs, 2);
+}
+
+TEST(ConfigOverrides, TypedGrammar) {
+  ExperimentConfig c = load_config_text("", "cfg.yaml",
+                                        {"train.epochs=7", "optimizer.lr=1e-3", "optimizer.weight_decay=.5",
+                                         "optimizer.name=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true",
+                                         "deterministic=true", "experiment.name=my_run", "model.hidden=[256,128]",
+                                         "optimizer.layer_lrs=[0.1,1e-2]", "scheduler.gamma=1"});
+  EXPECT_EQ(c.train.epochs, 7);
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.001);
+  EXPECT_DOUBLE_EQ(c.optimizer.weight_decay, 0.5);
+  EXPECT_EQ(c.optimizer.name, "sgd");
+  EXPECT_DOUBLE_EQ(c.optimizer.momentum, 0.9);
+  EXPECT_TRUE(c.optimizer.nesterov);
+  EXPECT_TRUE(c.deterministic);
+  EXPECT_EQ(c.name, "my_run");
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{256, 128}));
+  EXPECT_EQ(c.optimizer.layer_lrs, (std::vector<double>{0.1, 0.01}));
+  EXPECT_DOUBLE_EQ(c.scheduler.gamma, 1.0);  // an integer is a valid float
+}
+
+TEST(ConfigOverrides, ListWithSpacesAndQuotedString) {
+  ExperimentConfig c = load_config_text("", "cfg.yaml", {"model.hidden=[64, 32, 16]", "experiment.name='a b'"});
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{64, 32, 16}));
+  EXPECT_EQ(c.name, "a b");
+}
+
+TEST(ConfigOverrides, PlusPrefixSetsAKey) {
+  ExperimentConfig c = load_config_text("train:\n  batch_size: 8\n", "cfg.yaml", {"+train.batch_size=16", "++seed=3"});
+  EXPECT_EQ(c.train.batch_size, 16);
+  EXPECT_EQ(c.seed, 3);
+}
+
+TEST(ConfigOverrides, TildeResetsToTheDefault) {
+  const std::string yaml = "train:\n  epochs: 3\nmodel:\n  hidden: [8]\n";
+  ExperimentConfig c = load_config_text(yaml, "cfg.yaml", {"~train.epochs", "~model.hidden"});
+  EXPECT_EQ(c.train.epochs, 10);
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{512}));
+  EXPECT_TRUE(contains(c.location("train.epochs").origin, "default")) << c.location("train.epochs").str();
+  // A reset followed by a set: the set wins.
+  ExperimentConfig d = load_config_text(yaml, "cfg.yaml", {"~train.epochs", "train.epochs=4"});
+  EXPECT_EQ(d.train.epochs, 4);
+  // Resetting a key equals never having set it.
+  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"~train.epochs"}).hash(),
+            load_config_text("model:\n  hidden: [8]\n", "cfg.yaml").hash());
+}
+
+// ---------------------------------------------------------------- validation errors: unknown keys
+
+TEST(ConfigErrors, UnknownTopLevelKeyNamesFileLineAndKey) {
+  const std::string yaml = "experiment:\n  name: t\ntrian:\n  epochs: 3\n";
+  expect_file_error(config_error(yaml), "trian", 3, {"unknown key"});
+}
+
+TEST(ConfigErrors, UnknownSectionSuggestsTheClosestSection) {
+  const std::string yaml = "experiment:\n  name: t\ntrian:\n  epochs: 3\n";
+  auto e = config_error(yaml);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "did you mean 'train")) << e->what();
+}
+
+TEST(ConfigErrors, UnknownNestedKeySuggestsTheClosestKey) {
+  const std::string yaml = "experiment:\n  name: t\ntrain:\n  batch_size: 8\n  epoch: 3\n";
+  expect_file_error(config_error(yaml), "train.epoch", 5, {"unknown key", "did you mean 'train.epochs'?"});
+}
+
+TEST(ConfigErrors, UnknownKeyDeepInASection) {
+  const std::string yaml = "data:\n  name: synthetic\n  synthetic:\n    train: 10\n    clases: 3\n";
+  expect_file_error(config_error(yaml), "data.synthetic.clases", 5, {"did you mean 'data.synthetic.classes'?"});
+}
+
+TEST(ConfigErrors, LearningRateSuggestsLr) {
+  // src/config/schema.cpp documents that Schema::closest finds "optimizer.lr" for "optimizer.learning_rate".
+  const std::string yaml = "optimizer:\n  name: sgd\n  learning_rate: 0.1\n";
+  expect_file_error(config_error(yaml), "optimizer.learning_rate", 3, {"unknown key", "'optimizer.lr'"});
+}
+
+TEST(ConfigErrors, FarFetchedKeyGetsNoSuggestion) {
+  auto e = config_error("zzzzzzzzzzzzzzzzzz: 1\n");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "zzzzzzzzzzzzzzzzzz");
+  EXPECT_FALSE(contains(e->what(), "did you mean")) << e->what();
+}
+
+TEST(ConfigErrors, SchemaClosestFindsKeys) {
+  const Schema& s = Schema::global();
+  EXPECT_EQ(s.closest("train.epoch"), "train.epochs");
+  EXPECT_EQ(s.closest("train.batchsize"), "train.batch_size");
+  EXPECT_EQ(s.closest("optimizer.momentun"), "optimizer.momentum");
+  EXPECT_EQ(closest_match("backprob", {"backprop", "ep", "chl"}), "backprop");
+  EXPECT_EQ(closest_match("qqqqqqqq", {"backprop", "ep", "chl"}), "");
+}
+
+// ---------------------------------------------------------------- validation errors: types
+
+TEST(ConfigErrors, StringForAnInt) {
+  const std::string yaml = "# header comment\nexperiment:\n  name: t\ntrain:\n  epochs: three\n";
+  expect_file_error(config_error(yaml), "train.epochs", 5, {"expected an integer", "three"});
+}
+
+TEST(ConfigErrors, FloatForAnInt) {
+  expect_file_error(config_error("train:\n  batch_size: 2.5\n"), "train.batch_size", 2, {"expected an integer"});
+}
+
+TEST(ConfigErrors, ListForAScalar) {
+  expect_file_error(config_error("train:\n  epochs: [1, 2]\n"), "train.epochs", 2, {"expected an integer"});
+}
+
+TEST(ConfigErrors, MappingForAScalar) {
+  const std::string yaml = "optimizer:\n  lr:\n    value: 0.1\n";
+  auto e = config_error(yaml);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "optimizer.lr");
+  EXPECT_TRUE(contains(e->what(), "mapping")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "expected a number")) << e->what();
+  // The value's mapping starts on line 3.
+  EXPECT_EQ(e->where().line, 3) << e->what();
+}
+
+TEST(ConfigErrors, ScalarForAList) {
+  expect_file_error(config_error("model:\n  kind: mlp\n  hidden: 5\n"), "model.hidden", 3,
+                    {"expected a list of integers", "not a list"});
+}
+
+TEST(ConfigErrors, BadListElement) {
+  expect_file_error(config_error("model:\n  hidden: [8, x]\n"), "model.hidden", 2, {"'x'"});
+}
+
+TEST(ConfigErrors, BadBoolean) {
+  expect_file_error(config_error("deterministic: maybe\n"), "deterministic", 1, {"expected a boolean"});
+}
+
+TEST(ConfigErrors, ScalarForASection) {
+  expect_file_error(config_error("experiment:\n  name: t\ntrain: 3\n"), "train", 3, {"section"});
+}
+
+TEST(ConfigErrors, ConfigMustBeAMapping) {
+  auto e = config_error("- a\n- b\n");
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "cfg.yaml:1")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "mapping")) << e->what();
+}
+
+// ---------------------------------------------------------------- validation errors: ranges and choices
+
+TEST(ConfigErrors, BatchSizeZero) {
+  const std::string yaml = "experiment:\n  name: t\ntrain:\n  epochs: 3\n  batch_size: 0\n";
+  expect_file_error(config_error(yaml), "train.batch_size", 5, {"expected an integer >= 1", "'0'"});
+}
+
+TEST(ConfigErrors, NegativeLearningRate) {
+  const std::string yaml = "optimizer:\n  name: sgd\n  lr: -0.1\n";
+  expect_file_error(config_error(yaml), "optimizer.lr", 3, {"> 0", "-0.1"});
+}
+
+TEST(ConfigErrors, ZeroLearningRate) {
+  expect_file_error(config_error("optimizer:\n  lr: 0\n"), "optimizer.lr", 2, {"> 0"});
+}
+
+TEST(ConfigErrors, NegativeListElement) {
+  expect_file_error(config_error("optimizer:\n  layer_lrs: [0.1, -1]\n"), "optimizer.layer_lrs", 2, {"-1"});
+}
+
+TEST(ConfigErrors, BetaAboveOne) {
+  expect_file_error(config_error("optimizer:\n  beta1: 1.5\n"), "optimizer.beta1", 2, {"[0, 1]"});
+}
+
+TEST(ConfigErrors, NegativeValidation) {
+  expect_file_error(config_error("data:\n  validation: -1\n"), "data.validation", 2, {">= 0"});
+}
+
+TEST(ConfigErrors, UnknownAlgorithmListsTheChoices) {
+  const std::string yaml = "experiment:\n  name: t\ntrain:\n  algorithm: foo\n";
+  expect_file_error(config_error(yaml), "train.algorithm", 4, {"foo", "backprop"});
+}
+
+TEST(ConfigErrors, MisspelledAlgorithmSuggestsBackprop) {
+  const std::string yaml = "train:\n  algorithm: backprob\n";
+  expect_file_error(config_error(yaml), "train.algorithm", 2, {"did you mean 'backprop'?"});
+}
+
+TEST(ConfigErrors, UnknownActivation) {
+  const std::string yaml = "model:\n  kind: mlp\n  activation: relux\n";
+  expect_file_error(config_error(yaml), "model.activation", 3, {"relux", "tanh", "did you mean 'relu'?"});
+}
+
+TEST(ConfigErrors, UnknownChoiceOfOptimizer) {
+  expect_file_error(config_error("optimizer:\n  name: rmsprop\n"), "optimizer.name", 2, {"sgd", "adam"});
+}
+
+// ---------------------------------------------------------------- invalid YAML
+
+TEST(ConfigErrors, InvalidYamlReportsTheLine) {
+  const std::string yaml = "experiment:\n  name: t\ntrain:\n  epochs: 3\n    batch_size: 4\noptimizer:\n  lr: 0.1\n";
+  auto e = config_error(yaml);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "invalid YAML")) << e->what();
+  EXPECT_EQ(e->where().line, 5) << e->what();
+  EXPECT_TRUE(contains(e->what(), "cfg.yaml:5:")) << e->what();
+}
+
+TEST(ConfigErrors, UnterminatedFlowListIsInvalidYaml) {
+  auto e = config_error("model:\n  hidden: [1,\ntrain: {\n");
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "invalid YAML")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "cfg.yaml:")) << e->what();
+  EXPECT_GT(e->where().line, 0) << e->what();
+}
+
+// ---------------------------------------------------------------- bad overrides
+
+TEST(ConfigOverrideErrors, MissingEquals) {
+  auto e = config_error("", {"train.epochs"});
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "command-line override 'train.epochs'")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "key.path=value")) << e->what();
+  EXPECT_TRUE(contains(e->where().origin, "command-line override")) << e->what();
+}
+
+TEST(ConfigOverrideErrors, UnknownKeySuggestsTheClosest) {
+  auto e = config_error("train:\n  epochs: 3\n", {"train.epoch=3"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "train.epoch");
+  EXPECT_EQ(e->where().line, 0);
+  EXPECT_TRUE(contains(e->what(), "command-line override 'train.epoch=3'")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "did you mean 'train.epochs'?")) << e->what();
+}
+
+TEST(ConfigOverrideErrors, UnknownKeyInReset) {
+  auto e = config_error("", {"~train.epoch"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "train.epoch");
+  EXPECT_TRUE(contains(e->what(), "command-line override")) << e->what();
+}
+
+TEST(ConfigOverrideErrors, SectionOverride) {
+  auto e = config_error("", {"train=3"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "train");
+  EXPECT_TRUE(contains(e->what(), "section")) << e->what();
+}
+
+TEST(ConfigOverrideErrors, WrongTypes) {
+  struct Case {
+    std::string override_text, key, fragment;
+  };
+  for (const Case& c : std::vector<Case>{{"optimizer.lr=abc", "optimizer.lr", "expected a number"},
+                                         {"train.epochs=2.5", "train.epochs", "expected an integer"},
+                                         {"train.batch_size=0", "train.batch_size", ">= 1"},
+                                         {"optimizer.lr=-1e-3", "optimizer.lr", "> 0"},
+                                         {"model.hidden=5", "model.hidden", "not a list"},
+                                         {"train.epochs=[1,2]", "train.epochs", "expected an integer"},
+                                         {"optimizer.nesterov=yes please", "optimizer.nesterov", "boolean"},
+                                         {"train.algorithm=backprob", "train.algorithm", "did you mean 'backprop'?"}}) {
+    auto e = config_error("", {c.override_text});
+    ASSERT_TRUE(e) << c.override_text;
+    EXPECT_EQ(e->key(), c.key) << e->what();
+    EXPECT_TRUE(contains(e->what(), "command-line override '" + c.override_text + "'")) << e->what();
+    EXPECT_TRUE(contains(e->what(), c.fragment)) << e->what();
+  }
+}
+
+TEST(ConfigOverrideErrors, FileErrorsComeBeforeOverrides) {
+  // A bad file value is reported even when an override would replace it: the file is validated as written.
+  auto e = config_error("train:\n  epochs: x\n", {"train.epochs=3"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->where().line, 2);
+}
+
+// ---------------------------------------------------------------- cross-key checks
+
+TEST(ConfigCrossKey, ValidationNotBelowTrainLimit) {
+  const std::string yaml = "data:\n  train_limit: 100\n  validation: 100\n";
+  expect_file_error(config_error(yaml), "data.validation", 3, {"data.train_limit"});
+  EXPECT_FALSE(config_error("data:\n  train_limit: 100\n  validation: 99\n"));
+}
+
+TEST(ConfigCrossKey, ValidationNotBelowSyntheticTrain) {
+  const std::string yaml = "data:\n  name: synthetic\n  validation: 50\n  synthetic:\n    train: 50\n";
+  expect_file_error(config_error(yaml), "data.validation", 3, {"data.synthetic.train"});
+}
+
+TEST(ConfigCrossKey, ValidationSetByOverrideIsReportedAsOverride) {
+  auto e = config_error("data:\n  train_limit: 100\n", {"data.validation=500"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "data.validation");
+  EXPECT_TRUE(contains(e->what(), "command-line override 'data.validation=500'")) << e->what();
+}
+
+TEST(ConfigCrossKey, AdamWithMomentum) {
+  const std::string yaml = "optimizer:\n  name: adam\n  momentum: 0.9\n";
+  expect_file_error(config_error(yaml), "optimizer.momentum", 3, {"sgd"});
+  EXPECT_FALSE(config_error("optimizer:\n  name: sgd\n  momentum: 0.9\n"));
+}
+
+TEST(ConfigCrossKey, NesterovNeedsSgdMomentum) {
+  const std::string yaml = "optimizer:\n  name: sgd\n  nesterov: true\n";
+  expect_file_error(config_error(yaml), "optimizer.nesterov", 3, {"momentum"});
+}
+
+TEST(ConfigCrossKey, LayerLrsCountIsCheckedByPrepare) {
+  // hidden [8] + the output layer = 2 layers; 3 learning rates on line 17.
+  const std::string yaml = std::string(kSynthetic) + "optimizer:\n  layer_lrs: [0.1, 0.2, 0.3]\n";
+  ASSERT_NO_THROW(load_config_text(yaml, "cfg.yaml"));
+  expect_file_error(prepare_error(yaml), "optimizer.layer_lrs", 17, {"3 entries", "2 layers"});
+}
+
+TEST(ConfigCrossKey, LayerLrsWithOneEntryPerLayerSetsEachGroup) {
+  ExperimentConfig cfg = load_config_text(kSynthetic, "cfg.yaml", {"optimizer.layer_lrs=[0.1,0.02]"});
+  Experiment x = prepare(cfg);
+  auto& groups = x.optimizer.impl->param_groups();
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_DOUBLE_EQ(groups[0].options().get_lr(), 0.1);
+  EXPECT_DOUBLE_EQ(groups[1].options().get_lr(), 0.02);
+  EXPECT_EQ(x.optimizer.base_lrs, (std::vector<double>{0.1, 0.02}));
+}
+
+TEST(ConfigCrossKey, MissingDataFileNamesDataRootAndTheFile) {
+  const std::string yaml = "data:\n  name: fashion_mnist\n  root: /nonexistent/fmnist\n  validation: 10\n";
+  expect_file_error(prepare_error(yaml), "data.root", 3, {"/nonexistent/fmnist/", "does not exist"});
+}
+
+TEST(ConfigCrossKey, MissingDataFileFromOverride) {
+  auto e = prepare_error("data:\n  name: mnist\n", {"data.root=/nonexistent/mnist"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "data.root");
+  EXPECT_TRUE(contains(e->what(), "/nonexistent/mnist/")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "command-line override 'data.root=/nonexistent/mnist'")) << e->what();
+}
+
+TEST(ConfigCrossKey, ConvWithoutChannels) {
+  auto e = prepare_error(kSynthetic, {"model.kind=conv", "model.channels=[]"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "model.channels");
+}
+
+TEST(ConfigCrossKey, ConvKernelLargerThanTheImage) {
+  auto e = prepare_error(kSynthetic, {"model.kind=conv", "model.channels=[2]", "model.kernel_size=9",
+                                      "model.padding=0"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->key(), "model.channels");
+  EXPECT_TRUE(contains(e->what(), "kernel")) << e->what();
+}
+
+TEST(ConfigCrossKey, SyntheticConfigPrepares) {
+  ExperimentConfig cfg = load_config_text(kSynthetic, "cfg.yaml");
+  Experiment x = prepare(cfg);
+  EXPECT_EQ(x.data.train.size(), 50);
+  EXPECT_EQ(x.data.validation.size(), 10);
+  EXPECT_EQ(x.data.test.size(), 20);
+  EXPECT_EQ(x.net->num_layers(), 2u);
+}
+
+// ---------------------------------------------------------------- resolved config: round trip and hash
+
+TEST(ConfigResolved, ToYamlReloadsToTheSameConfig) {
+  const std::string yaml = R"(experiment:
+  name: roundtrip
+seed: 3
+model:
+  hidden: [64, 32]
+  activation: tanh
+optimizer:
+  name: sgd
+  lr: 0.1
+  momentum: 0.5
+  layer_lrs: [0.1, 0.01, 1e-3]
+scheduler:
+  name: step
+  gamma: 0.3333333333333333
+)";
+  ExperimentConfig a = load_config_text(yaml, "cfg.yaml", {"train.epochs=4", "data.root=/some/where"});
+  const std::string text = a.to_yaml();
+  ExperimentConfig b = load_config_text(text, "config.yaml");
+  EXPECT_EQ(a.hash(), b.hash());
+  EXPECT_EQ(text, b.to_yaml());
+  EXPECT_EQ(b.train.epochs, 4);
+  EXPECT_EQ(b.data.root, "/some/where");
+  EXPECT_EQ(b.model.hidden, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(b.optimizer.layer_lrs, (std::vector<double>{0.1, 0.01, 1e-3}));
+  EXPECT_EQ(b.scheduler.gamma, a.scheduler.gamma);  // floats survive exactly
+  // Every key is written out: the resolved file does not depend on this build's defaults.
+  YAML::Node tree = YAML::Load(text);
+  for (const auto& k : Schema::global().keys()) EXPECT_TRUE(lookup(tree, k.path).IsDefined()) << k.path;
+
+  // Through a file too.
+  testutil::TempDir dir;
+  ExperimentConfig c = load_config(dir.write("config.yaml", text));
+  EXPECT_EQ(a.hash(), c.hash());
+}
+
+TEST(ConfigResolved, HashDependsOnValuesNotOnWhereTheyCameFrom) {
+  ExperimentConfig from_file = load_config_text("train:\n  epochs: 3\n", "a.yaml");
+  ExperimentConfig from_override = load_config_text("", "b.yaml", {"train.epochs=3"});
+  EXPECT_EQ(from_file.hash(), from_override.hash());
+  EXPECT_EQ(from_file.hash(), load_config_text("train:\n  epochs: 3\n", "a.yaml").hash());  // stable
+  EXPECT_TRUE(std::regex_match(from_file.hash(), std::regex("[0-9a-f]{16}"))) << from_file.hash();
+}
+
+TEST(ConfigResolved, HashDiffersWhenAValueDiffers) {
+  const std::string base = load_config_text("", "cfg.yaml").hash();
+  for (const std::string o : {"train.epochs=11", "optimizer.lr=0.0011", "model.hidden=[512,10]", "seed=1",
+                              "train.algorithm=ep", "data.root=/x", "experiment.name=other", "deterministic=true"}) {
+    EXPECT_NE(load_config_text("", "cfg.yaml", {o}).hash(), base) << o;
+  }
+  // A value equal to the default gives the same config.
+  EXPECT_EQ(load_config_text("", "cfg.yaml", {"train.epochs=10"}).hash(), base);
+}
