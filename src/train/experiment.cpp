@@ -5,6 +5,7 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -15,9 +16,14 @@ namespace bilevel {
 void apply_runtime_settings(const ExperimentConfig& cfg) {
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   at::globalContext().setDeterministicAlgorithms(cfg.deterministic, false);
-  // LibTorch's OpenMP default can be a single thread (it is on Debian's build here); 0 means every core.
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  torch::set_num_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads) : static_cast<int>(cores));
+  // LibTorch's OpenMP default can be a single thread (it is on Debian's build here). 0 means OMP_NUM_THREADS
+  // when set (the test runner sets 1 so parallel tests do not oversubscribe the cores), else every core.
+  int threads = static_cast<int>(cfg.train.threads);
+  if (threads == 0) {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  torch::set_num_threads(threads);
 }
 
 Experiment prepare(const ExperimentConfig& cfg) {
