@@ -18,6 +18,8 @@ commands:
   resume RUN_DIR                            continue an interrupted run from its latest checkpoint
   eval RUN_DIR [--checkpoint FILE]          loss and accuracy on the test split
   env [--check FILE]                        versions this binary was built with and runs with
+  bench SUITE.yaml [key.path=value ...]     run a benchmark suite (every algorithm against backprop);
+                                            `bench --resume SUITE_DIR` continues one
 
 `bilevel <command> --help` describes each command. Exit codes: 0 success, 1 internal error,
 2 bad input (config, data, command line), 3 environment mismatch (env --check), 130 interrupted.
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
     if (command == "resume") return bilevel::cli::resume(args);
     if (command == "eval") return bilevel::cli::eval(args);
     if (command == "env") return bilevel::cli::env(args);
+    if (command == "bench") return bilevel::cli::bench(args);
     std::fprintf(stderr, "bilevel: unknown command '%s'\n\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const bilevel::UserError& e) {

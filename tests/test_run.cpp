@@ -817,7 +817,15 @@ TEST(Metrics, WritesHeaderThenRowsAndRoundTripsValues) {
     w.append({2, 0.25, 0.5});
     EXPECT_THROW(w.append({3, 0.1}), std::logic_error);
   }
-  EXPECT_EQ(read_file(file), "epoch,loss,acc\n1,0.10000000000000001,0.33333333333333331\n2,0.25,0.5\n");
+  const std::string text = read_file(file);
+  EXPECT_EQ(text.substr(0, text.find('\n') + 1), "epoch,loss,acc\n");
+  const Csv csv = parse_csv(text);
+  ASSERT_EQ(csv.rows.size(), 2u);
+  EXPECT_EQ(csv.rows[0][0], "1");  // integers without a decimal point
+  EXPECT_EQ(csv.value(0, "loss"), 0.1);  // exact round trip
+  EXPECT_EQ(csv.value(0, "acc"), 1.0 / 3.0);
+  EXPECT_TRUE(contains(text, "\n2,0.25,0.5\n")) << text;
+  EXPECT_EQ(text.back(), '\n');
   for (double v : {0.1, 1.0 / 3.0, 2.5e-7, 123456.789, -4.0, 1e20})
     EXPECT_EQ(std::stod(format_metric(v)), v) << format_metric(v);
   EXPECT_EQ(format_metric(3.0), "3");

@@ -12,5 +12,6 @@ int train(const Args& args);
 int resume(const Args& args);
 int eval(const Args& args);
 int env(const Args& args);
+int bench(const Args& args);
 
 }  // namespace bilevel::cli

@@ -9,6 +9,7 @@ const std::vector<RuleEntry>& rule_registry() {
     std::vector<RuleEntry> r;
     add_backprop_rules(r);
     add_energy_rules(r);
+    add_dual_rules(r);
     return r;
   }();
   return rules;

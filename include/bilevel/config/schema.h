@@ -42,6 +42,7 @@ class Schema {
 // Each component adds its keys here (called by Schema::global; see src/config/schema.cpp).
 void add_core_keys(Schema& s);
 void add_energy_keys(Schema& s);  // solver.*, train.beta and the EP family's keys
+void add_dual_keys(Schema& s);    // train.alpha, train.dp_* (dual propagation; reuses train.beta)
 
 // The candidate closest to `word` by edit distance, or "" when none is close enough to be a typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -22,5 +22,6 @@ const std::vector<RuleEntry>& rule_registry();
 // Each family adds its entries (called once by rule_registry(); see src/rules/registry.cpp).
 void add_backprop_rules(std::vector<RuleEntry>& rules);
 void add_energy_rules(std::vector<RuleEntry>& rules);  // ep, ep_symmetric, chl, bptt, implicit
+void add_dual_rules(std::vector<RuleEntry>& rules);    // dual_prop
 
 }  // namespace bilevel

@@ -1,0 +1,125 @@
+// Google Benchmark microbenchmarks: one train_step of every learning rule on a fixed batch, and one inner-solver
+// call of each solver, on the 784-512-10 sigmoid4 MLP (mse) with batch 50 and 1 thread.
+//
+//   build/micro_rules [--benchmark_filter=train_step] [--benchmark_repetitions=5] ...
+//
+// Rules are built through the registry (make_rule on a config from load_config_text), so a rule that is not
+// registered in this build is skipped with a note. Quantizer benchmarks: none yet (no quantizer API exists).
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/energy/inner_solver.h"
+#include "bilevel/energy/layered_energy.h"
+#include "bilevel/energy/neuron.h"
+#include "bilevel/nn/layered_net.h"
+#include "bilevel/nn/objective.h"
+#include "bilevel/rules/learning_rule.h"
+#include "bilevel/train/experiment.h"
+
+using namespace bilevel;
+
+namespace {
+
+constexpr int64_t kBatch = 50;
+
+// The network every rule trains here; the energy-based rules need a monotone ρ and an mse output state.
+const char* kConfig = R"(
+seed: 0
+model:
+  kind: mlp
+  hidden: [512]
+  activation: sigmoid4
+train:
+  loss: mse
+  batch_size: 50
+  threads: 1
+)";
+
+// The rules the project has or is landing; any other registered rule is benchmarked too.
+const std::vector<std::string> kKnownRules = {"backprop", "ep", "ep_symmetric", "chl", "bptt", "implicit", "dual_prop"};
+
+ExperimentConfig config_for(const std::string& algorithm) {
+  return load_config_text(kConfig, "micro_rules", {"train.algorithm=" + algorithm});
+}
+
+// A fixed batch: uniform images in [0, 1] and labels from a fixed generator.
+std::pair<torch::Tensor, torch::Tensor> fixed_batch() {
+  torch::manual_seed(1234);
+  return {torch::rand({kBatch, 1, 28, 28}), torch::randint(0, 10, {kBatch}, torch::kLong)};
+}
+
+void BM_train_step(benchmark::State& state, const std::string& algorithm) {
+  const ExperimentConfig cfg = config_for(algorithm);
+  apply_runtime_settings(cfg);  // seeds LibTorch, 1 thread
+  auto rule = make_rule(cfg);
+  LayeredNet net(cfg.model, std::vector<int64_t>{1, 28, 28}, 10, rule->objective().activate_output());
+  const auto [x, y] = fixed_batch();
+  int64_t step = 0;
+  for (auto _ : state) {
+    for (auto& p : net->parameters())
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    rule->begin_batch(cfg.seed, 0, step++);
+    const StepStats s = rule->train_step(net, x, y);
+    benchmark::DoNotOptimize(s.loss_sum);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(algorithm);
+}
+
+// One solve of `steps` sweeps of the free phase, warm-started from the previous solve's states (after the first).
+void BM_solver(benchmark::State& state, const std::string& solver_name) {
+  const ExperimentConfig cfg = config_for("backprop");
+  apply_runtime_settings(cfg);
+  auto objective = make_objective("mse");
+  LayeredNet net(cfg.model, std::vector<int64_t>{1, 28, 28}, 10, objective->activate_output());
+  const Neuron neuron = Neuron::from_activation(net->rho());
+  LayeredEnergy energy(*net, neuron, *objective);
+  auto solver = make_solver(solver_name);
+  const auto [x, y] = fixed_batch();
+  torch::NoGradGuard no_grad;
+  EnergyBatch batch;
+  energy.prepare(batch, x, y);
+  EnergyState st;
+  energy.init_state(batch, st);
+  const int64_t steps = state.range(0);
+  for (auto _ : state) {
+    const SolveStats s = solver->solve(energy, batch, st, Nudge::none(), steps, 0.0);
+    benchmark::DoNotOptimize(s.residual);
+  }
+  state.counters["sweeps/s"] = benchmark::Counter(double(state.iterations() * steps), benchmark::Counter::kIsRate);
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  const auto registered = rule_names();
+  std::vector<std::string> rules;
+  for (const auto& r : kKnownRules) {
+    if (std::find(registered.begin(), registered.end(), r) == registered.end()) {
+      std::fprintf(stderr, "micro_rules: rule '%s' is not registered in this build; skipped\n", r.c_str());
+      continue;
+    }
+    rules.push_back(r);
+  }
+  for (const auto& r : registered)
+    if (std::find(rules.begin(), rules.end(), r) == rules.end()) rules.push_back(r);
+  for (const auto& r : rules)
+    benchmark::RegisterBenchmark(("train_step/" + r).c_str(), BM_train_step, r)->Unit(benchmark::kMillisecond);
+  for (const auto& s : solver_names())
+    benchmark::RegisterBenchmark(("solver/" + s).c_str(), BM_solver, s)->Arg(10)->Unit(benchmark::kMillisecond);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,454 @@
+// bilevel bench: runs a benchmark suite (every entry × seed as a child `bilevel train` process) and compares
+// accuracy, speed, memory and gradient alignment. Suite parsing, validation and the reports live in the library
+// (bilevel/bench/*.h); this file runs the children.
+//
+// Each run is a child process of this binary, so its peak RSS (wait4's ru_maxrss) and wall time are its own
+// and a crash or OOM kill fails that run only.
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "bilevel/bench/report.h"
+#include "bilevel/bench/suite.h"
+#include "bilevel/run/run_dir.h"
+#include "bilevel/util/atomic_file.h"
+#include "bilevel/util/error.h"
+#include "bilevel/util/log.h"
+#include "commands.h"
+
+namespace bilevel::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace bilevel::bench;
+
+constexpr const char* kHelp = R"(usage: bilevel bench SUITE.yaml [key.path=value ...] [--verbose] [--no-plots]
+       bilevel bench --resume SUITE_DIR [--verbose] [--no-plots]
+       bilevel bench --report SUITE_DIR
+
+Runs a benchmark suite: every entry (a config plus overrides) with every seed, each as an ordinary run
+(a child `bilevel train` process with train.probe_every and train.probe_reference=backprop set, so gradient
+alignment with backprop is recorded), then writes, in the suite directory
+OUTPUT_ROOT/bench/SUITE_NAME/YYYY-MM-DD_HH-MM-SS/ (printed on stdout):
+  results.csv   one row per entry and seed: test accuracy (final, and at the epoch chosen on the validation
+                split), median epoch time, total time, peak host RSS, gradient alignment per layer
+  summary.md    per entry: mean ± std over seeds, ratios to the baseline entry (backprop by default)
+  plots/        test accuracy against epoch and against time, gradient cosine per layer (needs gnuplot)
+  runs/ENTRY/ENTRY_seedS/TIMESTAMP/   the runs' directories
+
+The whole suite (every entry's config and overrides, its learning rule, its data files) is validated before
+anything runs. key.path=value overrides after the suite file apply to every entry (e.g. train.epochs=1 for a
+smoke test); output.root=DIR sets OUTPUT_ROOT (default: the suite's output_root, else runs).
+
+  --resume SUITE_DIR   continue an interrupted suite: completed runs are skipped, unfinished ones continued
+                       with `bilevel resume`, the rest started
+  --report SUITE_DIR   rewrite results.csv, summary.md and the plots from what the suite directory holds
+  --verbose            show every line the runs log (default: their epoch lines and warnings; the rest is in
+                       runs/ENTRY/ENTRY_seedS.log and each run's train.log)
+  --no-plots           skip gnuplot
+
+Ctrl-C (or SIGTERM) stops the current run after its batch and the suite after it; resume with --resume.
+Exit codes: 0 every run completed, 1 some run failed, 2 bad input, 130 interrupted.
+The suite format: docs/bench.md.
+)";
+
+// ---- signals: stop after the current run; forward a signal that only this process received ----
+
+volatile sig_atomic_t g_stop = 0;
+volatile pid_t g_child = 0;
+
+extern "C" void on_signal(int sig, siginfo_t* info, void*) {
+  g_stop = 1;
+  // A terminal's Ctrl-C reaches the child too (same process group, si_code SI_KERNEL); a kill() aimed at this
+  // process alone (si_code <= 0) is passed on, so the child stops cleanly instead of being orphaned.
+  if (info && info->si_code <= 0 && g_child > 0) ::kill(g_child, sig);
+}
+
+struct SignalScope {
+  struct sigaction old_int {}, old_term {};
+  SignalScope() {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO;  // no SA_RESTART: a blocking read returns EINTR and the loop re-checks
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~SignalScope() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
+// ---- a child run ----
+
+struct ChildResult {
+  int exit_code = -1;  // -N when killed by signal N
+  double seconds = 0;
+  int64_t max_rss_kb = 0;
+  std::string first_line;  // the run directory `train` / `resume` prints
+  std::deque<std::string> stderr_tail;
+};
+
+bool echo_line(const std::string& line, bool verbose) {
+  if (verbose) return true;
+  for (const char* k : {"] info epoch ", "warning", "error", "gradient probe"})
+    if (line.find(k) != std::string::npos) return true;
+  return false;
+}
+
+// Runs `/proc/self/exe ARGS`, capturing stdout (the run directory) and stderr (to `log`, echoing some lines).
+// `on_first_line` is called as soon as stdout's first line arrives.
+ChildResult run_child(const std::vector<std::string>& args, const fs::path& log, bool verbose,
+                      const std::function<void(const std::string&)>& on_first_line) {
+  std::vector<std::string> argv_s{"/proc/self/exe"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  const pid_t parent = ::getpid();
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec. The child stops (cleanly, like Ctrl-C) if the bench
+    // dies, rather than training on unobserved.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(130);
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    ::close(out_pipe[0]), ::close(out_pipe[1]), ::close(err_pipe[0]), ::close(err_pipe[1]);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  g_child = pid;
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+
+  std::ofstream log_file(log, std::ios::app);
+  ChildResult r;
+  std::string out_buf, err_buf;
+  bool have_first = false;
+  auto handle_err_line = [&](const std::string& line) {
+    log_file << line << "\n";
+    log_file.flush();
+    r.stderr_tail.push_back(line);
+    if (r.stderr_tail.size() > 15) r.stderr_tail.pop_front();
+    if (echo_line(line, verbose)) std::fprintf(stderr, "    %s\n", line.c_str());
+  };
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[4096];
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+        continue;
+      }
+      std::string& acc = i == 0 ? out_buf : err_buf;
+      acc.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = acc.find('\n')) != std::string::npos) {
+        const std::string line = acc.substr(0, nl);
+        acc.erase(0, nl + 1);
+        if (i == 1) {
+          handle_err_line(line);
+        } else if (!have_first && !line.empty()) {
+          have_first = true;
+          r.first_line = line;
+          if (on_first_line) on_first_line(line);
+        }
+      }
+    }
+  }
+  if (!err_buf.empty()) handle_err_line(err_buf);
+  if (!have_first && !out_buf.empty()) r.first_line = out_buf;
+
+  int status = 0;
+  rusage ru{};
+  while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  g_child = 0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.max_rss_kb = ru.ru_maxrss;  // kilobytes on Linux
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return r;
+}
+
+// ---- helpers ----
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  return buf;
+}
+
+std::string duration(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm %02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh %02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) throw UserError(p.string() + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string meta_status(const fs::path& run_dir) {
+  try {
+    const YAML::Node meta = YAML::LoadFile((run_dir / "meta.yaml").string());
+    return meta["status"].as<std::string>("");
+  } catch (...) {
+    return "";
+  }
+}
+
+// The newest run directory under runs/ENTRY/ENTRY_seedS/, for a run the bench started but did not record
+// (killed between the child creating it and state.yaml being written).
+std::string find_unrecorded_run(const fs::path& parent) {
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) return "";
+  fs::path best;
+  for (const auto& e : fs::directory_iterator(parent, ec))
+    if (e.is_directory() && fs::exists(e.path() / "config.yaml") && e.path().filename() > best.filename())
+      best = e.path();
+  return best.empty() ? "" : best.string();
+}
+
+std::string command_line(const Args& args) {
+  std::string s = "bilevel bench";
+  for (const auto& a : args) s += " " + a;
+  return s;
+}
+
+const SuiteEntry& entry_named(const Suite& suite, const std::string& name) {
+  for (const auto& e : suite.entries)
+    if (e.name == name) return e;
+  throw UserError("state.yaml names entry '" + name + "', which the suite does not have");
+}
+
+// Estimated seconds of the runs not yet done: each entry's mean measured run time, else the mean over entries.
+double eta(const SuiteState& state, size_t from) {
+  std::map<std::string, std::pair<double, int>> per_entry;
+  double all = 0;
+  int n_all = 0;
+  for (const auto& r : state.runs)
+    if (r.status == "completed" && r.wall_seconds > 0) {
+      auto& p = per_entry[r.entry];
+      p.first += r.wall_seconds, ++p.second;
+      all += r.wall_seconds, ++n_all;
+    }
+  if (n_all == 0) return -1;
+  double total = 0;
+  for (size_t i = from; i < state.runs.size(); ++i) {
+    const auto& r = state.runs[i];
+    if (r.status == "completed") continue;
+    auto it = per_entry.find(r.entry);
+    total += it != per_entry.end() ? it->second.first / it->second.second : all / n_all;
+  }
+  return total;
+}
+
+void report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots) {
+  for (const auto& w : write_reports(dir, suite, state, plots)) spdlog::warn("{}", w);
+}
+
+}  // namespace
+
+int bench(const Args& args) {
+  bool verbose = false, plots = true;
+  std::string resume_dir, report_dir;
+  Args rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") return std::fputs(kHelp, stdout), 0;
+    if (a == "--verbose") verbose = true;
+    else if (a == "--no-plots") plots = false;
+    else if (a == "--resume" || a == "--report") {
+      if (i + 1 >= args.size()) throw UserError("bilevel bench: " + a + " needs a SUITE_DIR");
+      (a == "--resume" ? resume_dir : report_dir) = args[++i];
+    } else if (a.rfind("--", 0) == 0) {
+      throw UserError("bilevel bench: unknown option '" + a + "' (see `bilevel bench --help`)");
+    } else {
+      rest.push_back(a);
+    }
+  }
+  init_console_logging();
+
+  Suite suite;
+  SuiteState state;
+  fs::path dir;
+  if (!resume_dir.empty() || !report_dir.empty()) {
+    if (!resume_dir.empty() && !report_dir.empty()) throw UserError("bilevel bench: --resume or --report, not both");
+    if (!rest.empty())
+      throw UserError("bilevel bench: '" + rest[0] +
+                      "': a resumed suite keeps the overrides it started with (see its state.yaml)");
+    dir = fs::absolute(resume_dir.empty() ? report_dir : resume_dir).lexically_normal();
+    state = load_state(dir);
+    suite = parse_suite(read_text(dir / "suite.yaml"), state.suite_file, state.base_dir);
+    if (!report_dir.empty()) {
+      validate_suite(suite, state.cli_overrides);
+      report(dir, suite, state, plots);
+      std::cout << dir.string() << std::endl;
+      spdlog::info("wrote {}", (dir / "summary.md").string());
+      return 0;
+    }
+    for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
+  } else {
+    if (rest.empty()) throw UserError("bilevel bench: expected a suite file (see `bilevel bench --help`)");
+    if (rest[0].find('=') != std::string::npos)
+      throw UserError("bilevel bench: expected a suite file first, got '" + rest[0] + "'");
+    const std::string file = rest[0];
+    suite = load_suite(file);
+    state.cli_overrides = split_cli_overrides(Args(rest.begin() + 1, rest.end()), suite.output_root);
+    // Everything is checked before anything is written.
+    for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
+    dir = fs::absolute(RunDir::create(fs::path(suite.output_root) / "bench", suite.name).root).lexically_normal();
+    write_file_atomic(dir / "suite.yaml", read_text(file));
+    state.suite_file = file;
+    state.base_dir = suite.base_dir.string();
+    state.command_line = command_line(args);
+    state.created = now_iso();
+    for (int64_t seed : suite.seeds)
+      for (const auto& e : suite.entries) {
+        RunRecord rec;
+        rec.entry = e.name, rec.seed = seed;
+        state.runs.push_back(rec);
+      }
+    save_state(dir, state);
+  }
+  std::cout << dir.string() << std::endl;
+  attach_log_file(dir / "bench.log");
+  spdlog::info("suite {}: {} entries × {} seeds = {} runs in {}", suite.name, suite.entries.size(),
+               suite.seeds.size(), state.runs.size(), dir.string());
+
+  SignalScope signals;
+  const fs::path runs_root = dir / "runs";
+  const size_t total = state.runs.size();
+  bool failed = false, interrupted = false;
+  const auto suite_t0 = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < total && !g_stop; ++k) {
+    RunRecord& rec = state.runs[k];
+    const SuiteEntry& entry = entry_named(suite, rec.entry);
+    const std::string tag =
+        "[" + std::to_string(k + 1) + "/" + std::to_string(total) + "] " + rec.entry + " seed " + std::to_string(rec.seed);
+    const fs::path parent = run_parent(runs_root, entry, rec.seed);
+    if (rec.run_dir.empty()) {
+      const std::string found = find_unrecorded_run(parent);
+      if (!found.empty()) rec.run_dir = fs::relative(found, dir).string();
+    }
+    if (!rec.run_dir.empty()) {
+      const fs::path run_dir = dir / rec.run_dir;
+      if (meta_status(run_dir) == "completed" && fs::exists(run_dir / "final.pt")) {
+        if (rec.status != "completed") rec.status = "completed", save_state(dir, state);
+        spdlog::info("{}: completed earlier, skipped ({})", tag, rec.run_dir);
+        continue;
+      }
+    }
+
+    Args child_args;
+    std::string action;
+    if (rec.run_dir.empty()) {
+      action = "training";
+      child_args = {"train", entry.config_path.string()};
+      for (const auto& o : run_overrides(suite, entry, rec.seed, state.cli_overrides, runs_root)) child_args.push_back(o);
+    } else {
+      action = "resuming " + rec.run_dir;
+      child_args = {"resume", (dir / rec.run_dir).string()};
+    }
+    const double left = eta(state, k);
+    spdlog::info("{}: {} {}{}", tag, entry.algorithm, action,
+                 left >= 0 ? " (suite ETA ~" + duration(left) + ")" : "");
+    fs::create_directories(parent.parent_path());
+    rec.status = "running";
+    ++rec.attempts;
+    save_state(dir, state);
+    const ChildResult c = run_child(child_args, parent.string() + ".log", verbose, [&](const std::string& line) {
+      if (rec.run_dir.empty()) {
+        rec.run_dir = fs::relative(fs::absolute(line), dir).string();
+        save_state(dir, state);
+      }
+    });
+    rec.wall_seconds += c.seconds;
+    rec.peak_rss_kb = std::max<int64_t>(rec.peak_rss_kb, c.max_rss_kb);
+    rec.exit_code = c.exit_code;
+    if (c.exit_code == 0) {
+      rec.status = "completed";
+    } else if (c.exit_code == 130 || c.exit_code == -SIGINT || c.exit_code == -SIGTERM) {
+      rec.status = "interrupted";
+      interrupted = true;
+      g_stop = 1;
+    } else {
+      rec.status = "failed";
+      failed = true;
+    }
+    save_state(dir, state);
+    report(dir, suite, state, false);  // partial results after every run
+
+    if (rec.status == "completed") {
+      const RunResult r = read_run(dir, rec);
+      char acc[64] = "";
+      if (r.final_test_accuracy) std::snprintf(acc, sizeof acc, ", test acc %.4f", *r.final_test_accuracy);
+      spdlog::info("{}: completed in {}{}, peak RSS {:.0f} MB", tag, duration(c.seconds), acc,
+                   double(c.max_rss_kb) / 1024.0);
+    } else if (rec.status == "interrupted") {
+      spdlog::warn("{}: interrupted after {}", tag, duration(c.seconds));
+    } else {
+      spdlog::error("{}: failed (exit {}) after {}; its log: {}.log; last lines:", tag, c.exit_code,
+                    duration(c.seconds), parent.string());
+      for (const auto& l : c.stderr_tail) std::fprintf(stderr, "    %s\n", l.c_str());
+    }
+  }
+  if (g_stop) interrupted = true;
+
+  report(dir, suite, state, plots);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_t0).count();
+  size_t done = 0;
+  for (const auto& r : state.runs) done += r.status == "completed";
+  spdlog::info("suite {}: {}/{} runs completed ({} this session); summary: {}", suite.name, done, total,
+               duration(elapsed), (dir / "summary.md").string());
+  if (interrupted || failed)
+    spdlog::warn("{}; continue with: bilevel bench --resume {}", interrupted ? "interrupted" : "some runs failed",
+                 dir.string());
+  return interrupted ? 130 : failed ? 1 : 0;
+}
+
+}  // namespace bilevel::cli

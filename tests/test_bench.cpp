@@ -1,0 +1,323 @@
+// `bilevel bench`: a tiny suite on synthetic data through the CLI — results.csv, summary.md, plots, resuming an
+// interrupted suite without re-running finished runs, and validation before anything runs.
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "bilevel/bench/report.h"
+#include "test_util.h"
+
+using namespace testutil;
+
+namespace {
+
+const char* kConfig = R"(experiment:
+  name: tiny
+seed: 0
+data:
+  name: synthetic
+  validation: 100
+  synthetic:
+    train: 400
+    test: 200
+    image_size: 4
+    classes: 3
+model:
+  kind: mlp
+  hidden: [8]
+  activation: relu
+train:
+  algorithm: backprop
+  loss: cross_entropy
+  epochs: 2
+  batch_size: 50
+  threads: 1
+optimizer:
+  name: adam
+  lr: 0.001
+)";
+
+// Two entries × two seeds. The config path is relative to the suite file.
+std::string suite_text(const std::string& extra_override = "") {
+  return "name: tiny\n"
+         "seeds: [0, 1]\n"
+         "overrides:\n"
+         "  - train.probe_size=64\n" +
+         extra_override +
+         "entries:\n"
+         "  - name: bp\n"
+         "    config: tiny.yaml\n"
+         "  - name: bp_fast\n"
+         "    config: tiny.yaml\n"
+         "    overrides: [optimizer.lr=0.01]\n";
+}
+
+struct SuiteFixture {
+  TempDir tmp{"bilevel_bench"};
+  std::string suite;
+  explicit SuiteFixture(const std::string& text = suite_text()) {
+    tmp.write("suites/tiny.yaml", kConfig);
+    suite = tmp.write("suites/tiny_suite.yaml", text);
+  }
+  fs::path out() const { return tmp.path() / "out"; }
+  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> a{"bench", suite, "output.root=" + out().string()};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+};
+
+// Run directories (relative to the suite directory) by "entry/seed", from results.csv.
+std::map<std::string, std::string> run_dirs(const fs::path& suite_dir) {
+  const Csv csv = read_csv(suite_dir / "results.csv");
+  std::map<std::string, std::string> m;
+  for (const auto& row : csv.rows)
+    m[row.at(csv.column("entry")) + "/" + row.at(csv.column("seed"))] = row.at(csv.column("run_dir"));
+  return m;
+}
+
+std::string status_of(const fs::path& run_dir) {
+  const std::string meta = read_file(run_dir / "meta.yaml");
+  const auto at = meta.find("\nstatus: ");
+  if (at == std::string::npos) return "";
+  const auto end = meta.find('\n', at + 1);
+  return meta.substr(at + 9, end - at - 9);
+}
+
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(Bench, RunsEverySeedOfEveryEntryAndReports) {
+  SuiteFixture s;
+  const CliResult r = run_cli(s.args());
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path dir = r.first_line();
+  EXPECT_EQ(dir.parent_path(), s.out() / "bench" / "tiny");
+  for (const char* f : {"suite.yaml", "state.yaml", "bench.log", "results.csv", "summary.md"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+
+  const Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 4u) << read_file(dir / "results.csv");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < csv.rows.size(); ++i) {
+    const auto& row = csv.rows[i];
+    seen.insert(row.at(csv.column("entry")) + "/" + row.at(csv.column("seed")));
+    EXPECT_EQ(row.at(csv.column("status")), "completed");
+    EXPECT_EQ(row.at(csv.column("algorithm")), "backprop");
+    EXPECT_EQ(csv.value(i, "epochs"), 2);
+    const double acc = csv.value(i, "final_test_accuracy");
+    EXPECT_GE(acc, 0.0);
+    EXPECT_LE(acc, 1.0);
+    const double best = csv.value(i, "best_epoch");
+    EXPECT_TRUE(best == 1 || best == 2);
+    EXPECT_GE(csv.value(i, "test_accuracy_at_best_epoch"), 0.0);
+    EXPECT_GT(csv.value(i, "median_epoch_seconds"), 0.0);
+    EXPECT_GE(csv.value(i, "train_seconds"), csv.value(i, "median_epoch_seconds"));
+    EXPECT_GE(csv.value(i, "wall_seconds"), csv.value(i, "train_seconds"));
+    // A LibTorch process holds tens of MB at least; far from the parent's figure would be a wrong rusage.
+    EXPECT_GT(csv.value(i, "peak_rss_mb"), 20.0);
+    EXPECT_EQ(row.at(csv.column("peak_device_mb")), "n/a");
+    // Backprop probed against backprop: identical gradients, on both layers.
+    EXPECT_EQ(csv.value(i, "probe_epoch"), 2);
+    EXPECT_EQ(csv.value(i, "probe_first_epoch"), 1);
+    EXPECT_NEAR(csv.value(i, "probe_cosine"), 1.0, 1e-6);
+    EXPECT_NEAR(csv.value(i, "probe_cosine_layer1"), 1.0, 1e-6);
+    EXPECT_NEAR(csv.value(i, "probe_norm_ratio_layer2"), 1.0, 1e-6);
+    EXPECT_NEAR(csv.value(i, "probe_rel_error"), 0.0, 1e-6);
+    const fs::path run = dir / row.at(csv.column("run_dir"));
+    EXPECT_EQ(status_of(run), "completed") << run;
+    EXPECT_TRUE(fs::exists(run / "final.pt"));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"bp/0", "bp/1", "bp_fast/0", "bp_fast/1"}));
+  // Each run is its own child run directory with the seed and the entry's override applied.
+  const auto dirs = run_dirs(dir);
+  const std::string cfg = read_file(dir / dirs.at("bp_fast/1") / "config.yaml");
+  EXPECT_TRUE(contains(cfg, "seed: 1")) << cfg;
+  EXPECT_TRUE(contains(cfg, "lr: 0.01")) << cfg;
+  EXPECT_TRUE(contains(cfg, "probe_reference: backprop")) << cfg;
+
+  const std::string md = read_file(dir / "summary.md");
+  EXPECT_TRUE(contains(md, "| bp (baseline) | backprop | 2/2 |")) << md;
+  EXPECT_TRUE(contains(md, "| bp_fast | backprop | 2/2 |")) << md;
+  EXPECT_TRUE(contains(md, "1.00×")) << md;  // the baseline's ratio to itself
+  EXPECT_TRUE(contains(md, " ± ")) << md;    // two seeds: mean ± std
+  // Progress across the suite.
+  EXPECT_TRUE(contains(r.err, "[1/4] bp seed 0")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[4/4] bp_fast seed 1")) << r.err;
+
+  if (!bilevel::bench::find_gnuplot().empty()) {
+    for (const char* f : {"accuracy_vs_epoch.png", "accuracy_vs_time.png", "alignment_per_layer.png"}) {
+      EXPECT_TRUE(fs::exists(dir / "plots" / f)) << f << "\n" << r.err;
+      EXPECT_GT(fs::file_size(dir / "plots" / f), 1000u) << f;
+    }
+    EXPECT_TRUE(contains(md, "plots/accuracy_vs_epoch.png"));
+  }
+}
+
+TEST(Bench, MissingGnuplotWarnsAndSkipsPlots) {
+  SuiteFixture s;
+  const CliResult r = run_cli(s.args({"train.epochs=1"}), {"BILEVEL_GNUPLOT="});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path dir = r.first_line();
+  EXPECT_TRUE(contains(r.err, "gnuplot not found")) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "plots" / "accuracy_vs_epoch.png"));
+  // Global overrides apply to every entry.
+  const Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(csv.value(i, "epochs"), 1);
+}
+
+TEST(Bench, ResumeSkipsFinishedRunsAndContinuesUnfinishedOnes) {
+  SuiteFixture s;
+  const CliResult first = run_cli(s.args({"--no-plots"}));
+  ASSERT_EQ(first.exit_code, 0) << first.describe();
+  const fs::path dir = first.first_line();
+  const auto dirs = run_dirs(dir);
+  ASSERT_EQ(dirs.size(), 4u);
+
+  // Make one run look interrupted after its last checkpoint: no final.pt, status interrupted.
+  const fs::path victim = dir / dirs.at("bp_fast/0");
+  fs::remove(victim / "final.pt");
+  std::string meta = read_file(victim / "meta.yaml");
+  meta.replace(meta.find("\nstatus: completed"), 18, "\nstatus: interrupted");
+  write_file(victim / "meta.yaml", meta);
+
+  std::map<std::string, std::string> before;
+  for (const auto& [key, rel] : dirs)
+    if (key != "bp_fast/0") before[key] = read_file(dir / rel / "meta.yaml") + read_file(dir / rel / "metrics.csv");
+
+  const CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_EQ(again.first_line(), dir.string());
+  EXPECT_EQ(count(again.err, "completed earlier, skipped"), 3u) << again.err;
+  EXPECT_TRUE(contains(again.err, "resuming")) << again.err;
+  for (const auto& [key, text] : before)
+    EXPECT_EQ(read_file(dir / dirs.at(key) / "meta.yaml") + read_file(dir / dirs.at(key) / "metrics.csv"), text)
+        << key << " was re-run";
+  EXPECT_EQ(status_of(victim), "completed");
+  EXPECT_TRUE(fs::exists(victim / "final.pt"));
+  EXPECT_TRUE(contains(read_file(victim / "meta.yaml"), "resumes:"));
+  // Still one run directory per entry and seed.
+  EXPECT_EQ(run_dirs(dir), dirs);
+  const Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(csv.rows[i].at(csv.column("status")), "completed");
+}
+
+TEST(Bench, SigtermStopsTheSuiteAndResumeFinishesIt) {
+  // Longer runs, so that the signal arrives while the suite is under way.
+  SuiteFixture s;
+  CliProcess p(s.args({"--no-plots", "data.synthetic.train=3000", "train.epochs=6"}));
+  const fs::path out = s.out() / "bench" / "tiny";
+  // Wait for the first run to complete (state.yaml records it), then stop the bench only.
+  auto first_done = [&] {
+    std::error_code ec;
+    if (!fs::is_directory(out, ec)) return false;
+    for (const auto& d : fs::directory_iterator(out, ec)) {
+      try {
+        if (contains(read_file(d.path() / "state.yaml"), "status: completed")) return true;
+      } catch (...) {
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_until(first_done, std::chrono::seconds(300)));
+  p.kill(SIGTERM);
+  const CliResult r = p.wait();
+  ASSERT_EQ(r.exit_code, 130) << r.describe();
+  const fs::path dir = r.first_line();
+  EXPECT_TRUE(contains(r.err, "bilevel bench --resume")) << r.err;
+  const std::string state = read_file(dir / "state.yaml");
+  EXPECT_FALSE(contains(state, "status: running")) << state;
+
+  const auto done_before = run_dirs(dir);
+  std::map<std::string, std::string> finished;
+  for (const auto& [key, rel] : done_before)
+    if (!rel.empty() && status_of(dir / rel) == "completed") finished[key] = read_file(dir / rel / "metrics.csv");
+  ASSERT_GE(finished.size(), 1u);
+  ASSERT_LT(finished.size(), 4u);
+
+  const CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_EQ(count(again.err, "completed earlier, skipped"), finished.size()) << again.err;
+  const auto dirs = run_dirs(dir);
+  for (const auto& [key, metrics] : finished) {
+    EXPECT_EQ(dirs.at(key), done_before.at(key));
+    EXPECT_EQ(read_file(dir / dirs.at(key) / "metrics.csv"), metrics) << key << " was re-run";
+  }
+  const Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(csv.rows[i].at(csv.column("status")), "completed");
+    EXPECT_EQ(csv.value(i, "epochs"), 6);
+  }
+}
+
+TEST(Bench, InvalidEntryOverrideFailsBeforeAnythingRuns) {
+  // Line 5 of the suite file holds the typo.
+  SuiteFixture s(suite_text("  - train.epoch=3\n"));
+  const CliResult r = run_cli(s.args());
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_TRUE(contains(r.err, "tiny_suite.yaml:5:")) << r.err;
+  EXPECT_TRUE(contains(r.err, "train.epoch")) << r.err;
+  EXPECT_TRUE(contains(r.err, "did you mean 'train.epochs'")) << r.err;
+  EXPECT_FALSE(fs::exists(s.out())) << "something was written";
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(Bench, InvalidEntryValueNamesTheEntryLine) {
+  SuiteFixture s("name: tiny\nentries:\n  - name: bp\n    config: tiny.yaml\n    overrides:\n      - train.batch_size=0\n");
+  const CliResult r = run_cli(s.args());
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_TRUE(contains(r.err, "tiny_suite.yaml:6:")) << r.err;
+  EXPECT_TRUE(contains(r.err, "train.batch_size")) << r.err;
+  EXPECT_TRUE(contains(r.err, "entry 'bp'")) << r.err;
+  EXPECT_FALSE(fs::exists(s.out()));
+}
+
+TEST(Bench, SuiteFormatErrors) {
+  {
+    SuiteFixture s("name: tiny\nseed: [0]\nentries:\n  - config: tiny.yaml\n");
+    const CliResult r = run_cli(s.args());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_TRUE(contains(r.err, "tiny_suite.yaml:2:1")) << r.err;
+    EXPECT_TRUE(contains(r.err, "did you mean 'seeds'")) << r.err;
+  }
+  {
+    SuiteFixture s("entries:\n  - name: a\n    config: nowhere.yaml\n");
+    const CliResult r = run_cli(s.args());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_TRUE(contains(r.err, "tiny_suite.yaml:3:13")) << r.err;
+    EXPECT_TRUE(contains(r.err, "nowhere.yaml")) << r.err;
+  }
+  {
+    SuiteFixture s("entries:\n  - name: a\n    config: tiny.yaml\n  - name: a\n    config: tiny.yaml\n");
+    const CliResult r = run_cli(s.args());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_TRUE(contains(r.err, "used twice")) << r.err;
+  }
+  {
+    SuiteFixture s;
+    const CliResult r = run_cli(s.args({"seed=3"}));
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_TRUE(contains(r.err, "seeds")) << r.err;
+  }
+}
+
+TEST(Bench, ShippedSuitesValidate) {
+  // The shipped suites parse, and every entry's config + overrides loads (rules not built yet fail here).
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "Fashion-MNIST is not installed";
+  for (const char* f : {"configs/bench/fmnist_quick.yaml", "configs/bench/fmnist_full.yaml"}) {
+    const std::string path = std::string(BILEVEL_SOURCE_DIR) + "/" + f;
+    bilevel::bench::Suite suite = bilevel::bench::load_suite(path);
+    EXPECT_NO_THROW(bilevel::bench::validate_suite(suite, {})) << f;
+    EXPECT_EQ(suite.baseline, "backprop") << f;
+  }
+}
