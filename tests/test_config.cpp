@@ -345,6 +345,20 @@ TEST(ConfigErrors, ScalarForASection) {
   expect_file_error(config_error("experiment:\n  name: t\ntrain: 3\n"), "train", 3, {"section"});
 }
 
+TEST(ConfigErrors, EmptyValueReportsTheKeysLine) {
+  // "epochs:" with nothing after it is a null value; the error belongs to line 2, where the key is.
+  expect_file_error(config_error("train:\n  epochs:\nmodel:\n  kind: mlp\n"), "train.epochs", 2,
+                    {"expected an integer"});
+}
+
+TEST(ConfigErrors, NonScalarKeyIsAConfigError) {
+  // A mapping key that is not a plain name must be reported as a config error (exit 2), not escape as a
+  // YAML conversion exception (exit 1).
+  auto e = config_error("train:\n  epochs: 3\n[1, 2]: 3\n");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->where().line, 3) << e->what();
+}
+
 TEST(ConfigErrors, ConfigMustBeAMapping) {
   auto e = config_error("- a\n- b\n");
   ASSERT_TRUE(e);

@@ -7,6 +7,7 @@
 #include "bilevel/config/schema.h"
 #include "bilevel/rules/ep.h"
 #include "bilevel/rules/registry.h"
+#include "test_paths.h"
 
 using namespace bilevel;
 
@@ -117,8 +118,8 @@ TEST(EpConfig, ShippedConfigsLoad) {
   EXPECT_EQ(cfg.train.batch_size, 50);
   EXPECT_EQ(cfg.model.activation, "sigmoid4");
   EXPECT_DOUBLE_EQ(cfg.optimizer.lr, 5e-4);
-  EXPECT_EQ(cfg.get<int64_t>("solver.free_steps"), 30);
-  EXPECT_EQ(cfg.get<int64_t>("solver.nudged_steps"), 10);
+  EXPECT_EQ((cfg.get<int64_t>("solver.free_steps")), 30);
+  EXPECT_EQ((cfg.get<int64_t>("solver.nudged_steps")), 10);
   // Any layered model trains with any rule by changing only train.algorithm.
   for (const std::string algo : {"backprop", "ep_symmetric", "chl", "bptt", "implicit"})
     EXPECT_NO_THROW(make_rule(load_config(std::string(BILEVEL_SOURCE_DIR) + "/configs/fmnist_mlp_ep.yaml",

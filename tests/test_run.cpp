@@ -15,6 +15,7 @@
 #include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -282,14 +283,25 @@ TEST(CliBadConfig, BadCommandLinesExitTwo) {
 }
 
 TEST(CliHelp, EverySubcommandHelpExitsZero) {
-  for (const std::string cmd : {"train", "resume", "eval", "env"}) {
+  CliResult top = run_cli({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_TRUE(contains(top.out, "usage: bilevel")) << top.describe();
+  // Every command the top-level usage lists (lines "  NAME ..." after "commands:").
+  std::set<std::string> commands;
+  {
+    std::stringstream ss(top.out.substr(std::min(top.out.find("commands:"), top.out.size())));
+    std::string line;
+    std::getline(ss, line);
+    while (std::getline(ss, line) && !line.empty())
+      if (line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ')
+        commands.insert(line.substr(2, line.find(' ', 2) - 2));
+  }
+  for (const char* required : {"train", "resume", "eval", "env"}) EXPECT_EQ(commands.count(required), 1u) << required;
+  for (const std::string& cmd : commands) {
     CliResult r = run_cli({cmd, "--help"});
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.describe();
     EXPECT_TRUE(contains(r.out, "usage: bilevel " + cmd)) << r.describe();
   }
-  CliResult top = run_cli({"--help"});
-  EXPECT_EQ(top.exit_code, 0);
-  EXPECT_TRUE(contains(top.out, "usage: bilevel")) << top.describe();
   // train --help lists every key with its default.
   CliResult train = run_cli({"train", "--help"});
   for (const char* key : {"train.batch_size", "optimizer.lr", "data.synthetic.classes", "checkpoint.every"})

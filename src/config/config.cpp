@@ -174,17 +174,25 @@ struct Resolver {
 
   // Walks a file's mapping, checking every key.
   void merge_file(const YAML::Node& node, const std::string& prefix, const std::string& file) {
+    std::map<std::string, int> seen;  // yaml-cpp keeps duplicate keys silently; a config must not
     for (const auto& kv : node) {
-      const std::string name = kv.first.as<std::string>();
-      const std::string path = prefix.empty() ? name : prefix + "." + name;
       const Location loc = location_of(kv.first, file);
+      if (!kv.first.IsScalar())
+        throw ConfigError(loc, prefix, "a key must be a plain name, got " + show(kv.first));
+      const std::string name = kv.first.Scalar();
+      const std::string path = prefix.empty() ? name : prefix + "." + name;
+      if (!seen.emplace(name, loc.line).second)
+        throw ConfigError(loc, path, "appears twice in the same mapping (first at line " +
+                                         std::to_string(seen[name]) + ")");
+      // An empty value's position is the next token's; the key's own line is where the user looks.
+      const Location value_loc = kv.second.IsNull() ? loc : location_of(kv.second, file);
       if (const KeySpec* spec = schema.find(path)) {
-        set_path(tree, path, check_value(*spec, kv.second, location_of(kv.second, file)));
-        where[path] = location_of(kv.second, file);
+        set_path(tree, path, check_value(*spec, kv.second, value_loc));
+        where[path] = value_loc;
       } else if (schema.is_section(path)) {
         if (kv.second.IsNull()) continue;  // an empty section
         if (!kv.second.IsMap())
-          throw ConfigError(location_of(kv.second, file), path,
+          throw ConfigError(value_loc, path,
                             "is a section; expected a mapping of its keys, got " + show(kv.second));
         merge_file(kv.second, path, file);
       } else {
@@ -364,6 +372,8 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   c.output_root = g("output.root").as<std::string>();
 
   // Cross-key checks that a single key's range cannot express.
+  if (c.name.find('/') != std::string::npos || c.name == "." || c.name == "..")
+    c.fail("experiment.name", "must be a plain folder name (no '/', '.' or '..'), got '" + c.name + "'");
   if (d.name == "synthetic" && d.validation >= d.synthetic_train)
     c.fail("data.validation", "holds out " + std::to_string(d.validation) + " examples but data.synthetic.train is " +
                                   std::to_string(d.synthetic_train));

@@ -69,13 +69,27 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 }
 
 std::string Schema::closest(const std::string& path) const {
-  // Compare whole paths, and also the last component alone, so "train.epoch" and "optimizer.learning_rate"
-  // both find their key.
+  // Candidates: every key and every section ("train", "data.synthetic"). A whole path is compared, and so is its
+  // last component alone (cheaper by a small penalty), so "train.epoch" and "trian" both find their key, and a few
+  // common synonyms from other frameworks map to ours.
+  static const std::vector<std::pair<std::string, std::string>> synonyms = {
+      {"learning_rate", "lr"}, {"lr_per_layer", "layer_lrs"}, {"bs", "batch_size"}, {"n_epochs", "epochs"},
+      {"num_epochs", "epochs"}, {"activation_function", "activation"}, {"algo", "algorithm"}};
+  std::string query = path;
+  for (const auto& [from, to] : synonyms)
+    if (last_component(path) == from) query = path.substr(0, path.size() - from.size()) + to;
+  std::vector<std::string> candidates;
+  for (const auto& k : keys_) {
+    candidates.push_back(k.path);
+    for (auto dot = k.path.find('.'); dot != std::string::npos; dot = k.path.find('.', dot + 1))
+      candidates.push_back(k.path.substr(0, dot));
+  }
   std::string best;
   size_t best_d = std::string::npos;
-  for (const auto& k : keys_) {
-    size_t d = std::min(edit_distance(path, k.path), edit_distance(last_component(path), last_component(k.path)) + 2);
-    if (d < best_d) best_d = d, best = k.path;
+  for (const auto& c : candidates) {
+    size_t d = std::min(edit_distance(query, c), edit_distance(last_component(query), last_component(c)) + 2);
+    if (query.find('.') != std::string::npos && c.find('.') == std::string::npos) d += 2;  // prefer keys
+    if (d < best_d) best_d = d, best = c;
   }
   const size_t limit = std::max<size_t>(3, path.size() / 3);
   return best_d <= limit ? best : "";
@@ -83,6 +97,7 @@ std::string Schema::closest(const std::string& path) const {
 
 std::string describe_expectation(const KeySpec& spec) {
   std::ostringstream os;
+  if (spec.type == ValueType::String && spec.min && *spec.min >= 1 && spec.choices.empty()) return "a non-empty string";
   os << to_string(spec.type);
   if (!spec.choices.empty()) {
     os << " in {";

@@ -27,7 +27,7 @@ class MetricsWriter {
   FILE* file_ = nullptr;
 };
 
-// Formats a value so that reading it back gives the same double (%.17g), and integers without a decimal point.
+// Formats a value in the shortest form that reads back as the same double; integers without a decimal point.
 std::string format_metric(double v);
 
 }  // namespace bilevel
