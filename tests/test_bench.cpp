@@ -229,6 +229,16 @@ TEST(Bench, SigtermStopsTheSuiteAndResumeFinishesIt) {
     return false;
   };
   ASSERT_TRUE(wait_until(first_done, std::chrono::seconds(300)));
+  {
+    // A second bench on the same suite directory is refused while the first runs.
+    std::string running;
+    for (const auto& d : fs::directory_iterator(out)) running = d.path().string();
+    const CliResult twice = run_cli({"bench", "--resume", running});
+    if (!p.finished()) {
+      EXPECT_EQ(twice.exit_code, 2) << twice.describe();
+      EXPECT_TRUE(contains(twice.err, "another `bilevel bench` is running this suite")) << twice.err;
+    }
+  }
   p.kill(SIGTERM);
   const CliResult r = p.wait();
   ASSERT_EQ(r.exit_code, 130) << r.describe();
@@ -257,6 +267,32 @@ TEST(Bench, SigtermStopsTheSuiteAndResumeFinishesIt) {
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(csv.rows[i].at(csv.column("status")), "completed");
     EXPECT_EQ(csv.value(i, "epochs"), 6);
+  }
+}
+
+TEST(Bench, KilledRunsFailAloneAndResumeContinuesThem) {
+  // Every child is SIGKILLed before epoch 2's first batch (after epoch 1's checkpoint), as an OOM kill would.
+  SuiteFixture s;
+  const CliResult r = run_cli(s.args({"--no-plots"}), {"BILEVEL_CRASH_AT=batch:2.1"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  const fs::path dir = r.first_line();
+  EXPECT_EQ(count(r.err, "failed (exit -9)"), 4u) << r.err;  // the suite went on after each failure
+  Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(csv.rows[i].at(csv.column("status")), "failed");
+    EXPECT_EQ(csv.value(i, "epochs"), 1);
+  }
+  EXPECT_TRUE(contains(read_file(dir / "summary.md"), "| bp (baseline) | backprop | 0/2 |"));
+
+  const CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_EQ(count(again.err, "resuming runs/"), 4u) << again.err;
+  csv = read_csv(dir / "results.csv");
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(csv.rows[i].at(csv.column("status")), "completed");
+    EXPECT_EQ(csv.value(i, "attempts"), 2);
+    EXPECT_EQ(csv.value(i, "epochs"), 2);
   }
 }
 
@@ -309,6 +345,31 @@ TEST(Bench, SuiteFormatErrors) {
     EXPECT_EQ(r.exit_code, 2) << r.describe();
     EXPECT_TRUE(contains(r.err, "seeds")) << r.err;
   }
+}
+
+TEST(Bench, QuickSuiteSmoke) {
+  // configs/bench/fmnist_quick.yaml end to end: every rule trains, is measured and is probed against backprop.
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "Fashion-MNIST is not installed";
+  TempDir tmp("bilevel_bench_quick");
+  const CliResult r = run_cli({"bench", std::string(BILEVEL_SOURCE_DIR) + "/configs/bench/fmnist_quick.yaml",
+                               "output.root=" + tmp.path().string(), "--no-plots"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path dir = r.first_line();
+  const Csv csv = read_csv(dir / "results.csv");
+  ASSERT_EQ(csv.rows.size(), 7u) << read_file(dir / "results.csv");
+  std::set<std::string> algorithms;
+  for (size_t i = 0; i < csv.rows.size(); ++i) {
+    const std::string entry = csv.rows[i].at(csv.column("entry"));
+    algorithms.insert(csv.rows[i].at(csv.column("algorithm")));
+    EXPECT_EQ(csv.rows[i].at(csv.column("status")), "completed") << entry;
+    EXPECT_EQ(csv.value(i, "epochs"), 2) << entry;
+    EXPECT_GT(csv.value(i, "test_accuracy_at_best_epoch"), 0.3) << entry;  // well above chance (0.1)
+    EXPECT_GT(csv.value(i, "peak_rss_mb"), 20.0) << entry;
+    EXPECT_GE(csv.value(i, "probe_cosine"), -1.0) << entry;
+    EXPECT_LE(csv.value(i, "probe_cosine"), 1.0 + 1e-9) << entry;
+  }
+  EXPECT_EQ(algorithms, (std::set<std::string>{"backprop", "ep", "ep_symmetric", "chl", "bptt", "implicit", "dual_prop"}));
+  EXPECT_TRUE(contains(read_file(dir / "summary.md"), "| backprop (baseline) |"));
 }
 
 TEST(Bench, ShippedSuitesValidate) {

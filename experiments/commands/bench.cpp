@@ -4,7 +4,9 @@
 //
 // Each run is a child process of this binary, so its peak RSS (wait4's ru_maxrss) and wall time are its own
 // and a crash or OOM kill fails that run only.
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -287,6 +289,17 @@ double eta(const SuiteState& state, size_t from) {
   return total;
 }
 
+// One bench per suite directory at a time. The lock goes with this process (also when it is killed); the
+// children do not inherit it (O_CLOEXEC).
+void lock_suite(const fs::path& dir) {
+  const fs::path lock = dir / ".lock";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw UserError(lock.string() + ": cannot open: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    throw UserError(dir.string() + ": another `bilevel bench` is running this suite");
+  // Deliberately never closed: held until the process ends.
+}
+
 void report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots) {
   for (const auto& w : write_reports(dir, suite, state, plots)) spdlog::warn("{}", w);
 }
@@ -341,7 +354,10 @@ int bench(const Args& args) {
     state.cli_overrides = split_cli_overrides(Args(rest.begin() + 1, rest.end()), suite.output_root);
     // Everything is checked before anything is written.
     for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
+    // A fresh timestamped directory, never reused (RunDir's naming); a suite has no checkpoints of its own.
     dir = fs::absolute(RunDir::create(fs::path(suite.output_root) / "bench", suite.name).root).lexically_normal();
+    std::error_code ec;
+    fs::remove(dir / "checkpoints", ec);
     write_file_atomic(dir / "suite.yaml", read_text(file));
     state.suite_file = file;
     state.base_dir = suite.base_dir.string();
@@ -355,10 +371,11 @@ int bench(const Args& args) {
       }
     save_state(dir, state);
   }
+  lock_suite(dir);
   std::cout << dir.string() << std::endl;
   attach_log_file(dir / "bench.log");
-  spdlog::info("suite {}: {} entries × {} seeds = {} runs in {}", suite.name, suite.entries.size(),
-               suite.seeds.size(), state.runs.size(), dir.string());
+  spdlog::info("suite {}: {} entries × {} seed{} = {} runs in {}", suite.name, suite.entries.size(),
+               suite.seeds.size(), suite.seeds.size() > 1 ? "s" : "", state.runs.size(), dir.string());
 
   SignalScope signals;
   const fs::path runs_root = dir / "runs";
@@ -374,6 +391,10 @@ int bench(const Args& args) {
     if (rec.run_dir.empty()) {
       const std::string found = find_unrecorded_run(parent);
       if (!found.empty()) rec.run_dir = fs::relative(found, dir).string();
+    }
+    if (!rec.run_dir.empty() && !fs::exists(dir / rec.run_dir / "config.yaml")) {
+      spdlog::warn("{}: run directory {} is gone or incomplete; starting the run again", tag, rec.run_dir);
+      rec.run_dir.clear();
     }
     if (!rec.run_dir.empty()) {
       const fs::path run_dir = dir / rec.run_dir;

@@ -314,8 +314,13 @@ struct Stat {
     for (double x : v) s += (x - m) * (x - m);
     return std::sqrt(s / double(v.size() - 1));  // sample standard deviation over seeds
   }
+  // digits < 0: about three significant digits (times span from milliseconds to hours).
   std::string show(int digits) const {
     if (v.empty()) return "–";
+    if (digits < 0) {
+      const double m = std::fabs(mean());
+      digits = m >= 100 ? 0 : m >= 10 ? 1 : m >= 1 ? 2 : m >= 0.1 ? 3 : 4;
+    }
     std::string s = fixed(mean(), digits);
     if (v.size() > 1) s += " ± " + fixed(stddev(), digits);
     return s;
@@ -376,7 +381,8 @@ std::vector<EntryStats> aggregate(const Suite& suite, const std::vector<RunResul
 
 std::string ratio(const Stat& x, const Stat& base) {
   if (x.empty() || base.empty() || !(base.mean() > 0)) return "–";
-  return fixed(x.mean() / base.mean(), 2) + "×";
+  const double r = x.mean() / base.mean();
+  return fixed(r, r >= 100 ? 0 : r >= 10 ? 1 : 2) + "×";
 }
 
 }  // namespace
@@ -419,8 +425,8 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
     const auto& e = stats[i];
     os << "| " << suite.entries[i].name << (static_cast<int>(i) == b ? " (baseline)" : "") << " | " << e.algorithm
        << " | " << e.completed << "/" << e.total << " | " << e.final_acc.show(4) << " | " << e.best_acc.show(4)
-       << " | " << e.best_epoch.show(1) << " | " << e.epoch_s.show(2) << " | " << ratio(e.epoch_s, base.epoch_s)
-       << " | " << e.train_s.show(1) << " | " << e.wall_s.show(1) << " | " << e.rss_mb.show(0) << " | "
+       << " | " << e.best_epoch.show(1) << " | " << e.epoch_s.show(-1) << " | " << ratio(e.epoch_s, base.epoch_s)
+       << " | " << e.train_s.show(-1) << " | " << e.wall_s.show(-1) << " | " << e.rss_mb.show(0) << " | "
        << ratio(e.rss_mb, base.rss_mb) << " | " << (e.cpu ? "n/a" : "not measured") << " | " << e.cos_first.show(4)
        << " | " << e.cos_last.show(4) << " | " << e.rel_last.show(4) << " |\n";
   }
@@ -576,14 +582,14 @@ fs::path write_plot_files(const fs::path& dir, const Suite& suite, const std::ve
        << "plot for [i=0:" << curve_names.size() - 1 << "] curves index i using 1:2 with linespoints title word(names, i+1)\n"
        << "set output " << quoted(dir / "accuracy_vs_time.png") << "\n"
        << "set title 'Suite " << suite.name << ": test accuracy against training time (cumulative epoch seconds)'\n"
-       << "set xlabel 'seconds'\nset xtics autofreq\n"
+       << "set xlabel 'seconds'\nset xtics autofreq\nset xrange [0:*]\n"
        << "plot for [i=0:" << curve_names.size() - 1 << "] curves index i using 3:2 with linespoints title word(names, i+1)\n";
   }
   if (align_rows > 0) {
     gp << "set output " << quoted(dir / "alignment_per_layer.png") << "\n"
        << "set title 'Suite " << suite.name << ": gradient cosine with " << suite.probe_reference
        << " per layer (last probed epoch)'\n"
-       << "set xlabel 'entry'\nset ylabel 'cosine similarity'\nset yrange [*:1.05]\n"
+       << "set xlabel 'entry'\nset ylabel 'cosine similarity'\nset xrange [*:*]\nset yrange [-1 < * < 0 : 1.05]\n"
        << "set style data histogram\nset style histogram cluster gap 1\nset style fill solid 0.8 border -1\n"
        << "set boxwidth 0.9\nset xtics rotate by -30\n"
        << "plot for [i=2:" << L + 1 << "] " << quoted(dir / "alignment.dat")

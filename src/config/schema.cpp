@@ -202,6 +202,7 @@ const Schema& Schema::global() {
   static const Schema schema = [] {
     Schema s;
     add_core_keys(s);
+    add_energy_keys(s);
     add_dual_keys(s);
     return s;
   }();

@@ -50,7 +50,9 @@
 // Conv + max-pool: A_l uses the max-pool switches of the feedforward pass (closed form) or of the latest
 // application of A_l (iterative), for A_l, its adjoint A_lᵀ and ∂/∂W_l alike — the papers' treatment of pooling
 // (the switches of the forward pass). The layer maps are LayeredEnergy's (forward_into, feedback_add,
-// param_grad_add); nothing here differentiates through autograd.
+// param_grad_add), except the adjoint of conv layers, which runs convolution_backward's input-gradient kernel
+// (twice as fast on CPU as LayeredEnergy's conv_transpose2d; see conv_feedback in the .cpp). Nothing here
+// differentiates through autograd.
 //
 // predict() is the feedforward pass (s⁺ = s⁻ = s without a target). StepStats come from the feedforward pass.
 #pragma once
@@ -77,7 +79,7 @@ struct DualPropOptions {
 };
 
 // The dyadic states after inference, for analysis and tests. Index k − 1 holds layer k's state (k = 1..L).
-// For the output layer with ρ_out = identity only delta is formed (s⁺_L, s⁻_L and s̄_L are left undefined).
+// Where ρ (or, at the output, ρ_out) is the identity, s⁺ and s⁻ are not formed: δ = f and s̄ = u exactly.
 struct DualStates {
   std::vector<torch::Tensor> delta;  // δ_k = s⁺_k − s⁻_k
   std::vector<torch::Tensor> sbar;   // s̄_k = α s⁺_k + ᾱ s⁻_k

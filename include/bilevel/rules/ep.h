@@ -18,6 +18,9 @@
 // train.random_sign (ep only): β's sign flips per batch (Laborieux et al. 2021 §2.3: the sign of the O(β) bias
 // flips with it, so it averages out). The sign is a hash of (seed, the batch's labels): a pure function of the
 // data the rule receives, so resuming from a checkpoint reproduces it exactly with no rule state to save.
+//
+// Diagnostics: free_residual, free_steps, nudged_residual (max over the nudged phases), nudged_steps (summed
+// over them: 2K for ep_symmetric); residuals as defined in bilevel/energy/inner_solver.h.
 #pragma once
 
 #include "bilevel/energy/energy_rule.h"
