@@ -522,7 +522,6 @@ std::string quoted(const fs::path& p) {
 
 // Writes the data files and the script; returns the script's path, or "" when there is nothing to plot.
 fs::path write_plot_files(const fs::path& dir, const Suite& suite, const std::vector<RunResult>& results) {
-  fs::create_directories(dir);
   // Curves: one block per entry (mean over its runs of each epoch's test accuracy and cumulative time).
   std::ostringstream curves;
   std::vector<std::string> curve_names;
@@ -560,6 +559,7 @@ fs::path write_plot_files(const fs::path& dir, const Suite& suite, const std::ve
     ++align_rows;
   }
   if (curve_names.empty() && align_rows == 0) return {};
+  fs::create_directories(dir);
   write_file_atomic(dir / "curves.dat", curves.str());
   write_file_atomic(dir / "alignment.dat", align.str());
 
