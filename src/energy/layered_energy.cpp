@@ -162,7 +162,13 @@ void LayeredEnergy::feedback_add(size_t l, const Tensor& g, const Tensor& pool, 
     const int64_t k = L.weight.size(2);
     up = at::max_unpool2d(g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
   }
-  out.add_(at::conv_transpose2d(up, L.weight, {}, 1, L.padding), alpha);
+  // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
+  // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
+  // layer, batch 64, one thread). `out` stands in for the layer input (only its shape is read).
+  out.add_(std::get<0>(at::convolution_backward(up, out, L.weight, at::OptionalIntArrayRef{}, {1, 1},
+                                                {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1,
+                                                {true, false, false})),
+           alpha);
 }
 
 Tensor LayeredEnergy::linearized(size_t l, const Tensor& in, const Tensor& pool) const {

@@ -37,23 +37,6 @@ std::vector<int64_t> output_shape(const Layer& layer, int64_t batch) {
   return shape;
 }
 
-// A_lᵀ g for a conv layer l (+ max-pool with `switches`), as a new tensor shaped like `like` (layer l's input).
-// The same map as LayeredEnergy::feedback_add, but through the input-gradient kernel of convolution_backward
-// (what autograd runs for backprop's conv layers): on CPU (LibTorch 1.13, one thread) at::conv_transpose2d takes
-// about twice as long for the fmnist ConvNet's second layer (31 vs 16 ms per batch of 64), which alone would put
-// dual_prop's epoch at 1.25x backprop's. Candidate for LayeredEnergy::feedback_add itself.
-Tensor conv_feedback(const Layer& layer, const Tensor& g, const Tensor& switches, const Tensor& like) {
-  Tensor up = g;
-  if (layer.pool > 1) {
-    const int64_t k = layer.weight.size(2);
-    up = at::max_unpool2d(g, switches,
-                          {like.size(2) + 2 * layer.padding - k + 1, like.size(3) + 2 * layer.padding - k + 1});
-  }
-  return std::get<0>(at::convolution_backward(up, like, layer.weight, at::OptionalIntArrayRef{}, {1, 1},
-                                              {layer.padding, layer.padding}, {1, 1}, false, {0, 0}, 1,
-                                              {true, false, false}));
-}
-
 struct Dyad {
   Tensor delta;  // s⁺ − s⁻
   Tensor sbar;   // α s⁺ + ᾱ s⁻
@@ -168,13 +151,8 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
   // A hidden dyad of layer k (1-based; its state is index k − 1): feedback A_kᵀ δ_{k+1} with layer k's switches.
   auto hidden_dyad = [&](size_t k, const Tensor& u, const Tensor& delta_above, const Tensor& switches,
                          const Tensor& rho_u) {
-    Tensor f;
-    if (N.layer(k).kind == LayerKind::Conv) {
-      f = conv_feedback(N.layer(k), delta_above, switches, u);
-    } else {
-      f = torch::zeros_like(u);
-      maps.feedback_add(k, delta_above, switches, 1.0, f);
-    }
+    Tensor f = torch::zeros_like(u);
+    maps.feedback_add(k, delta_above, switches, 1.0, f);
     return dyad(u, f, rho_u, rho, alpha);
   };
 
