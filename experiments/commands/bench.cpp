@@ -32,6 +32,7 @@
 #include "bilevel/bench/suite.h"
 #include "bilevel/run/run_dir.h"
 #include "bilevel/util/atomic_file.h"
+#include "bilevel/util/clock.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/log.h"
 #include "commands.h"
@@ -208,15 +209,6 @@ ChildResult run_child(const std::vector<std::string>& args, const fs::path& log,
 }
 
 // ---- helpers ----
-
-std::string now_iso() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
-  return buf;
-}
 
 std::string duration(double s) {
   char buf[32];

@@ -6,17 +6,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "bilevel/util/hash.h"
+
 namespace bilevel {
-namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 Batches::Batches(const Dataset& data, int64_t batch_size, bool shuffle, int64_t seed, int64_t epoch)
     : data_(data), batch_size_(batch_size) {

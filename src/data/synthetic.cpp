@@ -7,19 +7,14 @@
 
 #include "bilevel/util/error.h"
 
+#include "bilevel/util/hash.h"
+
 namespace bilevel {
 namespace {
 
 // Pixel noise around each prototype. Prototype pixels are uniform in [0, 1], so two prototypes differ by about
 // 0.41 per pixel (rms): clusters overlap little per pixel but are far apart over a whole image.
 constexpr double kNoiseStd = 0.2;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 void require_positive(int64_t v, const char* what) {
   if (v < 1) throw UserError(std::string("synthetic data: ") + what + " must be >= 1, got " + std::to_string(v));

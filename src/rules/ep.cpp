@@ -3,18 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bilevel/util/hash.h"
+
 namespace bilevel {
-namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 EquilibriumPropagation::EquilibriumPropagation(std::unique_ptr<Objective> objective, EnergyRuleOptions options,
                                                Estimator estimator)
     : EnergyRule(std::move(objective), std::move(options)), estimator_(estimator) {}

@@ -1,6 +1,7 @@
 #include "bilevel/rules/registry.h"
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/hash.h"
 
 namespace bilevel {
 
@@ -16,13 +17,7 @@ const std::vector<RuleEntry>& rule_registry() {
 }
 
 uint64_t LearningRule::step_seed() const {
-  auto mix = [](uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  return mix(mix(mix(uint64_t(seed_)) ^ uint64_t(epoch_)) ^ uint64_t(batch_));
+  return splitmix64(splitmix64(splitmix64(uint64_t(seed_)) ^ uint64_t(epoch_)) ^ uint64_t(batch_));
 }
 
 std::vector<std::string> rule_names() {

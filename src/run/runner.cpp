@@ -8,6 +8,7 @@
 
 #include "bilevel/data/batches.h"
 #include "bilevel/run/build_info.h"
+#include "bilevel/util/clock.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/environment.h"
 #include "bilevel/util/atomic_file.h"
@@ -17,15 +18,6 @@ namespace bilevel {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string now_iso() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
-  return buf;
-}
 
 std::string hostname() {
   char buf[256] = {0};
