@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "bilevel/config/schema.h"
+#include "bilevel/config/yaml_location.h"
 #include "bilevel/data/dataset.h"
 #include "bilevel/rules/learning_rule.h"
 
@@ -16,14 +17,6 @@ namespace bilevel::bench {
 namespace fs = std::filesystem;
 
 namespace {
-
-Location at(const YAML::Node& node, const std::string& file) {
-  Location loc;
-  loc.file = file;
-  const auto mark = node.Mark();
-  if (!mark.is_null()) loc.line = mark.line + 1, loc.column = mark.column + 1;
-  return loc;
-}
 
 [[noreturn]] void fail(const Location& where, const std::string& key, const std::string& message) {
   throw ConfigError(where, key, message);
@@ -38,39 +31,39 @@ bool plain_name(const std::string& s) {
 }
 
 std::string scalar(const YAML::Node& n, const std::string& key, const std::string& file) {
-  if (!n.IsScalar()) fail(at(n, file), key, "expected a single value (a string)");
+  if (!n.IsScalar()) fail(yaml_location(n, file), key, "expected a single value (a string)");
   return n.Scalar();
 }
 
 int64_t integer(const YAML::Node& n, const std::string& key, const std::string& file, int64_t min) {
-  if (!n.IsScalar()) fail(at(n, file), key, "expected an integer >= " + std::to_string(min));
+  if (!n.IsScalar()) fail(yaml_location(n, file), key, "expected an integer >= " + std::to_string(min));
   try {
     size_t pos = 0;
     const long long v = std::stoll(n.Scalar(), &pos);
     if (pos == n.Scalar().size() && v >= min) return v;
   } catch (...) {
   }
-  fail(at(n, file), key, "expected an integer >= " + std::to_string(min) + ", got '" + n.Scalar() + "'");
+  fail(yaml_location(n, file), key, "expected an integer >= " + std::to_string(min) + ", got '" + n.Scalar() + "'");
 }
 
 std::vector<SuiteOverride> overrides_of(const YAML::Node& n, const std::string& key, const std::string& file) {
   std::vector<SuiteOverride> out;
   if (n.IsNull()) return out;
   if (!n.IsSequence())
-    fail(at(n, file), key,
+    fail(yaml_location(n, file), key,
          "expected a list of key.path=value strings, e.g. [train.epochs=2] (write values with brackets, like "
          "model.hidden=[64], as a block list item or in quotes)");
   for (const auto& o : n) {
     if (!o.IsScalar() || o.Scalar().find('=') == std::string::npos || o.Scalar()[0] == '=') {
       if (o.IsScalar() && !o.Scalar().empty() && o.Scalar()[0] == '~') {
-        out.push_back({o.Scalar(), at(o, file)});
+        out.push_back({o.Scalar(), yaml_location(o, file)});
         continue;
       }
-      fail(at(o, file), key,
+      fail(yaml_location(o, file), key,
            "expected key.path=value, got " + (o.IsScalar() ? "'" + o.Scalar() + "'" : std::string("a mapping or list")) +
                (o.IsMap() ? " (a value with brackets inside a [...] list must be quoted: \"model.hidden=[64]\")" : ""));
     }
-    out.push_back({o.Scalar(), at(o, file)});
+    out.push_back({o.Scalar(), yaml_location(o, file)});
   }
   return out;
 }
@@ -83,7 +76,7 @@ void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed, 
     const std::string hint = closest_match(k, allowed);
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    fail(at(kv.first, file), prefix + k,
+    fail(yaml_location(kv.first, file), prefix + k,
          "unknown suite key" + (hint.empty() ? "" : "; did you mean '" + hint + "'?") + " (expected one of: " + list +
              ")");
   }
@@ -124,43 +117,43 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   s.probe_where = top;
   s.name = fs::path(file).stem().string();
   if (root["name"]) s.name = scalar(root["name"], "name", file);
-  if (!plain_name(s.name)) fail(at(root["name"], file), "name", "use letters, digits, '_', '-' and '.' only");
+  if (!plain_name(s.name)) fail(yaml_location(root["name"], file), "name", "use letters, digits, '_', '-' and '.' only");
   if (root["description"]) s.description = scalar(root["description"], "description", file);
   if (const auto n = root["seeds"]) {
-    if (!n.IsSequence() || n.size() == 0) fail(at(n, file), "seeds", "expected a non-empty list of seeds, e.g. [0, 1, 2]");
+    if (!n.IsSequence() || n.size() == 0) fail(yaml_location(n, file), "seeds", "expected a non-empty list of seeds, e.g. [0, 1, 2]");
     s.seeds.clear();
     for (const auto& e : n) {
       const int64_t seed = integer(e, "seeds", file, 0);
       if (std::find(s.seeds.begin(), s.seeds.end(), seed) != s.seeds.end())
-        fail(at(e, file), "seeds", "seed " + std::to_string(seed) + " is listed twice");
+        fail(yaml_location(e, file), "seeds", "seed " + std::to_string(seed) + " is listed twice");
       s.seeds.push_back(seed);
     }
   }
   if (root["baseline"]) s.baseline = scalar(root["baseline"], "baseline", file);
-  if (const auto n = root["probe_every"]) s.probe_every = integer(n, "probe_every", file, 0), s.probe_where = at(n, file);
+  if (const auto n = root["probe_every"]) s.probe_every = integer(n, "probe_every", file, 0), s.probe_where = yaml_location(n, file);
   if (const auto n = root["probe_reference"]) {
     s.probe_reference = scalar(n, "probe_reference", file);
-    s.probe_where = at(n, file);
+    s.probe_where = yaml_location(n, file);
   }
   if (root["output_root"]) s.output_root = scalar(root["output_root"], "output_root", file);
-  if (s.output_root.empty()) fail(at(root["output_root"], file), "output_root", "must not be empty");
+  if (s.output_root.empty()) fail(yaml_location(root["output_root"], file), "output_root", "must not be empty");
   if (root["overrides"]) s.overrides = overrides_of(root["overrides"], "overrides", file);
 
   const auto entries = root["entries"];
   if (!entries || !entries.IsSequence() || entries.size() == 0)
-    fail(entries ? at(entries, file) : top, "entries",
+    fail(entries ? yaml_location(entries, file) : top, "entries",
          "expected a non-empty list of entries, each with `config:` (and `name:`, `overrides:`)");
   std::set<std::string> names;
   for (size_t i = 0; i < entries.size(); ++i) {
     const auto e = entries[i];
     const std::string key = "entries[" + std::to_string(i) + "]";
-    if (!e.IsMap()) fail(at(e, file), key, "expected a mapping with `name:`, `config:` and `overrides:`");
+    if (!e.IsMap()) fail(yaml_location(e, file), key, "expected a mapping with `name:`, `config:` and `overrides:`");
     check_keys(e, {"name", "config", "overrides"}, key + ".", file);
     SuiteEntry entry;
-    entry.where = at(e, file);
-    if (!e["config"]) fail(at(e, file), key + ".config", "every entry needs `config:` (a config file)");
+    entry.where = yaml_location(e, file);
+    if (!e["config"]) fail(yaml_location(e, file), key + ".config", "every entry needs `config:` (a config file)");
     entry.config = scalar(e["config"], key + ".config", file);
-    entry.config_where = at(e["config"], file);
+    entry.config_where = yaml_location(e["config"], file);
     entry.config_path = resolve_config(entry.config, base_dir);
     if (entry.config_path.empty())
       fail(entry.config_where, key + ".config",
@@ -175,7 +168,7 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
       for (const auto& o : entry.overrides)
         if (o.text.rfind("train.algorithm=", 0) == 0) entry.name = o.text.substr(16);
     }
-    const Location name_at = e["name"] ? at(e["name"], file) : entry.where;
+    const Location name_at = e["name"] ? yaml_location(e["name"], file) : entry.where;
     if (!plain_name(entry.name))
       fail(name_at, key + ".name", "'" + entry.name + "': use letters, digits, '_', '-' and '.' only");
     if (!names.insert(entry.name).second)
@@ -183,7 +176,7 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
     s.entries.push_back(std::move(entry));
   }
   if (!s.baseline.empty() && !names.count(s.baseline))
-    fail(at(root["baseline"], file), "baseline", "no entry is named '" + s.baseline + "'");
+    fail(yaml_location(root["baseline"], file), "baseline", "no entry is named '" + s.baseline + "'");
   return s;
 }
 

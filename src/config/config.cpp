@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "bilevel/config/schema.h"
+#include "bilevel/config/yaml_location.h"
 
 namespace bilevel {
 namespace {
@@ -18,14 +19,6 @@ std::vector<std::string> split_path(const std::string& path) {
   std::string p;
   while (std::getline(ss, p, '.')) parts.push_back(p);
   return parts;
-}
-
-Location location_of(const YAML::Node& node, const std::string& file) {
-  Location loc;
-  loc.file = file;
-  const auto mark = node.Mark();
-  if (!mark.is_null()) loc.line = mark.line + 1, loc.column = mark.column + 1;
-  return loc;
 }
 
 std::string show(const YAML::Node& n) {
@@ -176,7 +169,7 @@ struct Resolver {
   void merge_file(const YAML::Node& node, const std::string& prefix, const std::string& file) {
     std::map<std::string, int> seen;  // yaml-cpp keeps duplicate keys silently; a config must not
     for (const auto& kv : node) {
-      const Location loc = location_of(kv.first, file);
+      const Location loc = yaml_location(kv.first, file);
       if (!kv.first.IsScalar())
         throw ConfigError(loc, prefix, "a key must be a plain name, got " + show(kv.first));
       const std::string name = kv.first.Scalar();
@@ -185,7 +178,7 @@ struct Resolver {
         throw ConfigError(loc, path, "appears twice in the same mapping (first at line " +
                                          std::to_string(seen[name]) + ")");
       // An empty value's position is the next token's; the key's own line is where the user looks.
-      const Location value_loc = kv.second.IsNull() ? loc : location_of(kv.second, file);
+      const Location value_loc = kv.second.IsNull() ? loc : yaml_location(kv.second, file);
       if (const KeySpec* spec = schema.find(path)) {
         set_path(tree, path, check_value(*spec, kv.second, value_loc));
         where[path] = value_loc;
@@ -250,6 +243,14 @@ T convert(const YAML::Node& n) {
 
 }  // namespace
 
+Location yaml_location(const YAML::Node& node, const std::string& file) {
+  Location loc;
+  loc.file = file;
+  const auto mark = node.Mark();
+  if (!mark.is_null()) loc.line = mark.line + 1, loc.column = mark.column + 1;
+  return loc;
+}
+
 YAML::Node lookup(const YAML::Node& root, const std::string& path) {
   YAML::Node cur = YAML::Clone(root);
   for (const auto& p : split_path(path)) {
@@ -307,7 +308,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   Resolver r;
   if (file_root.IsDefined() && !file_root.IsNull()) {
     if (!file_root.IsMap()) {
-      Location loc = location_of(file_root, name);
+      Location loc = yaml_location(file_root, name);
       throw ConfigError(loc, "", "the config must be a YAML mapping of keys (see configs/quickstart.yaml)");
     }
     r.merge_file(file_root, "", name);
