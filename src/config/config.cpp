@@ -3,8 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <functional>
-#include <iomanip>
 #include <sstream>
 
 #include "bilevel/config/schema.h"
@@ -194,7 +192,7 @@ struct Resolver {
     }
   }
 
-  void apply_override(const std::string& text, const std::string& config_file) {
+  void apply_override(const std::string& text) {
     Location loc;
     loc.origin = "command-line override '" + text + "'";
     std::string body = text;
@@ -235,11 +233,6 @@ struct Resolver {
     where[key] = loc;
   }
 };
-
-template <class T>
-T convert(const YAML::Node& n) {
-  return n.as<T>();
-}
 
 }  // namespace
 
@@ -313,7 +306,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
     }
     r.merge_file(file_root, "", name);
   }
-  for (const auto& o : overrides) r.apply_override(o, name);
+  for (const auto& o : overrides) r.apply_override(o);
 
   ExperimentConfig c;
   c.tree = r.tree;
