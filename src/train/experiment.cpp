@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "bilevel/rules/registry.h"
+#include "bilevel/util/threads.h"
 
 namespace bilevel {
 
@@ -23,7 +24,7 @@ void apply_runtime_settings(const ExperimentConfig& cfg) {
     const char* omp = std::getenv("OMP_NUM_THREADS");
     threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
-  torch::set_num_threads(threads);
+  set_cpu_threads(threads);
 }
 
 Experiment prepare(const ExperimentConfig& cfg) {
