@@ -84,14 +84,14 @@ void BM_train_step(benchmark::State& state, const std::string& algorithm) {
 }
 
 // One solve of `steps` sweeps of the free phase, warm-started from the previous solve's states (after the first).
-void BM_solver(benchmark::State& state, const std::string& solver_name) {
+void BM_solver(benchmark::State& state, const std::string& solver_name, const std::string& kernel) {
   const ExperimentConfig cfg = config_for("backprop");
   apply_runtime_settings(cfg);
   auto objective = make_objective("mse");
   LayeredNet net(cfg.model, std::vector<int64_t>{1, 28, 28}, 10, objective->activate_output());
   const Neuron neuron = Neuron::from_activation(net->rho());
   LayeredEnergy energy(*net, neuron, *objective);
-  auto solver = make_solver(solver_name);
+  auto solver = make_solver(solver_name, kernel);
   const auto [x, y] = fixed_batch();
   torch::NoGradGuard no_grad;
   EnergyBatch batch;
@@ -125,7 +125,12 @@ int main(int argc, char** argv) {
   for (const auto& r : rules)
     benchmark::RegisterBenchmark(("train_step/" + r).c_str(), BM_train_step, r)->Unit(benchmark::kMillisecond);
   for (const auto& s : solver_names())
-    benchmark::RegisterBenchmark(("solver/" + s).c_str(), BM_solver, s)->Arg(10)->Unit(benchmark::kMillisecond);
+    for (const std::string kernel : {"generic", "fused"}) {
+      if (s != "fixed_point" && kernel == "fused") continue;  // only fixed_point has a fused path
+      benchmark::RegisterBenchmark(("solver/" + s + "/" + kernel).c_str(), BM_solver, s, kernel)
+          ->Arg(10)
+          ->Unit(benchmark::kMillisecond);
+    }
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;

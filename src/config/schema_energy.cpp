@@ -20,6 +20,11 @@ void add_energy_keys(Schema& s) {
       "Inner solver of energy-based rules: synchronous fixed-point dynamics, or layer-wise exact minimisation "
       "(even layers, then odd)")
       .choices = {"fixed_point", "layerwise"};
+  key("solver.kernel", V::String, "auto",
+      "fixed_point on the CPU: fused = relax fully connected float32 networks in one fused kernel per block of "
+      "examples (same dynamics; tol then applies per example), generic = LibTorch operators, auto = fused where "
+      "it applies and the weights above the input layer fit in cache")
+      .choices = {"auto", "fused", "generic"};
   key("solver.free_steps", V::Int, "30", "Sweeps of the free phase (T); also the BPTT unroll length").min = 1;
   key("solver.nudged_steps", V::Int, "10", "Sweeps of each nudged/clamped phase (K), started from the free state")
       .min = 1;

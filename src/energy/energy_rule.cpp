@@ -7,6 +7,7 @@ namespace bilevel {
 EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   EnergyRuleOptions o;
   o.solver = cfg.get<std::string>("solver.name");
+  o.kernel = cfg.get<std::string>("solver.kernel");
   o.free_steps = cfg.get<int64_t>("solver.free_steps");
   o.nudged_steps = cfg.get<int64_t>("solver.nudged_steps");
   o.tol = cfg.get<double>("solver.tol");
@@ -37,7 +38,7 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
 }
 
 EnergyRule::EnergyRule(std::unique_ptr<Objective> objective, EnergyRuleOptions options)
-    : LearningRule(std::move(objective)), opt_(std::move(options)), solver_(make_solver(opt_.solver)) {}
+    : LearningRule(std::move(objective)), opt_(std::move(options)), solver_(make_solver(opt_.solver, opt_.kernel)) {}
 
 LayeredEnergy EnergyRule::energy_of(LayeredNet& net) const {
   return LayeredEnergy(*net, Neuron::from_activation(net->rho()), *objective_);

@@ -8,6 +8,7 @@ namespace bilevel {
 SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                                    const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
+  if (use_fused_relaxation(kernel_, energy, batch, nudge)) return fused_relaxation(energy, batch, st, nudge, max_steps, tol);
   const int64_t S = energy.num_states();
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;
   if (clamped) {

@@ -7,8 +7,9 @@
 
 namespace bilevel {
 
-std::unique_ptr<InnerSolver> make_solver(const std::string& name) {
-  if (name == "fixed_point") return std::make_unique<FixedPointSolver>();
+std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel) {
+  const RelaxKernel k = relax_kernel_from_name(kernel);
+  if (name == "fixed_point") return std::make_unique<FixedPointSolver>(k);
   if (name == "layerwise") return std::make_unique<LayerwiseSolver>();
   throw std::invalid_argument("unknown solver '" + name + "' (expected fixed_point or layerwise)");
 }

@@ -19,6 +19,7 @@ namespace bilevel {
 // Hyperparameters of the EP family (config keys in src/config/schema_energy.cpp).
 struct EnergyRuleOptions {
   std::string solver = "fixed_point";  // solver.name
+  std::string kernel = "auto";         // solver.kernel
   int64_t free_steps = 30;             // solver.free_steps (T)
   int64_t nudged_steps = 10;           // solver.nudged_steps (K)
   double tol = 0.0;                    // solver.tol (0 = no early stop)

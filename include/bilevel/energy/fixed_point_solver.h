@@ -9,15 +9,21 @@
 // step allocates nothing for fully connected layers.
 #pragma once
 
+#include "bilevel/energy/fused_relaxation.h"
 #include "bilevel/energy/inner_solver.h"
 
 namespace bilevel {
 
 class FixedPointSolver final : public InnerSolver {
  public:
+  // `kernel` (solver.kernel) picks between the fused CPU path (fused_relaxation.h) and LibTorch operators.
+  explicit FixedPointSolver(RelaxKernel kernel = RelaxKernel::Auto) : kernel_(kernel) {}
   std::string name() const override { return "fixed_point"; }
   SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st, const Nudge& nudge,
                    int64_t max_steps, double tol) const override;
+
+ private:
+  RelaxKernel kernel_;
 };
 
 }  // namespace bilevel

@@ -31,8 +31,9 @@ class InnerSolver {
                            const Nudge& nudge, int64_t max_steps, double tol) const = 0;
 };
 
-// "fixed_point" or "layerwise"; throws std::invalid_argument otherwise.
-std::unique_ptr<InnerSolver> make_solver(const std::string& name);
+// "fixed_point" or "layerwise"; throws std::invalid_argument otherwise. `kernel` (solver.kernel: auto, fused or
+// generic) applies to fixed_point; layerwise always runs on LibTorch operators.
+std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel = "auto");
 std::vector<std::string> solver_names();
 
 // max |a − b| over all elements (a synchronising read).

@@ -37,6 +37,8 @@ class Neuron {
   Kernel kernel() const { return kernel_; }
   double scale() const { return scale_; }  // a
   double shift() const { return shift_; }  // c
+  double lo() const { return lo_; }        // Clamp bounds
+  double hi() const { return hi_; }
   bool piecewise_linear() const { return kernel_ == Kernel::Identity || kernel_ == Kernel::Clamp; }
   bool has_potential_value() const { return kernel_ != Kernel::Softplus; }
 

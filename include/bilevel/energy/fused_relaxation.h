@@ -1,0 +1,33 @@
+// The fixed-point solver's fused CPU path: the whole synchronous relaxation of fully connected layered energies
+// in one kernel call per block of examples (bilevel/kernels/cpu/dense_relax.h), split over LibTorch's threads.
+//
+// Same dynamics as FixedPointSolver's LibTorch path (see fixed_point_solver.h), with one difference under early
+// stopping: tol applies per example (an example stops after its first sweep with max-abs change < tol), where the
+// LibTorch path stops the whole batch once every example is below tol. The reported residual and steps are the
+// maxima over examples, so a batch reports the same numbers either way when tol = 0.
+#pragma once
+
+#include <string>
+
+#include "bilevel/energy/inner_solver.h"
+#include "bilevel/energy/layered_energy.h"
+
+namespace bilevel {
+
+// solver.kernel: `auto` takes the fused path where it applies and is expected to be faster (float32 on the CPU,
+// fully connected states, coupling weights above the input layer small enough to stay in cache: up to 32 Ki
+// floats, e.g. 784-512-10); `fused` takes it wherever it applies; `generic` never.
+enum class RelaxKernel { Auto, Fused, Generic };
+RelaxKernel relax_kernel_from_name(const std::string& name);  // throws std::invalid_argument
+
+// Whether the fused path can relax this energy and batch at all (not whether it is faster).
+bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge);
+// Whether `choice` selects the fused path for this problem.
+bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const EnergyBatch& batch,
+                          const Nudge& nudge);
+
+// Relaxes st (from its current states); requires fused_relaxation_supported(). Clamp nudges fix s_S first.
+SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
+                            const Nudge& nudge, int64_t max_steps, double tol);
+
+}  // namespace bilevel
