@@ -37,6 +37,15 @@ inline float pow2i(float n) {
   std::memcpy(&r, &bits, 4);
   return r;
 }
+// 2^n from t = n + 1.5·2^23 (n integral in [−126, 127], held in t's low mantissa bits).
+inline float pow2_from_shifted(float t) {
+  int32_t bits;
+  std::memcpy(&bits, &t, 4);
+  bits = (bits + 127) << 23;
+  float r;
+  std::memcpy(&r, &bits, 4);
+  return r;
+}
 inline bool lt(float a, float b) { return a < b; }
 inline bool ge(float a, float b) { return a >= b; }
 inline float select(bool m, float a, float b) { return m ? a : b; }
@@ -65,6 +74,9 @@ inline __m256 round(__m256 a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_
 inline __m256 pow2i(__m256 n) {
   __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_castsi256_ps(e);
+}
+inline __m256 pow2_from_shifted(__m256 t) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23));
 }
 inline __m256 lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 inline __m256 ge(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
@@ -109,29 +121,33 @@ inline V exp_nonpositive(V z) {
   return select(lt(z, lowest), set1(0.0f, z), e);
 }
 
-// e^z for z in [−87.33, 88] (callers clamp), by the same reduction and polynomial as exp_nonpositive.
+// e^{−v} for v in [−88, 87.33] (callers clamp). n = round(−v/ln 2) comes from one FMA against 1.5·2^23 (the
+// rounded integer lands in the low mantissa bits, which also give 2^n); r = v + n ln 2 (Cody–Waite, two FMAs);
+// e^{−v} = 2^n e^{−r}, e^{−r} by its Taylor polynomial to degree 7 in −r (|r| ≤ ln2/2, remainder < 6e-9).
 template <class V>
-inline V exp_bounded(V z) {
-  V n = round(mul(z, set1(1.44269504f, z)));
-  V r = fma(n, set1(-0.693359375f, z), z);
-  r = fma(n, set1(2.12194440e-4f, z), r);
-  V p = set1(1.0f / 5040.0f, z);
-  p = fma(p, r, set1(1.0f / 720.0f, z));
-  p = fma(p, r, set1(1.0f / 120.0f, z));
-  p = fma(p, r, set1(1.0f / 24.0f, z));
-  p = fma(p, r, set1(1.0f / 6.0f, z));
-  p = fma(p, r, set1(0.5f, z));
-  p = fma(p, r, set1(1.0f, z));
-  p = fma(p, r, set1(1.0f, z));
-  return mul(p, pow2i(n));
+inline V exp_neg_bounded(V v) {
+  const V shifter = set1(12582912.0f, v);  // 1.5·2^23
+  V t = fma(v, set1(-1.44269504f, v), shifter);
+  V n = sub(t, shifter);
+  V r = fma(n, set1(0.693359375f, v), v);
+  r = fma(n, set1(-2.12194440e-4f, v), r);
+  V p = set1(-1.0f / 5040.0f, v);
+  p = fma(p, r, set1(1.0f / 720.0f, v));
+  p = fma(p, r, set1(-1.0f / 120.0f, v));
+  p = fma(p, r, set1(1.0f / 24.0f, v));
+  p = fma(p, r, set1(-1.0f / 6.0f, v));
+  p = fma(p, r, set1(0.5f, v));
+  p = fma(p, r, set1(-1.0f, v));
+  p = fma(p, r, set1(1.0f, v));
+  return mul(p, pow2_from_shifted(t));
 }
 
-// 1/(1 + e^{−v}). e^{−v} is taken with −v clamped to [−87.33, 88]: below, 1 + e^{−v} rounds to 1 anyway; above,
+// 1/(1 + e^{−v}). e^{−v} is taken with v clamped to [−88, 87.33]: below, 1 + e^{−v} rounds to 1 anyway; above,
 // σ(v) < 6e-39 and is returned as such or as 0. No cancellation anywhere, so the relative error stays a few ulps.
 template <class V>
 inline V sigmoid(V v) {
-  V z = min_nan(set1(88.0f, v), max_nan(set1(-87.33654f, v), sub(set1(0.0f, v), v)));
-  return reciprocal(add(set1(1.0f, v), exp_bounded(z)));
+  V w = min_nan(set1(87.33654f, v), max_nan(set1(-88.0f, v), v));
+  return reciprocal(add(set1(1.0f, v), exp_neg_bounded(w)));
 }
 
 template <class V>
