@@ -4,7 +4,9 @@
 // Same dynamics as FixedPointSolver's LibTorch path (see fixed_point_solver.h), with one difference under early
 // stopping: tol applies per example (an example stops after its first sweep with max-abs change < tol), where the
 // LibTorch path stops the whole batch once every example is below tol. The reported residual and steps are the
-// maxima over examples, so a batch reports the same numbers either way when tol = 0.
+// maxima over examples. Without tol, an example stops once a sweep leaves its states bit-for-bit unchanged (an
+// exact fixed point: the remaining sweeps could not change them), so the states and the residual are those of all
+// max_steps sweeps while the reported steps can be fewer.
 #pragma once
 
 #include <string>
