@@ -145,6 +145,35 @@ double max_diff(const EnergyState& a, const EnergyState& b) {
   return d;
 }
 
+// The kernel's description of a sigmoid4 MLP problem nudged with strength β, written out by hand here (not
+// through fused_relaxation.cpp). `keep` holds the contiguous biases alive.
+cpu::DenseRelaxProblem sigmoid4_problem(const Problem& p, std::vector<Tensor>& keep, double beta) {
+  const int64_t S = p.energy->num_states();
+  cpu::DenseRelaxProblem prob;
+  prob.batch = p.batch.size;
+  prob.drive1 = p.batch.drive1.data_ptr<float>();
+  prob.vbias.assign(size_t(S), nullptr);
+  for (int64_t k = 0; k < S; ++k) {
+    prob.width.push_back(p.net->layer(size_t(k)).weight.size(0));
+    if (k >= 1) {
+      keep.push_back(p.batch.vbias[size_t(k)].contiguous());
+      prob.vbias[size_t(k)] = keep.back().data_ptr<float>();
+      prob.weight.push_back(p.net->layer(size_t(k)).weight.data_ptr<float>());
+    }
+  }
+  prob.scale = 4.0f;
+  prob.act = cpu::Act::Sigmoid;
+  prob.nudge = p.energy->output_is_state() ? cpu::OutputNudge::StateMse : cpu::OutputNudge::ReadoutCrossEntropy;
+  prob.nudge_scale = float(4.0 * beta);
+  prob.onehot = p.batch.onehot.data_ptr<float>();
+  prob.classes = p.batch.onehot.size(1);
+  if (!p.energy->output_is_state()) {
+    prob.readout = p.net->layer(size_t(S)).weight.data_ptr<float>();
+    prob.readout_bias = p.net->layer(size_t(S)).bias.data_ptr<float>();
+  }
+  return prob;
+}
+
 }  // namespace
 
 TEST(FusedRelaxation, MatchesTheLibTorchPath) {
@@ -204,19 +233,8 @@ TEST(FusedRelaxation, RowsStopOnlyAtExactFixedPoints) {
   // after 400 and after 401 sweeps (an exact fixed point; rows that end in a one-ulp 2-cycle run every sweep and
   // differ by parity), and all rows match the LibTorch path's 400 sweeps.
   Problem p = make_problem(31, {45}, 10, "sigmoid4", "mse", 19, 8, 0.2);
-  Tensor vb = p.batch.vbias[1].contiguous();
-  cpu::DenseRelaxProblem prob;
-  prob.batch = p.batch.size;
-  prob.width = {45, 10};
-  prob.drive1 = p.batch.drive1.data_ptr<float>();
-  prob.vbias = {nullptr, vb.data_ptr<float>()};
-  prob.weight = {p.net->layer(1).weight.data_ptr<float>()};
-  prob.scale = 4.0f;
-  prob.act = cpu::Act::Sigmoid;
-  prob.nudge = cpu::OutputNudge::StateMse;
-  prob.nudge_scale = 4.0f * 0.5f;
-  prob.onehot = p.batch.onehot.data_ptr<float>();
-  prob.classes = 10;
+  std::vector<Tensor> keep;
+  cpu::DenseRelaxProblem prob = sigmoid4_problem(p, keep, 0.5);
   EnergyState runs[2];
   int stopped = 0;
   std::vector<bool> row_stopped(size_t(p.batch.size));
@@ -260,21 +278,8 @@ TEST(FusedRelaxation, VectorAndPortableBuildsAgreeAndThreadsDoNotMatter) {
 
   // The same problem through the portable build, rows split differently.
   EnergyState port = random_start(p, 9);
-  cpu::DenseRelaxProblem prob;
-  prob.batch = p.batch.size;
-  prob.width = {67, 21};
-  prob.drive1 = p.batch.drive1.data_ptr<float>();
-  Tensor vb = p.batch.vbias[1].contiguous();
-  prob.vbias = {nullptr, vb.data_ptr<float>()};
-  prob.weight = {p.net->layer(1).weight.data_ptr<float>()};
-  prob.scale = 4.0f;
-  prob.act = cpu::Act::Sigmoid;
-  prob.nudge = cpu::OutputNudge::ReadoutCrossEntropy;
-  prob.nudge_scale = 4.0f * 0.7f;
-  prob.onehot = p.batch.onehot.data_ptr<float>();
-  prob.readout = p.net->layer(2).weight.data_ptr<float>();
-  prob.readout_bias = p.net->layer(2).bias.data_ptr<float>();
-  prob.classes = 10;
+  std::vector<Tensor> keep;
+  cpu::DenseRelaxProblem prob = sigmoid4_problem(p, keep, 0.7);
   prob.max_steps = 9;
   float* s[] = {port.s[0].data_ptr<float>(), port.s[1].data_ptr<float>()};
   float* w[] = {port.scratch[0].data_ptr<float>(), port.scratch[1].data_ptr<float>()};
