@@ -29,14 +29,6 @@ inline float abs(float a) { return std::fabs(a); }
 // max/min(bound, v): NaN in v passes through (as vmaxps/vminps with v second).
 inline float max_nan(float bound, float v) { return v != v ? v : (bound > v ? bound : v); }
 inline float min_nan(float bound, float v) { return v != v ? v : (bound < v ? bound : v); }
-inline float round(float a) { return std::nearbyint(a); }
-// 2^n for integral n in [−126, 127] (garbage but finite-or-NaN-safe elsewhere: only multiplied by NaN then).
-inline float pow2i(float n) {
-  int32_t bits = (int32_t(n) + 127) << 23;
-  float r;
-  std::memcpy(&r, &bits, 4);
-  return r;
-}
 // 2^n from t = n + 1.5·2^23 (n integral in [−126, 127], held in t's low mantissa bits).
 inline float pow2_from_shifted(float t) {
   int32_t bits;
@@ -47,7 +39,6 @@ inline float pow2_from_shifted(float t) {
   return r;
 }
 inline bool lt(float a, float b) { return a < b; }
-inline bool ge(float a, float b) { return a >= b; }
 inline float select(bool m, float a, float b) { return m ? a : b; }
 inline float copysign(float mag, float sign) { return std::copysign(mag, sign); }
 inline float hmax(float a) { return a; }
@@ -70,16 +61,10 @@ inline __m256 fma(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c
 inline __m256 abs(__m256 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 inline __m256 max_nan(__m256 bound, __m256 v) { return _mm256_max_ps(bound, v); }
 inline __m256 min_nan(__m256 bound, __m256 v) { return _mm256_min_ps(bound, v); }
-inline __m256 round(__m256 a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline __m256 pow2i(__m256 n) {
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_castsi256_ps(e);
-}
 inline __m256 pow2_from_shifted(__m256 t) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23));
 }
 inline __m256 lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-inline __m256 ge(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 inline __m256 select(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
 inline __m256 copysign(__m256 mag, __m256 sign) {
   const __m256 sbit = _mm256_set1_ps(-0.0f);
@@ -98,28 +83,6 @@ inline float hsum(__m256 a) {
   return _mm_cvtss_f32(s);
 }
 #endif
-
-// e^z for z ≤ 0 (z = −0 … −∞; NaN propagates). Below ln(FLT_MIN) the result is flushed to 0.
-template <class V>
-inline V exp_nonpositive(V z) {
-  const V lowest = set1(-87.33654f, z);  // ln(FLT_MIN): 2^n stays a normal number above it
-  V zc = max_nan(lowest, z);
-  V n = round(mul(zc, set1(1.44269504f, z)));  // n = round(z / ln 2) ∈ [−126, 0]
-  // r = z − n ln 2 with ln 2 split in two (Cody–Waite): n·0.693359375 is exact for |n| ≤ 2^15.
-  V r = fma(n, set1(-0.693359375f, z), zc);
-  r = fma(n, set1(2.12194440e-4f, z), r);
-  // e^r on |r| ≤ ln2/2 by its Taylor polynomial to degree 7 (remainder < 6e-9 relative).
-  V p = set1(1.0f / 5040.0f, z);
-  p = fma(p, r, set1(1.0f / 720.0f, z));
-  p = fma(p, r, set1(1.0f / 120.0f, z));
-  p = fma(p, r, set1(1.0f / 24.0f, z));
-  p = fma(p, r, set1(1.0f / 6.0f, z));
-  p = fma(p, r, set1(0.5f, z));
-  p = fma(p, r, set1(1.0f, z));
-  p = fma(p, r, set1(1.0f, z));
-  V e = mul(p, pow2i(n));
-  return select(lt(z, lowest), set1(0.0f, z), e);
-}
 
 // e^{−v} for v in [−88, 87.33] (callers clamp). n = round(−v/ln 2) comes from one FMA against 1.5·2^23 (the
 // rounded integer lands in the low mantissa bits, which also give 2^n); r = v + n ln 2 (Cody–Waite, two FMAs);
@@ -153,7 +116,8 @@ inline V sigmoid(V v) {
 template <class V>
 inline V tanh(V v) {
   V a = abs(v);
-  V e = exp_nonpositive(mul(a, set1(-2.0f, v)));
+  // e^{−2|v|}; beyond 2|v| = 87.33 it is below FLT_MIN and 1 ± e rounds to 1 anyway.
+  V e = exp_neg_bounded(min_nan(set1(87.33654f, v), add(a, a)));
   V big = div(sub(set1(1.0f, v), e), add(set1(1.0f, v), e));
   // Near 0, 1 − e loses bits: tanh a = a − a³/3 + 2a⁵/15 − 17a⁷/315 + O(a⁹) (error < 1e-11 for a < 1/16).
   V a2 = mul(a, a);
@@ -307,7 +271,6 @@ RelaxStats relax_rows(const DenseRelaxProblem& p, float* const* state, float* co
       // The change is measured at every sweep: a sweep that changes no state of the row has reached an exact
       // fixed point of the float32 dynamics, and every further sweep would return the same bits, so the row
       // stops there with the result of running all max_steps sweeps.
-      const bool measure = true;
       float change = 0.0f;
       for (int64_t k = 1; k <= S; ++k) {
         const int64_t n = p.width[k - 1];
@@ -358,22 +321,18 @@ RelaxStats relax_rows(const DenseRelaxProblem& p, float* const* state, float* co
 #ifdef BILEVEL_LANES8
         const __m256 lo8 = _mm256_set1_ps(lo_s), hi8 = _mm256_set1_ps(hi_s);
         __m256 ch8 = _mm256_setzero_ps();
-        if (measure) {
-          for (; i + 8 <= n; i += 8) ch8 = _mm256_max_ps(ch8, activate_lanes<A>(i, old, out, lo8, hi8));
-          ch = lanes::hmax(ch8);
-        } else {
-          for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, activate<A>(_mm256_loadu_ps(out + i), lo8, hi8));
-        }
+        for (; i + 8 <= n; i += 8) ch8 = _mm256_max_ps(ch8, activate_lanes<A>(i, old, out, lo8, hi8));
+        ch = lanes::hmax(ch8);
 #endif
         for (; i < n; ++i) ch = std::max(ch, activate_lanes<A>(i, old, out, lo_s, hi_s));
-        if (measure) change = std::max(change, ch);
+        change = std::max(change, ch);
       }
       for (int64_t k = 0; k < S; ++k) {
         if (k == S - 1 && p.nudge == OutputNudge::Clamp) continue;
         std::swap(cur[k], nxt[k]);
       }
-      if (measure) residual = change;
-      if (change == 0.0f || (p.tol > 0.0f && change < p.tol)) break;  // (NaN never stops a row)
+      residual = change;
+      if (change == 0.0f || (p.tol > 0.0f && change < p.tol)) break;
     }
     // Rows whose last sweep landed in the scratch buffers are copied home.
     for (int64_t k = 0; k < S; ++k) {

@@ -22,7 +22,8 @@
 // examples get there before T = 30, which saves about a quarter of the relaxation). `steps` reports the sweeps run.
 //
 // Element-wise h, float32, relative error within a few ulps of the exact function:
-//   sigmoid: 1/(1+e^{−v}) with e^{−|v|} by Cody–Waite range reduction and a degree-7 Taylor polynomial;
+//   sigmoid: 1/(1+e^{−v}), e^{−v} (v clamped to [−88, 87.33]) by Cody–Waite range reduction and a degree-7
+//            Taylor polynomial, the reciprocal by rcp and one Newton step;
 //   tanh: (1−e^{−2|v|})/(1+e^{−2|v|}) with the sign restored, and its odd Taylor series below |v| = 1/16;
 //   clamp(v, lo, hi) (relu, hard_sigmoid, hard_tanh); identity. NaN propagates.
 #pragma once
