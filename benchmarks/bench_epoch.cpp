@@ -1,6 +1,9 @@
 // Training-time ratio of learning rules against backprop on the same network, data and batches, in one process.
 //
-//   bench_epoch CONFIG.yaml ALGO[,ALGO...] [--batches N] [--reps R] [key=value ...]
+//   bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [key=value ...]
+//
+// A variant is an algorithm name, optionally followed by its own overrides: `backprop`, `ep`, or
+// `backprop+quantization.enabled=false` (the full-precision twin of a quantized config).
 //
 // For each repetition, every algorithm in turn (A B C A B C ...) trains N mini-batches from the same initial
 // weights (the config's seed) — the gradient estimate plus the optimizer step, which is what an epoch costs
@@ -19,6 +22,7 @@
 #include "bilevel/config/config.h"
 #include "bilevel/data/batches.h"
 #include "bilevel/train/experiment.h"
+#include "bilevel/train/trainer.h"
 #include "bilevel/util/error.h"
 
 using namespace bilevel;
@@ -39,10 +43,13 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-// Seconds for `batches` training steps of `algorithm` from the config's initial weights.
-double time_steps(const ExperimentConfig& base, const std::string& algorithm, int64_t batches) {
-  ExperimentConfig cfg = base;
-  cfg.train.algorithm = algorithm;
+// Seconds for `batches` training steps of `variant` from the config's initial weights.
+double time_steps(const std::string& file, std::vector<std::string> overrides, const std::string& variant,
+                  int64_t batches) {
+  const auto parts = split(variant, '+');
+  overrides.push_back("train.algorithm=" + parts.at(0));
+  overrides.insert(overrides.end(), parts.begin() + 1, parts.end());
+  ExperimentConfig cfg = load_config(file, overrides);
   Experiment x = prepare(cfg);
   Batches order(x.data.train, cfg.train.batch_size, true, cfg.seed, 0);
   const int64_t n = std::min(batches, order.count());
@@ -50,12 +57,7 @@ double time_steps(const ExperimentConfig& base, const std::string& algorithm, in
   for (int64_t b = 0; b < n; ++b) data.push_back(order.get(b));  // gather outside the timed loop
   x.net->train();
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t b = 0; b < n; ++b) {
-    x.optimizer.impl->zero_grad();
-    x.rule->begin_batch(cfg.seed, 0, b);
-    x.rule->train_step(x.net, data[b].first, data[b].second);
-    x.optimizer.impl->step();
-  }
+  for (int64_t b = 0; b < n; ++b) train_batch(x, 0, b, order.count(), cfg.optimizer.lr, data[b].first, data[b].second);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(n);
 }
 
@@ -63,7 +65,8 @@ double time_steps(const ExperimentConfig& base, const std::string& algorithm, in
 
 int main(int argc, char** argv) {
   if (argc < 3 || std::string(argv[1]) == "--help") {
-    std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml ALGO[,ALGO...] [--batches N] [--reps R] [key=value ...]\n");
+    std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [key=value ...]\n"
+                         "  VARIANT = ALGO[+key=value...], e.g. backprop+quantization.enabled=false\n");
     return 2;
   }
   int64_t batches = 200, reps = 5;
@@ -81,7 +84,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<double>> times(algos.size());
     for (int64_t r = 0; r < reps + 1; ++r)
       for (size_t a = 0; a < algos.size(); ++a) {
-        double t = time_steps(cfg, algos[a], batches);
+        double t = time_steps(argv[1], overrides, algos[a], batches);
         if (r > 0) times[a].push_back(t);  // repetition 0 warms caches and allocators
       }
     Experiment probe = prepare(cfg);
@@ -89,11 +92,11 @@ int main(int argc, char** argv) {
     std::printf("config: %s  batch %lld  %lld train examples  threads %d  %lld batches x %lld reps\n", argv[1],
                 static_cast<long long>(cfg.train.batch_size), static_cast<long long>(probe.data.train.size()),
                 at::get_num_threads(), static_cast<long long>(batches), static_cast<long long>(reps));
-    std::printf("%-14s %12s %14s %10s\n", "algorithm", "ms/batch", "epoch s (est)", "ratio");
+    std::printf("%-40s %12s %14s %10s\n", "variant", "ms/batch", "epoch s (est)", "ratio");
     const double base = median(times[0]);
     for (size_t a = 0; a < algos.size(); ++a) {
       const double m = median(times[a]);
-      std::printf("%-14s %12.3f %14.2f %10.2f\n", algos[a].c_str(), 1e3 * m, m * per_epoch, m / base);
+      std::printf("%-40s %12.3f %14.2f %10.2f\n", algos[a].c_str(), 1e3 * m, m * per_epoch, m / base);
     }
   } catch (const UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -17,6 +17,10 @@ commands:
   train CONFIG.yaml [key.path=value ...]   start a run; prints the run directory on stdout
   resume RUN_DIR                            continue an interrupted run from its latest checkpoint
   eval RUN_DIR [--checkpoint FILE]          loss and accuracy on the test split
+  eval --model FILE                         integer inference of an exported quantized model
+  export RUN_DIR [--checkpoint best|final|FILE] [-o FILE]
+                                            write the quantized model as packed integer weights
+  summary CONFIG.yaml|RUN_DIR               per layer: params, bits, MACs, memory float vs packed
   env [--check FILE]                        versions this binary was built with and runs with
   bench SUITE.yaml [key.path=value ...]     run a benchmark suite (every algorithm against backprop);
                                             `bench --resume SUITE_DIR` continues one
@@ -40,6 +44,8 @@ int main(int argc, char** argv) {
     if (command == "eval") return bilevel::cli::eval(args);
     if (command == "env") return bilevel::cli::env(args);
     if (command == "bench") return bilevel::cli::bench(args);
+    if (command == "export") return bilevel::cli::export_model(args);
+    if (command == "summary") return bilevel::cli::summary(args);
     std::fprintf(stderr, "bilevel: unknown command '%s'\n\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const bilevel::UserError& e) {

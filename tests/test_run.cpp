@@ -579,6 +579,23 @@ TEST(Resume, AdamWithStepSchedule) {
                    "batch:3.2", {2, 2, false});
 }
 
+// Quantized runs: the flip rule's moving average and codes, learned scales (flip, lsq) and stochastic rounding drawn
+// from (seed, epoch, batch) all resume exactly.
+TEST(Resume, QuantizedFlipWithLearnedScale) {
+  crash_and_resume({"quantization.enabled=true", "quantization.weights.solver=flip", "quantization.weights.learn_scale=true",
+                    "quantization.flip.tau=1e-5", "quantization.flip.gamma=0.01"},
+                   "batch:3.2", {2, 2, false});
+}
+
+TEST(Resume, QuantizedLsqWeightsAndActivationsStochasticRounding) {
+  crash_and_resume({"quantization.enabled=true", "quantization.weights.quantizer=uniform", "quantization.weights.bits=3",
+                    "quantization.weights.solver=lsq", "quantization.weights.rounding=stochastic",
+                    "quantization.activations.quantizer=uniform", "quantization.activations.bits=2",
+                    "quantization.activations.solver=lsq", "model.activation=relu", "optimizer.name=adam",
+                    "optimizer.lr=0.01"},
+                   "batch:4.1", {3, 3, false});
+}
+
 TEST(Resume, ExternalSigkill) {
   // Long enough (tens of ms per epoch, 15 epochs) that the kill lands mid-run.
   const std::vector<std::string> overrides{"data.synthetic.train=3000", "data.synthetic.image_size=6",

@@ -90,11 +90,20 @@ on CPU the finished metrics.csv equals that of an uninterrupted run (all columns
 int eval(const Args& args) {
   if (wants_help(args)) {
     std::printf(R"(usage: bilevel eval RUN_DIR [--checkpoint FILE]
+       bilevel eval --model FILE [--batch-size N] [--threads N]
 
 Loss and accuracy on the test split, with the run's final.pt (or its latest checkpoint when the run has
-not finished), or with FILE (a checkpoint, best.pt or final.pt). Prints YAML on stdout.
+not finished), or with FILE (a checkpoint, best.pt or final.pt). Prints YAML on stdout, with the
+evaluation's examples per second.
+With --model, evaluates a model written by `bilevel export` through the integer inference path
+(XNOR-popcount for binary weights and activations, integer products otherwise), one thread unless
+--threads, and reports accuracy and examples per second.
 )");
     return 0;
+  }
+  if (!args.empty() && args[0] == "--model") {
+    if (args.size() < 2) throw UserError("bilevel eval: --model needs a FILE");
+    return eval_model(args[1], Args(args.begin() + 2, args.end()));
   }
   std::string dir, checkpoint;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -112,8 +121,9 @@ not finished), or with FILE (a checkpoint, best.pt or final.pt). Prints YAML on 
   if (dir.empty()) throw UserError("bilevel eval: expected RUN_DIR (see --help)");
   init_console_logging();
   EvalResult r = eval_run(dir, checkpoint);
-  std::printf("test_loss: %.6f\ntest_accuracy: %.6f\nexamples: %lld\n", r.loss, r.accuracy,
-              static_cast<long long>(r.count));
+  std::printf("test_loss: %.6f\ntest_accuracy: %.6f\nexamples: %lld\nseconds: %.4f\nexamples_per_second: %.1f\n",
+              r.loss, r.accuracy, static_cast<long long>(r.count), r.seconds,
+              r.seconds > 0 ? double(r.count) / r.seconds : 0.0);
   return 0;
 }
 

@@ -120,7 +120,7 @@ void add_core_keys(Schema& s) {
   using V = ValueType;
   auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
     s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return const_cast<KeySpec&>(s.keys().back());
+    return s.last();
   };
   key("experiment.name", V::String, "experiment", "Name of the experiment; runs go to output.root/NAME/").min = 1;
   key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
@@ -204,6 +204,7 @@ const Schema& Schema::global() {
     add_core_keys(s);
     add_energy_keys(s);
     add_dual_keys(s);
+    add_quant_keys(s);
     return s;
   }();
   return schema;

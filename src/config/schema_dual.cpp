@@ -9,7 +9,7 @@ void add_dual_keys(Schema& s) {
   using V = ValueType;
   auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
     s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return const_cast<KeySpec&>(s.keys().back());
+    return s.last();
   };
   {
     auto& k = key("train.alpha", V::Float, "0.5",

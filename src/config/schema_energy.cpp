@@ -9,7 +9,7 @@ void add_energy_keys(Schema& s) {
   using V = ValueType;
   auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
     s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return const_cast<KeySpec&>(s.keys().back());
+    return s.last();
   };
   key("train.beta", V::Float, "0.1",
       "ep/ep_symmetric: nudging strength β of the nudged phase (ep: its sign is used unless train.random_sign; "

@@ -25,6 +25,7 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
       energy.drive_into(batch, st, k, out);
       if (k == S) energy.add_nudge(batch, st, nudge, out);
       neuron.finish_(out);
+      energy.quantize_state_(out, k);
     }
     stats.steps = t;
     const bool measure = tol > 0.0 || t == max_steps;

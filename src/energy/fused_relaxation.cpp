@@ -48,7 +48,7 @@ RelaxKernel relax_kernel_from_name(const std::string& name) {
 }
 
 bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
-  if (energy.neuron().kernel() == Neuron::Kernel::Softplus) return false;
+  if (energy.neuron().kernel() == Neuron::Kernel::Softplus || energy.quantizes_states()) return false;
   if (!is_cpu_f32(batch.drive1)) return false;
   for (size_t l = 0; l < energy.num_layers(); ++l) {
     const Layer& L = energy.layer(l);

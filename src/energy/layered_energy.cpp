@@ -52,7 +52,7 @@ void EnergyState::copy_from(const EnergyState& other) {
 }
 
 LayeredEnergy::LayeredEnergy(const LayeredNetImpl& net, const Neuron& neuron, const Objective& objective)
-    : neuron_(neuron), objective_(objective), output_is_state_(objective.activate_output()) {
+    : net_(net), neuron_(neuron), objective_(objective), output_is_state_(objective.activate_output()) {
   for (size_t l = 0; l < net.num_layers(); ++l) layers_.push_back(&net.layer(l));
   if (output_is_state_ && objective.name() != "mse")
     throw std::invalid_argument("energy-based rules with state outputs need train.loss: mse");

@@ -30,6 +30,7 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
           if (k == S) energy.add_nudge(batch, st, nudge, out);
           neuron.finish_(out);
         }
+        energy.quantize_state_(out, k);
         if (measure) r = std::max(r, max_abs_diff(out, st.s[k - 1]));
         std::swap(st.s[k - 1], st.scratch[k - 1]);
       }

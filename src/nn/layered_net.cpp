@@ -88,7 +88,10 @@ torch::Tensor LayeredNetImpl::apply_layer(size_t l, const torch::Tensor& input) 
 
 torch::Tensor LayeredNetImpl::logits(const torch::Tensor& x) {
   torch::Tensor s = x;
-  for (size_t l = 0; l + 1 < layers_.size(); ++l) s = rho_->f(apply_layer(l, s));
+  for (size_t l = 0; l + 1 < layers_.size(); ++l) {
+    s = rho_->f(apply_layer(l, s));
+    if (state_quantizer_ && state_quantizer_->covers(l)) s = state_quantizer_->apply(s, l, is_training());
+  }
   return apply_layer(layers_.size() - 1, s);
 }
 

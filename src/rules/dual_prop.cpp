@@ -119,6 +119,15 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
   const double alpha = opt_.alpha, beta = opt_.beta;
   const Activation* rho = N.rho().name == "identity" ? nullptr : &N.rho();
   const Activation* rho_out = N.activate_output() ? rho : nullptr;
+  // Activation quantization (when configured): hidden states are fake-quantized, Q(ρ(·)), in the forward pass and in
+  // the dyads' mean states s̄ that feed the layer above; δ = s⁺ − s⁻ stays unquantized (the straight-through
+  // estimator of Q), so at α = ½ and β → 0 the rule tends to backprop with STE through Q.
+  const auto quantized = [&](const Tensor& t, size_t l) {
+    if (!N.state_quantizer() || l + 1 >= L || !N.state_quantizer()->covers(l)) return t;
+    Tensor q = t.clone();
+    N.quantize_state_(q, l);
+    return q;
+  };
   const auto input_of = [&](const std::vector<Tensor>& states, size_t l) -> const Tensor& {
     return l == 0 ? x0 : states[l - 1];
   };
@@ -130,7 +139,7 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
     z[l] = torch::empty(output_shape(layer, B), x0.options());
     maps.forward_into(l, input_of(s, l), bias_view(layer), 1.0, z[l], &pool[l]);
     const Activation* f = l + 1 < L ? rho : rho_out;
-    s[l] = f ? f->f(z[l]) : z[l];
+    s[l] = quantized(f ? f->f(z[l]) : z[l], l);
   }
 
   DualStates out;
@@ -162,7 +171,7 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
     out.delta[L - 1] = d.delta, out.sbar[L - 1] = d.sbar;
     for (size_t k = L - 1; k >= 1; --k) {
       d = hidden_dyad(k, z[k - 1], out.delta[k], pool[k], s[k - 1]);
-      out.delta[k - 1] = d.delta, out.sbar[k - 1] = d.sbar;
+      out.delta[k - 1] = d.delta, out.sbar[k - 1] = quantized(d.sbar, k - 1);
       // Layer k's weights (A_k: s̄_k → u_{k+1}) as soon as δ_{k+1} and s̄_k are known.
       if (accumulate_grads) add_grad(k, out.delta[k], out.sbar[k - 1], pool[k]);
     }
@@ -185,7 +194,7 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
       } else {
         d = output_dyad(u, rho_out ? rho_out->f(u) : u);
       }
-      out.delta[k - 1] = d.delta, out.sbar[k - 1] = d.sbar;
+      out.delta[k - 1] = d.delta, out.sbar[k - 1] = quantized(d.sbar, k - 1);
     }
   }
   if (accumulate_grads)

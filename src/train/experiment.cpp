@@ -41,6 +41,7 @@ Experiment prepare(const ExperimentConfig& cfg) {
     ref.train.algorithm = cfg.get<std::string>("train.probe_reference");
     e.probe_reference = make_rule(ref);
   }
+  validate_quantization(cfg);
   for (const auto& f : required_files(cfg.data))
     if (!std::filesystem::exists(f))
       cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +
@@ -55,8 +56,12 @@ Experiment prepare(const ExperimentConfig& cfg) {
   } catch (const std::invalid_argument& err) {
     cfg.fail(cfg.model.kind == "conv" ? "model.channels" : "model.hidden", err.what());
   }
+  if (cfg.get<bool>("quantization.enabled")) {
+    e.quant = Quantization(cfg, e.net);
+    e.net->register_module("quant", e.quant);
+  }
   e.net->to(e.device);
-  e.optimizer = make_optimizer(cfg, e.net);
+  e.optimizer = make_optimizer(cfg, e.net, e.quant.is_empty() ? nullptr : e.quant.get());
   return e;
 }
 

@@ -5,9 +5,11 @@
 
 #include <cmath>
 
+#include "bilevel/quant/quantization.h"
+
 namespace bilevel {
 
-Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net) {
+Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, const QuantizationImpl* quant) {
   const auto& o = cfg.optimizer;
   const size_t layers = net->num_layers();
   if (!o.layer_lrs.empty() && o.layer_lrs.size() != layers)
@@ -19,7 +21,8 @@ Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net) {
     const double lr = o.layer_lrs.empty() ? o.lr : o.layer_lrs[l];
     if (lr <= 0) cfg.fail("optimizer.layer_lrs", "every learning rate must be > 0");
     out.base_lrs.push_back(lr);
-    std::vector<torch::Tensor> params{net->layer(l).weight, net->layer(l).bias};
+    std::vector<torch::Tensor> params =
+        quant ? quant->optimizer_params(l) : std::vector<torch::Tensor>{net->layer(l).weight, net->layer(l).bias};
     if (o.name == "sgd") {
       groups.emplace_back(params, std::make_unique<torch::optim::SGDOptions>(
                                       torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov)

@@ -23,6 +23,7 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
   EvalResult r;
   if (data.size() == 0) return r;
   torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
   Batches batches(data, batch_size, false, 0, 0);
   double loss = 0;
   int64_t correct = 0;
@@ -36,7 +37,22 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
   r.count = data.size();
   r.loss = loss / double(r.count);
   r.accuracy = double(correct) / double(r.count);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
+                      const torch::Tensor& yb) {
+  const auto& cfg = x.cfg;
+  const QuantClock clock{uint64_t(cfg.seed), epoch, batch, batches, cfg.train.epochs, lr};
+  x.optimizer.impl->zero_grad();
+  x.rule->begin_batch(cfg.seed, epoch, batch);
+  if (x.quant) x.quant->begin_batch(clock);
+  StepStats s = x.rule->train_step(x.net, xb, yb);
+  if (x.quant) x.quant->after_backward(clock);
+  x.optimizer.impl->step();
+  if (x.quant) x.quant->after_step(clock);
+  return s;
 }
 
 Trainer::Trainer(Experiment& experiment, RunDir run) : x_(experiment), run_(std::move(run)) {}
@@ -46,6 +62,8 @@ std::vector<std::string> Trainer::columns() const {
   if (x_.data.validation.size() > 0) c.insert(c.end(), {"val_loss", "val_accuracy"});
   c.insert(c.end(), {"test_loss", "test_accuracy", "lr"});
   for (const auto& d : x_.rule->diagnostic_columns()) c.push_back(d);
+  if (x_.quant)
+    for (const auto& d : x_.quant->columns()) c.push_back(d);
   if (x_.probe_reference)
     for (const auto& d : alignment_columns(x_.net->num_layers())) c.push_back(d);
   c.push_back("epoch_seconds");
@@ -86,15 +104,13 @@ TrainProgress Trainer::run(TrainProgress progress) {
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     std::vector<double> diag_sums(diag_names.size(), 0.0);
+    if (x_.quant) x_.quant->begin_epoch();
     for (int64_t b = 0; b < batches.count(); ++b) {
       if (stop_requested()) return progress;
       crash_point("batch", std::to_string(epoch + 1) + "." + std::to_string(b));
       auto [xb, yb] = batches.get(b);
       xb = xb.to(x_.device), yb = yb.to(x_.device);
-      x_.optimizer.impl->zero_grad();
-      x_.rule->begin_batch(cfg.seed, epoch, b);
-      StepStats s = x_.rule->train_step(x_.net, xb, yb);
-      x_.optimizer.impl->step();
+      StepStats s = train_batch(x_, epoch, b, batches.count(), lr, xb, yb);
       loss_sum += s.loss_sum;
       correct += s.correct;
       seen += xb.size(0);
@@ -120,6 +136,9 @@ TrainProgress Trainer::run(TrainProgress progress) {
     if (x_.data.validation.size() > 0) row.insert(row.end(), {val.loss, val.accuracy});
     row.insert(row.end(), {test.loss, test.accuracy, lr});
     for (double d : diag_sums) row.push_back(d / double(batches.count()));
+    if (x_.quant)
+      for (double v : x_.quant->epoch_values(QuantClock{uint64_t(cfg.seed), epoch, 0, batches.count(), epochs, lr}))
+        row.push_back(v);
     row.insert(row.end(), probe.begin(), probe.end());
     row.push_back(seconds);
     metrics.append(row);

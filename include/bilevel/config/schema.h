@@ -29,6 +29,8 @@ class Schema {
   // True when `path` names a section (a prefix of some key), e.g. "train" or "data.synthetic".
   bool is_section(const std::string& path) const;
   const std::vector<KeySpec>& keys() const { return keys_; }
+  // The key added last, for setting its range or choices after add().
+  KeySpec& last() { return keys_.back(); }
   // The key closest to `path` by edit distance, or "" when nothing is close.
   std::string closest(const std::string& path) const;
 
@@ -42,7 +44,8 @@ class Schema {
 // Each component adds its keys here (called by Schema::global; see src/config/schema.cpp).
 void add_core_keys(Schema& s);
 void add_energy_keys(Schema& s);  // solver.*, train.beta and the EP family's keys
-void add_dual_keys(Schema& s);    // train.alpha, train.dp_* (dual propagation; reuses train.beta)
+void add_dual_keys(Schema& s);
+void add_quant_keys(Schema& s);   // quantization.* (weights, activations, each solver's schedule)    // train.alpha, train.dp_* (dual propagation; reuses train.beta)
 
 // The candidate closest to `word` by edit distance, or "" when none is close enough to be a typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -85,6 +85,14 @@ class LayeredEnergy {
   const Objective& objective() const { return objective_; }
   const Layer& layer(size_t l) const { return *layers_[l]; }
   std::vector<int64_t> state_shape(int64_t k, int64_t batch) const;  // k = 1..S
+  // Activation quantization of the states (bilevel/quant): the relaxation's update becomes s_k ← Q_k(ρ(u_k)) for
+  // every hidden state k (an output state, mse, is never quantized). Its fixed points are the fixed points of the
+  // quantized dynamics (Laydevant et al. 2021's binary neurons), not stationary points of E; EP's estimate is then
+  // taken between the free and nudged fixed points of those dynamics.
+  bool quantizes_states() const { return net_.state_quantizer() != nullptr; }
+  void quantize_state_(torch::Tensor& s, int64_t k) const {
+    if (k < num_states_ || !output_is_state_) net_.quantize_state_(s, size_t(k - 1));
+  }
 
   // Fills `batch` for input x (any dtype; converted) and labels y (may be undefined).
   void prepare(EnergyBatch& batch, const torch::Tensor& x, const torch::Tensor& y) const;
@@ -147,6 +155,7 @@ class LayeredEnergy {
 
  private:
   std::vector<const Layer*> layers_;
+  const LayeredNetImpl& net_;
   Neuron neuron_;
   const Objective& objective_;
   bool output_is_state_;

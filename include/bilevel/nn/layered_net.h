@@ -22,6 +22,19 @@ namespace bilevel {
 
 enum class LayerKind { Linear, Conv };
 
+// Quantization of the hidden layers' outputs ρ(z_l) (bilevel/quant/activation_quantizer.h implements it). The
+// network applies it after ρ on every hidden layer it covers; energy-based rules apply it inside the relaxation.
+class StateQuantizer {
+ public:
+  virtual ~StateQuantizer() = default;
+  // Whether hidden layer l's output (0-based layer index) is quantized.
+  virtual bool covers(size_t layer) const = 0;
+  // Fake quantization for autograd: the forward value is quantized, the backward is the quantizer's estimator.
+  virtual torch::Tensor apply(const torch::Tensor& s, size_t layer, bool training) const = 0;
+  // In place, without autograd (relaxations, dual propagation's states).
+  virtual void apply_(torch::Tensor& s, size_t layer, bool training) const = 0;
+};
+
 struct Layer {
   LayerKind kind;
   torch::Tensor weight;  // Linear: [out, in]; Conv: [out_ch, in_ch, k, k]
@@ -51,6 +64,13 @@ class LayeredNetImpl : public torch::nn::Module {
   bool activate_output() const { return activate_output_; }
   std::vector<int64_t> input_shape() const { return input_shape_; }
   int64_t num_classes() const { return num_classes_; }
+  // Hidden-layer output quantization (null: none). The network does not own it.
+  void set_state_quantizer(const StateQuantizer* q) { state_quantizer_ = q; }
+  const StateQuantizer* state_quantizer() const { return state_quantizer_; }
+  // s ← Q_l(s) in place when hidden layer l's output is quantized.
+  void quantize_state_(torch::Tensor& s, size_t l) const {
+    if (state_quantizer_ && l + 1 < layers_.size() && state_quantizer_->covers(l)) state_quantizer_->apply_(s, l, is_training());
+  }
 
  private:
   std::vector<Layer> layers_;
@@ -58,6 +78,7 @@ class LayeredNetImpl : public torch::nn::Module {
   bool activate_output_;
   std::vector<int64_t> input_shape_;
   int64_t num_classes_;
+  const StateQuantizer* state_quantizer_ = nullptr;
 };
 TORCH_MODULE(LayeredNet);
 

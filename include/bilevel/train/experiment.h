@@ -7,6 +7,7 @@
 #include "bilevel/config/config.h"
 #include "bilevel/data/dataset.h"
 #include "bilevel/nn/layered_net.h"
+#include "bilevel/quant/quantization.h"
 #include "bilevel/rules/learning_rule.h"
 #include "bilevel/train/optim.h"
 
@@ -18,6 +19,7 @@ struct Experiment {
   LayeredNet net{nullptr};
   std::unique_ptr<LearningRule> rule;
   std::unique_ptr<LearningRule> probe_reference;  // when train.probe_every > 0
+  Quantization quant{nullptr};  // quantization.enabled: the network's submodule "quant"
   Optimizer optimizer;
   torch::Device device{torch::kCPU};
 };

@@ -22,8 +22,11 @@ struct Optimizer {
   std::vector<double> base_lrs;  // per parameter group (= per layer)
 };
 
-// Throws ConfigError when optimizer.layer_lrs does not have one entry per layer.
-Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net);
+class QuantizationImpl;
+
+// Throws ConfigError when optimizer.layer_lrs does not have one entry per layer. With quantization, each layer's group
+// holds what the quantization steps instead of the weights (latent weights, learned scales).
+Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, const QuantizationImpl* quant = nullptr);
 
 // The learning-rate factor for epoch e (0-based) of `epochs`.
 double schedule_lr(const SchedulerConfig& s, double base_lr, int64_t epoch, int64_t epochs);

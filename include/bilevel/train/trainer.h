@@ -18,11 +18,18 @@ struct EvalResult {
   double loss = 0;
   double accuracy = 0;
   int64_t count = 0;
+  double seconds = 0;  // wall time of the forward passes and the loss
 };
 
 // Mean loss and accuracy of the rule's predictions over a data set.
 EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, int64_t batch_size,
                     torch::Device device);
+
+// One training step on batch (xb, yb), batch `batch` of `batches` in 0-based `epoch`: zero the gradients, the
+// quantization's forward map (when configured), the rule's gradient estimate, its backward through the weights'
+// quantization, the optimizer step and the quantization's post-step. `lr` is the epoch's learning rate.
+StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
+                      const torch::Tensor& yb);
 
 // Set by SIGINT/SIGTERM handlers; the trainer stops after the current batch.
 std::atomic<bool>& stop_requested();

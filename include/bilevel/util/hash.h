@@ -5,9 +5,11 @@
 
 #include <cstdint>
 
+#include "bilevel/util/hd.h"
+
 namespace bilevel {
 
-inline uint64_t splitmix64(uint64_t x) {
+BILEVEL_HD inline uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;

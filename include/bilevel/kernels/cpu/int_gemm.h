@@ -1,0 +1,19 @@
+// Integer products for quantized inference (no LibTorch; raw pointers, row-major):
+//
+//   int16_gemm:          out[n][o] = Σ_k a[n][k]·w[o][k]                      int16 codes, exact int32 accumulation
+//   xnor_popcount_gemm:  out[n][o] = K − 2·popcount(a[n] XOR w[o])           the dot product of ±1 vectors packed as
+//                                                                           bits (1 = +1), K the true length; both
+//                                                                           rows padded with zero bits to W words
+//
+// Both are built twice, for x86-64-v3 (AVX2, POPCNT) and generic x86-64, and the loader picks one at run time
+// (GCC target_clones); the result is bit-identical either way. Blocks of 4 rows of `a` share each row of `w`.
+#pragma once
+
+#include <cstdint>
+
+namespace bilevel::cpu {
+
+void int16_gemm(const int16_t* a, const int16_t* w, int32_t* out, int64_t N, int64_t O, int64_t K);
+void xnor_popcount_gemm(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t N, int64_t O, int64_t W, int64_t K);
+
+}  // namespace bilevel::cpu

@@ -1,0 +1,79 @@
+// Element-wise mathematics of the quantizers and quantization solvers, as plain inline functions of scalars, so
+// that a CPU loop, a LibTorch expression and a CUDA kernel compute the same function (BILEVEL_HD marks them
+// __host__ __device__ under nvcc). Every quantizer works on the normalised value x = θ/s (s the step or scale) and
+// returns an integer code q; the dequantised value is s·(q − z) for a zero point z (0 for symmetric grids).
+// The equations are those of each quantizer's and solver's header (bilevel/quant/*.h).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "bilevel/util/hd.h"
+
+namespace bilevel::qe {
+
+BILEVEL_HD inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// Round half away from zero (what std::round does; LibTorch's round is half-to-even, so the CPU/GPU paths use this).
+BILEVEL_HD inline float round_half_away(float x) { return x >= 0.f ? std::floor(x + 0.5f) : -std::floor(-x + 0.5f); }
+
+// Stochastic rounding: floor(x) + [u < x − floor(x)], u ∈ [0, 1). Unbiased: E = x.
+BILEVEL_HD inline float round_stochastic(float x, float u) {
+  const float f = std::floor(x);
+  return f + (u < x - f ? 1.f : 0.f);
+}
+
+// Binary: sign with sign(0) = +1. Stochastic (BinaryConnect): +1 with probability clip((x + 1)/2, 0, 1).
+BILEVEL_HD inline float binary_code(float x) { return x >= 0.f ? 1.f : -1.f; }
+BILEVEL_HD inline float binary_code_stochastic(float x, float u) { return u < clampf(0.5f * (x + 1.f), 0.f, 1.f) ? 1.f : -1.f; }
+
+// Ternary (TWN): 0 inside the threshold |x| <= t, else sign(x). Stochastic: round x clipped to [−1, 1] stochastically.
+BILEVEL_HD inline float ternary_code(float x, float t) { return x > t ? 1.f : (x < -t ? -1.f : 0.f); }
+BILEVEL_HD inline float ternary_code_stochastic(float x, float u) { return round_stochastic(clampf(x, -1.f, 1.f), u); }
+
+// Uniform k-bit on the integer range [lo, hi] (symmetric: [−2^{k−1}, 2^{k−1} − 1]; asymmetric: [0, 2^k − 1] after
+// adding the zero point): round(clip(x, lo, hi)).
+BILEVEL_HD inline float uniform_code(float x, float lo, float hi) { return round_half_away(clampf(x, lo, hi)); }
+BILEVEL_HD inline float uniform_code_stochastic(float x, float lo, float hi, float u) {
+  return clampf(round_stochastic(clampf(x, lo, hi), u), lo, hi);
+}
+
+// ---- solvers ----
+
+// STE (BinaryConnect): ∂ℓ/∂θ = ∂ℓ/∂w · 1[|θ| <= c].
+BILEVEL_HD inline float ste_grad(float g, float theta, float clip) { return std::fabs(theta) <= clip ? g : 0.f; }
+
+// AdaSTE's inner problem on the normalised latent u: w*(u) = argmin_{w ∈ [−1, 1]} ½(w − u)² + β(½w² − (1+α)|w|)
+//   = clip((u + β(1+α)·sign u)/(1+β), −1, 1).
+BILEVEL_HD inline float adaste_forward(float u, float beta, float alpha) {
+  const float s = u >= 0.f ? 1.f : -1.f;
+  return clampf((u + beta * (1.f + alpha) * s) / (1.f + beta), -1.f, 1.f);
+}
+// Its backward: the finite difference (w*(u) − w*_τ(u))/τ, where w*_τ minimises the inner objective plus τ·g·w
+// (the loss linearised at w*); that perturbed problem is the unperturbed one at u − τ g, so w*_τ(u) = w*(u − τ g).
+BILEVEL_HD inline float adaste_grad(float g, float u, float beta, float alpha, float tau) {
+  return (adaste_forward(u, beta, alpha) - adaste_forward(u - tau * g, beta, alpha)) / tau;
+}
+
+// Soft-thresholding towards the grid point q: prox_{λ|· − q|}(θ) = q + sign(θ − q)·max(|θ − q| − λ, 0).
+BILEVEL_HD inline float prox_towards(float theta, float q, float lambda) {
+  const float d = theta - q, m = std::fabs(d) - lambda;
+  return m > 0.f ? q + (d > 0.f ? m : -m) : q;
+}
+
+// LSQ (Esser et al. 2020) on v/s: ∂v̂/∂v = 1 inside [−Q_N, Q_P], else 0; ∂v̂/∂s = round(v/s) − v/s inside,
+// −Q_N or Q_P outside (before the gradient scale).
+BILEVEL_HD inline float lsq_grad_v(float v_over_s, float qn, float qp) {
+  return (v_over_s >= -qn && v_over_s <= qp) ? 1.f : 0.f;
+}
+BILEVEL_HD inline float lsq_grad_s(float v_over_s, float qn, float qp) {
+  if (v_over_s <= -qn) return -qn;
+  if (v_over_s >= qp) return qp;
+  return round_half_away(v_over_s) - v_over_s;
+}
+
+// Flip rule (Bop-style, on the gradient's moving average m): flip w when m·sign(w) > τ, i.e. when the descent
+// direction −m points away from w's sign by more than τ. Returns the new code.
+BILEVEL_HD inline float flip_code(float code, float m, float tau) { return m * code > tau ? -code : code; }
+
+}  // namespace bilevel::qe

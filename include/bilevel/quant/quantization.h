@@ -1,0 +1,78 @@
+// Quantization-aware training of a LayeredNet: the concept between the optimizer and the learning rules.
+//
+// For every quantized layer the network's weight tensor always holds the weights the rules use, w = w(θ); the
+// latent θ, the grid's scale and zero point and each solver's state live here, as parameters and buffers of this
+// module, which is registered as the network's submodule "quant" so that checkpoints and model files hold them.
+// One training step (the trainer calls these around the rule's train_step and the optimizer step):
+//
+//   begin_batch   w ← solver.forward(θ) (stochastic rounding keyed on (seed, epoch, batch, layer)); zero ∂ℓ/∂w
+//   rule.train_step(net)           writes ∂ℓ/∂w into the weight's grad, as it does without quantization
+//   after_backward  θ.grad ← solver.backward(θ, ∂ℓ/∂w)  (flip: updates w itself)
+//   optimizer.step                 steps θ (and learned scales) instead of w
+//   after_step    solver.after_step (clip, prox); w ← the deterministic forward, what evaluation uses
+//
+// So no learning rule knows about quantization. Activation quantization is a StateQuantizer given to the network
+// (bilevel/quant/activation_quantizer.h). Config: quantization.* (`bilevel train --help`).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/nn/layered_net.h"
+#include "bilevel/quant/activation_quantizer.h"
+#include "bilevel/quant/quantizer.h"
+#include "bilevel/quant/weight_solver.h"
+
+namespace bilevel {
+
+class QuantizationImpl : public torch::nn::Module {
+ public:
+  // Validates the quantization.* keys against the network and the learning rule (ConfigError naming the key) and
+  // sets up every quantized layer from the network's initial weights. Attaches the activation quantizer to `net`.
+  QuantizationImpl(const ExperimentConfig& cfg, LayeredNet net);
+
+  // The parameters the optimizer steps for layer l, in place of {weight, bias}.
+  std::vector<torch::Tensor> optimizer_params(size_t layer) const;
+  // Whether layer l's weights are quantized.
+  bool quantized(size_t layer) const;
+  const QuantParam* param(size_t layer) const;
+  const Quantizer& weight_quantizer() const { return *quantizer_; }
+  const WeightSolver& weight_solver() const { return *solver_; }
+  const ActivationQuantizer* activation_quantizer() const { return act_.get(); }
+
+  void begin_batch(const QuantClock& c);
+  void after_backward(const QuantClock& c);
+  void after_step(const QuantClock& c);
+  // Sets w to the deterministic forward at clock c (after setup and after loading a checkpoint).
+  void refresh(const QuantClock& c);
+
+  // metrics.csv columns and their values for the epoch that just ended (begin_epoch snapshots the codes).
+  std::vector<std::string> columns() const;
+  void begin_epoch();
+  std::vector<double> epoch_values(const QuantClock& c) const;
+
+  // Integer codes of layer l's weights (what export writes), and its grid.
+  torch::Tensor codes(size_t layer) const;
+
+ private:
+  LayeredNetImpl* net_;  // the owner (this module is its submodule)
+  std::unique_ptr<Quantizer> quantizer_;
+  std::unique_ptr<WeightSolver> solver_;
+  std::vector<std::unique_ptr<QuantParam>> params_;  // indexed by layer; null = full precision
+  std::vector<torch::Tensor> epoch_codes_;
+  std::unique_ptr<ActivationQuantizer> act_;
+  std::vector<torch::Tensor> act_steps_;
+  bool stochastic_ = false;
+  bool learn_scale_ = false;  // scales are parameters (lsq, or quantization.weights.learn_scale)
+};
+TORCH_MODULE(Quantization);
+
+// Checks every quantization.* key that can be checked from the config alone (before data is loaded).
+void validate_quantization(const ExperimentConfig& cfg);
+
+}  // namespace bilevel

@@ -1,0 +1,59 @@
+// Latent-free binary weights (Bop: Helwegen et al., NeurIPS 2019, "Latent weights do not exist: rethinking binarized
+// neural network optimization"; for equilibrium propagation: Laydevant, Ernoult, Querlioz & Grollier, CVPR-W 2021,
+// "Training dynamical binary neural networks with equilibrium propagation"). The weights are w = s·q, q ∈ {−1, +1},
+// with no latent variable. Given the learning rule's gradient estimate G = ∂ℓ/∂w (EP's contrastive estimate, dual
+// propagation's, or backprop's), each step
+//   m ← (1 − γ) m + γ G                      (an exponential moving average of the gradient)
+//   q ← −q  where  m·q > τ                   (the descent direction −m opposes q's sign by more than τ)
+// i.e. the issue's "−sign(W)·m > τ" with m taken as the update direction −m. The scale s (per layer, or per output
+// channel) is fixed at mean|W_init|, or learned (quantization.weights.learn_scale) with ∂ℓ/∂s = Σ G·q.
+#include "bilevel/quant/element.h"
+#include "bilevel/quant/weight_solvers.h"
+
+namespace bilevel {
+
+using torch::Tensor;
+
+namespace {
+
+class FlipSolver final : public WeightSolver {
+ public:
+  FlipSolver(double gamma, double tau) : gamma_(gamma), tau_(tau) {}
+  std::string name() const override { return "flip"; }
+  bool uses_latent() const override { return false; }
+  std::vector<std::string> quantizers() const override { return {"binary"}; }
+
+  void init(QuantParam& p, const Quantizer& q) const override {
+    torch::NoGradGuard no_grad;
+    p.grid = q.fit(p.weight);
+    p.momentum = torch::zeros_like(p.weight);
+    p.latent = q.codes(p.weight, p.grid);  // the codes q ∈ {−1, +1} (a buffer, not stepped by the optimizer)
+  }
+  Tensor forward(const QuantParam& p, const Quantizer& q, const QuantClock&, const uint64_t*) const override {
+    return q.dequantize(p.latent.detach(), p.grid);
+  }
+  void backward(QuantParam& p, const Quantizer&, const Tensor& g, const QuantClock&) const override {
+    torch::NoGradGuard no_grad;
+    p.momentum.mul_(1.0 - gamma_).add_(g, gamma_);
+    Tensor m = p.momentum.contiguous();
+    Tensor codes = p.latent.contiguous();
+    const float* mp = m.data_ptr<float>();
+    float* cp = codes.data_ptr<float>();
+    const float tau = float(tau_);
+    for (int64_t i = 0; i < codes.numel(); ++i) cp[i] = qe::flip_code(cp[i], mp[i], tau);
+    if (!codes.is_same(p.latent)) p.latent.copy_(codes);
+  }
+  Tensor codes(const QuantParam& p, const Quantizer&) const override { return p.latent.detach().clone(); }
+
+ private:
+  double gamma_, tau_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightSolver> make_flip_solver(const ExperimentConfig& cfg) {
+  return std::make_unique<FlipSolver>(cfg.get<double>("quantization.flip.gamma"),
+                                      cfg.get<double>("quantization.flip.tau"));
+}
+
+}  // namespace bilevel
