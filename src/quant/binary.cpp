@@ -13,7 +13,6 @@ class BinaryQuantizer final : public Quantizer {
   float code_max() const override { return 1.f; }
   GridParams fit(const torch::Tensor& theta) const override { return {mean_abs(theta), torch::Tensor()}; }
 
- protected:
   float code(float x) const override { return qe::binary_code(x); }
   float code_stochastic(float x, float u) const override { return qe::binary_code_stochastic(x, u); }
 };

@@ -108,6 +108,7 @@ QuantizationImpl::QuantizationImpl(const ExperimentConfig& cfg, LayeredNet net) 
       p->layer = l;
       p->weight = net_->layer(l).weight;
       p->stream = 2 * l + 1;
+      p->learn_scale = learn_scale_;
       solver_->init(*p, *quantizer_);
       const std::string name = "layer" + std::to_string(l + 1);
       if (solver_->uses_latent()) p->latent = register_parameter(name + "_latent", p->latent);
@@ -175,7 +176,7 @@ void QuantizationImpl::after_backward(const QuantClock& c) {
     if (!p) continue;
     Tensor g = p->weight.grad().defined() ? p->weight.grad().detach() : torch::zeros_like(p->weight);
     solver_->backward(*p, *quantizer_, g, c);
-    if (learn_scale_ && !solver_->learns_scale()) {
+    if (learn_scale_ && !solver_->writes_scale_grad()) {
       // w = s·f(θ/s) with f held fixed (the map's output in units of s): ∂ℓ/∂s = Σ g·w/s per channel.
       const int64_t channels = p->grid.scale.numel();
       Tensor gw = g * p->weight.detach() / Quantizer::broadcast(p->grid.scale.detach(), g);
@@ -188,9 +189,8 @@ void QuantizationImpl::after_step(const QuantClock& c) {
   torch::NoGradGuard no_grad;
   for (auto& p : params_) {
     if (!p) continue;
-    solver_->after_step(*p, *quantizer_, c);
     if (learn_scale_) p->grid.scale.clamp_min_(1e-8);
-    p->weight.copy_(solver_->forward(*p, *quantizer_, c, nullptr));
+    solver_->update(*p, *quantizer_, c);
   }
 }
 

@@ -40,13 +40,23 @@ Tensor Quantizer::codes(const Tensor& theta, const GridParams& g, const uint64_t
   float* op = out.data_ptr<float>();
   const bool stochastic = key != nullptr;
   const uint64_t k = stochastic ? *key : 0;
-  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t c = channels > 1 ? i / inner : 0;
-      const float x = tp[i] / sp[c] + zp[c];
-      op[i] = stochastic ? code_stochastic(x, counter_uniform(k, uint64_t(i))) : code(x);
-    }
-  });
+  if (stochastic) {
+    at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t c = channels > 1 ? i / inner : 0;
+        op[i] = code_stochastic(tp[i] / sp[c] + zp[c], counter_uniform(k, uint64_t(i)));
+      }
+    });
+  } else {
+    with_code(*this, [&](auto code_of) {
+      at::parallel_for(0, channels, 1, [&](int64_t cb, int64_t ce) {
+        for (int64_t c = cb; c < ce; ++c) {
+          const float inv = 1.f / sp[c], z = zp[c];
+          for (int64_t i = c * inner; i < (c + 1) * inner; ++i) op[i] = code_of(tp[i] * inv + z);
+        }
+      });
+    });
+  }
   return out.to(theta.device());
 }
 

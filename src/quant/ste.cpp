@@ -1,9 +1,15 @@
 // Straight-through estimator (BinaryConnect; Courbariaux, Bengio & David 2015, "BinaryConnect: training deep neural
 // networks with binary weights during propagations", Algorithm 1):
 //   forward   w = Q(θ)                        (any quantizer; deterministic or stochastic rounding)
-//   backward  ∂ℓ/∂θ = ∂ℓ/∂w · 1[|θ/s| ≤ c]    (binary/ternary: c = quantization.ste.clip, BinaryConnect's 1;
-//                                              uniform: the code range [q_min, q_max])
-//   after the optimizer step  θ ← clip(θ, −c·s, c·s)  (BinaryConnect's latent clip)
+//   backward  ∂ℓ/∂θ = ∂ℓ/∂w · 1[lo ≤ θ/s + z ≤ hi]   (binary/ternary: [−c, c] with c = quantization.ste.clip,
+//                                              BinaryConnect's 1; uniform: the code range [q_min, q_max])
+//   after the optimizer step  θ ← clip(θ, (lo − z)·s, (hi − z)·s)  (BinaryConnect's latent clip)
+// With a learned scale, ∂ℓ/∂s = Σ ∂ℓ/∂w · w/s per channel. Backward (with the scale's gradient) and the post-step
+// (with the new weights) each run as one fused pass over the tensor, parallel over its rows.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
 #include "bilevel/quant/element.h"
 #include "bilevel/quant/weight_solvers.h"
 
@@ -13,28 +19,86 @@ using torch::Tensor;
 
 namespace {
 
+// Per-row loop over a weight tensor whose rows are output channels: fn(row, channel, begin, end) with [begin, end)
+// the row's flat element range.
+template <class Fn>
+void for_rows(const Tensor& t, int64_t channels, Fn fn) {
+  const int64_t rows = t.size(0), inner = t.numel() / rows;
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) fn(r, channels > 1 ? r : 0, r * inner, (r + 1) * inner);
+  });
+}
+
 class SteSolver final : public WeightSolver {
  public:
   explicit SteSolver(double clip) : clip_(clip) {}
   std::string name() const override { return "ste"; }
   double saturation() const override { return clip_; }
+  bool writes_scale_grad() const override { return true; }
+
   void backward(QuantParam& p, const Quantizer& q, const Tensor& g, const QuantClock&) const override {
     const auto [lo, hi] = range(q);
-    const Tensor u = normalised(p);
-    p.latent.mutable_grad() = g * (u >= lo).logical_and(u <= hi).to(g.scalar_type());
+    Tensor theta = p.latent.detach().contiguous(), gc = g.contiguous(), w = p.weight.detach().contiguous();
+    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
+    // The latent's gradient buffer is reused from step to step (a fresh allocation of this size costs page faults).
+    Tensor out = p.latent.grad().defined() && p.latent.grad().sizes() == theta.sizes() ? p.latent.grad() : torch::empty_like(theta);
+    const int64_t channels = s.numel(), rows = theta.size(0);
+    std::vector<float> row_sums(p.learn_scale ? size_t(rows) : 0, 0.f);
+    const float *tp = theta.data_ptr<float>(), *gp = gc.data_ptr<float>(), *wp = w.data_ptr<float>();
+    const float *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    for_rows(theta, channels, [&](int64_t r, int64_t c, int64_t b, int64_t e) {
+      const float inv = 1.f / sp[c], zc = zp[c], flo = float(lo), fhi = float(hi);
+      for (int64_t i = b; i < e; ++i) {  // branch-free, so the compiler vectorises it
+        const float u = tp[i] * inv + zc;
+        op[i] = gp[i] * (float(u >= flo) * float(u <= fhi));
+      }
+      if (!row_sums.empty()) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight partial sums: a vectorisable reduction
+        int64_t i = b;
+        for (; i + 8 <= e; i += 8)
+          for (int j = 0; j < 8; ++j) acc[j] += gp[i + j] * wp[i + j];
+        for (; i < e; ++i) acc[0] += gp[i] * wp[i];
+        row_sums[size_t(r)] = ((acc[0] + acc[1]) + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) * inv;
+      }
+    });
+    if (!out.is_same(p.latent.grad())) p.latent.mutable_grad() = out;
+    if (p.learn_scale) {
+      Tensor sg = torch::zeros({channels});
+      float* sgp = sg.data_ptr<float>();
+      for (int64_t r = 0; r < rows; ++r) sgp[channels > 1 ? r : 0] += float(row_sums[size_t(r)]);
+      p.grid.scale.mutable_grad() = sg.to(p.grid.scale.device());
+    }
   }
-  void after_step(QuantParam& p, const Quantizer& q, const QuantClock&) const override {
+
+  void update(QuantParam& p, const Quantizer& q, const QuantClock&) const override {
     torch::NoGradGuard no_grad;
     const auto [lo, hi] = range(q);
-    const Tensor s = Quantizer::broadcast(p.grid.scale.detach(), p.latent);
-    const Tensor z = p.grid.zero.defined() ? Quantizer::broadcast(p.grid.zero.detach(), p.latent) : torch::zeros({}, s.options());
-    p.latent.copy_(torch::max(torch::min(p.latent, (hi - z) * s), (lo - z) * s));
+    TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous(), "ste: latent and weights must be contiguous");
+    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
+    float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>();
+    const float *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
+    with_code(q, [&](auto code_of) {
+      for_rows(p.latent, s.numel(), [&](int64_t, int64_t c, int64_t b, int64_t e) {
+        const float sc = sp[c], zc = zp[c], tlo = (float(lo) - zc) * sc, thi = (float(hi) - zc) * sc, inv = 1.f / sc;
+        for (int64_t i = b; i < e; ++i) {
+          const float t = std::min(std::max(tp[i], tlo), thi);  // min/max: vectorisable
+          tp[i] = t;
+          wp[i] = sc * (code_of(t * inv + zc) - zc);
+        }
+      });
+    });
   }
+  void after_step(QuantParam& p, const Quantizer& q, const QuantClock& c) const override { update(p, q, c); }
 
  private:
   std::pair<double, double> range(const Quantizer& q) const {
     if (q.name() == "uniform") return {q.code_min(), q.code_max()};
     return {-clip_, clip_};
+  }
+  static Tensor zero_of(const QuantParam& p) {
+    return p.grid.zero.defined() ? p.grid.zero.detach().to(torch::kFloat32).contiguous()
+                                 : torch::zeros({p.grid.scale.numel()});
   }
   double clip_;
 };

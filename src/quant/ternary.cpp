@@ -7,15 +7,13 @@ namespace bilevel {
 class TernaryQuantizer final : public Quantizer {
  public:
   using Quantizer::Quantizer;
-  static constexpr float kThreshold = 0.7f;
   std::string name() const override { return "ternary"; }
   int storage_bits() const override { return 2; }
   float code_min() const override { return -1.f; }
   float code_max() const override { return 1.f; }
   GridParams fit(const torch::Tensor& theta) const override { return {mean_abs(theta), torch::Tensor()}; }
 
- protected:
-  float code(float x) const override { return qe::ternary_code(x, kThreshold); }
+  float code(float x) const override { return qe::ternary_code(x, kTernaryThreshold); }
   float code_stochastic(float x, float u) const override { return qe::ternary_code_stochastic(x, u); }
 };
 

@@ -25,7 +25,6 @@ class UniformQuantizer final : public Quantizer {
     return {s, torch::round(-lo / s)};
   }
 
- protected:
   float code(float x) const override { return qe::uniform_code(x, code_min(), code_max()); }
   float code_stochastic(float x, float u) const override {
     return qe::uniform_code_stochastic(x, code_min(), code_max(), u);

@@ -19,6 +19,12 @@ Tensor WeightSolver::forward(const QuantParam& p, const Quantizer& q, const Quan
   return q.quantize(p.latent, p.grid, key);
 }
 
+void WeightSolver::update(QuantParam& p, const Quantizer& q, const QuantClock& c) const {
+  after_step(p, q, c);
+  torch::NoGradGuard no_grad;
+  p.weight.copy_(forward(p, q, c, nullptr));
+}
+
 Tensor WeightSolver::codes(const QuantParam& p, const Quantizer& q) const { return q.codes(p.latent, p.grid); }
 
 }  // namespace bilevel

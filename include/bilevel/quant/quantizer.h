@@ -21,7 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "bilevel/quant/element.h"
+
 namespace bilevel {
+
+// TWN's threshold, in units of the scale mean|θ|.
+constexpr float kTernaryThreshold = 0.7f;
 
 struct QuantizerOptions {
   std::string kind = "binary";  // binary | ternary | uniform
@@ -59,19 +64,38 @@ class Quantizer {
   }
   // Every grid value for channel c (ascending).
   std::vector<float> levels(const GridParams& g, int64_t channel = 0) const;
+  // q for x = θ/s + z (deterministic), or with uniform u ∈ [0, 1) (stochastic).
+  virtual float code(float x) const = 0;
+  virtual float code_stochastic(float x, float u) const = 0;
   // θ's scale / zero broadcast to θ's shape (per channel: [C, 1, 1, ...]).
   static torch::Tensor broadcast(const torch::Tensor& per_channel, const torch::Tensor& like);
   // Σ of t per output channel ([channels], dimension 0), or over all of t ([1]) when channels is 1; a new tensor.
   static torch::Tensor channel_sum(const torch::Tensor& t, int64_t channels);
 
  protected:
-  // q for x = θ/s + z (deterministic), or with uniform u ∈ [0, 1) (stochastic).
-  virtual float code(float x) const = 0;
-  virtual float code_stochastic(float x, float u) const = 0;
   // mean|θ| per tensor or per channel, as [1] or [C].
   torch::Tensor mean_abs(const torch::Tensor& theta) const;
   QuantizerOptions opt_;
 };
+
+// Deterministic codes as small function objects, so hot loops inline them (see with_code).
+struct BinaryCode {
+  float operator()(float x) const { return qe::binary_code(x); }
+};
+struct TernaryCode {
+  float operator()(float x) const { return qe::ternary_code(x, kTernaryThreshold); }
+};
+struct UniformCode {
+  float lo, hi;
+  float operator()(float x) const { return qe::uniform_code(x, lo, hi); }
+};
+// Calls fn(code) with the code function object of q's kind.
+template <class Fn>
+void with_code(const Quantizer& q, Fn&& fn) {
+  if (q.name() == "binary") fn(BinaryCode{});
+  else if (q.name() == "ternary") fn(TernaryCode{});
+  else fn(UniformCode{q.code_min(), q.code_max()});
+}
 
 // Builds the quantizer `opt.kind`; throws std::invalid_argument naming what is wrong (unknown kind, bits).
 std::unique_ptr<Quantizer> make_quantizer(const QuantizerOptions& opt);

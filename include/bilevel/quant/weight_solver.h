@@ -44,6 +44,7 @@ struct QuantParam {
   torch::Tensor latent;   // θ (a parameter the optimizer steps), undefined for flip
   GridParams grid;        // scale (a parameter when learned) and zero point
   torch::Tensor momentum; // flip: the moving average m of the gradient
+  bool learn_scale = false;  // the scale is learned: backward() also wants ∂ℓ/∂s
   uint64_t stream = 0;    // counter-RNG stream of this tensor
 };
 
@@ -68,6 +69,10 @@ class WeightSolver {
   virtual void backward(QuantParam& p, const Quantizer& q, const torch::Tensor& g, const QuantClock& c) const = 0;
   // After the optimizer step (clip, prox).
   virtual void after_step(QuantParam& p, const Quantizer& q, const QuantClock& c) const {}
+  // after_step, then w ← the deterministic forward at c. A solver may fuse the two into one pass.
+  virtual void update(QuantParam& p, const Quantizer& q, const QuantClock& c) const;
+  // Whether backward() writes ∂ℓ/∂s itself when p.learn_scale (else the caller writes Σ ∂ℓ/∂w · w/s per channel).
+  virtual bool writes_scale_grad() const { return learns_scale(); }
   // The integer codes the model exports, and its evaluation-time weights are s·(codes − z).
   virtual torch::Tensor codes(const QuantParam& p, const Quantizer& q) const;
   // The schedule value reported in metrics.csv (name empty: none).

@@ -2,6 +2,11 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BILEVEL_HAVE_AVX2_INT 1
+#endif
+
 namespace bilevel::cpu {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -62,10 +67,73 @@ void xnor_rows(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t n0, i
     }
 }
 
+#if BILEVEL_HAVE_AVX2_INT
+// Σ of the eight int32 lanes.
+__attribute__((target("avx2"))) inline int32_t hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 4 rows of a × 2 rows of w per block, 16 int16 pairs per vpmaddwd (exact int32 sums of products).
+__attribute__((target("avx2"))) void int16_rows_avx2(const int16_t* a, const int16_t* w, int32_t* out, int64_t n0,
+                                                      int64_t n1, int64_t O, int64_t K) {
+  const int64_t K16 = K / 16 * 16;
+  auto tail = [&](const int16_t* x, const int16_t* y) {
+    int32_t s = 0;
+    for (int64_t k = K16; k < K; ++k) s += int32_t(x[k]) * y[k];
+    return s;
+  };
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const int16_t* ar[4] = {a + n * K, a + (n + 1) * K, a + (n + 2) * K, a + (n + 3) * K};
+    int64_t o = 0;
+    for (; o + 2 <= O; o += 2) {
+      const int16_t *w0 = w + o * K, *w1 = w0 + K;
+      __m256i c[4][2];
+      for (int i = 0; i < 4; ++i) c[i][0] = c[i][1] = _mm256_setzero_si256();
+      for (int64_t k = 0; k < K16; k += 16) {
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + k));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + k));
+        for (int i = 0; i < 4; ++i) {
+          const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar[i] + k));
+          c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(x0, y));
+          c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(x1, y));
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        out[(n + i) * O + o] = hsum(c[i][0]) + tail(ar[i], w0);
+        out[(n + i) * O + o + 1] = hsum(c[i][1]) + tail(ar[i], w1);
+      }
+    }
+    for (; o < O; ++o)
+      for (int i = 0; i < 4; ++i) {
+        __m256i c0 = _mm256_setzero_si256();
+        for (int64_t k = 0; k < K16; k += 16)
+          c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + o * K + k)),
+                                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar[i] + k))));
+        out[(n + i) * O + o] = hsum(c0) + tail(ar[i], w + o * K);
+      }
+  }
+  if (n < n1) int16_rows(a, w, out, n, n1, O, K);
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
+
 }  // namespace
 
 void int16_gemm(const int16_t* a, const int16_t* w, int32_t* out, int64_t N, int64_t O, int64_t K) {
-  at::parallel_for(0, (N + 3) / 4, 1, [&](int64_t b, int64_t e) { int16_rows(a, w, out, 4 * b, std::min(N, 4 * e), O, K); });
+  at::parallel_for(0, (N + 3) / 4, 1, [&](int64_t b, int64_t e) {
+#if BILEVEL_HAVE_AVX2_INT
+    if (cpu_has_avx2()) return int16_rows_avx2(a, w, out, 4 * b, std::min(N, 4 * e), O, K);
+#endif
+    int16_rows(a, w, out, 4 * b, std::min(N, 4 * e), O, K);
+  });
 }
 
 void xnor_popcount_gemm(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t N, int64_t O, int64_t W, int64_t K) {

@@ -5,8 +5,10 @@
 //                                                                           bits (1 = +1), K the true length; both
 //                                                                           rows padded with zero bits to W words
 //
-// Both are built twice, for x86-64-v3 (AVX2, POPCNT) and generic x86-64, and the loader picks one at run time
-// (GCC target_clones); the result is bit-identical either way. Blocks of 4 rows of `a` share each row of `w`.
+// int16_gemm has an AVX2 build (vpmaddwd, 4 rows of `a` × 2 rows of `w` per block) chosen at run time when the CPU
+// has AVX2; the portable loops (also built for x86-64-v3 by GCC target_clones) serve otherwise and for remainders.
+// xnor_popcount_gemm is built for x86-64-v3 (POPCNT) and generic x86-64 the same way. Results are exact integers, so
+// every build gives the same bits.
 #pragma once
 
 #include <cstdint>
