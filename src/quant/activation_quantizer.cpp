@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/quant/counter_rng.h"
 #include "bilevel/quant/element.h"
 
@@ -35,12 +36,14 @@ Tensor ActivationQuantizer::codes(const Tensor& s, size_t layer, bool training) 
   const uint64_t key = stochastic ? stream_key(seed_, epoch_, batch_, 0x5741ull * 131 + layer) : 0;
   const float* xp = x.data_ptr<float>();
   float* op = out.data_ptr<float>();
+  const float inv = 1.f / d;
+  if (!stochastic) {
+    cpu::state_codes(xp, x.numel(), off, inv, lo, hi, op);  // the function integer inference uses
+    return out;
+  }
   at::parallel_for(0, x.numel(), 16384, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float v = (xp[i] - off) / d;
-      op[i] = stochastic ? qe::uniform_code_stochastic(v, lo, hi, counter_uniform(key, uint64_t(i)))
-                         : qe::uniform_code(v, lo, hi);
-    }
+    for (int64_t i = b; i < e; ++i)
+      op[i] = qe::uniform_code_stochastic((xp[i] - off) * inv, lo, hi, counter_uniform(key, uint64_t(i)));
   });
   return out;
 }

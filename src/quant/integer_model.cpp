@@ -125,13 +125,21 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
   in.per_example = product(m_.input_shape);
   in.offset = 0, in.step = m_.input_step;
   in.codes.resize(size_t(N * in.per_example));
+  const float inv_step = 1.f / m_.input_step;
+  bool ok = true;
   for (int64_t i = 0; i < N * in.per_example; ++i) {
-    const float c = images[i] / m_.input_step, r = std::round(c);
-    if (std::fabs(c - r) > 1e-3f || r < 0 || r > 32767)
-      throw UserError("the integer model takes 8-bit images (value k·" + std::to_string(m_.input_step) +
-                      "); input " + std::to_string(i) + " is " + std::to_string(images[i]));
+    const float c = images[i] * inv_step;
+    const int32_t r = int32_t(c + 0.5f);
+    ok &= c > -0.5f && c < 32767.f && std::fabs(c - float(r)) < 1e-3f;
     in.codes[size_t(i)] = int16_t(r);
   }
+  if (!ok)
+    for (int64_t i = 0; i < N * in.per_example; ++i) {
+      const float c = images[i] * inv_step;
+      if (!(c > -0.5f && c < 32767.f && std::fabs(c - std::round(c)) < 1e-3f))
+        throw UserError("the integer model takes 8-bit images (value k·" + std::to_string(m_.input_step) +
+                        "); input " + std::to_string(i) + " is " + std::to_string(images[i]));
+    }
   const Activation& rho = activation(m_.activation.rho);
   const size_t L = m_.layers.size();
   std::vector<float> z;
@@ -148,23 +156,27 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
       if (integer_weights && w.encoding == "binary" && in.kind == Activations::Kind::Bits) {
         std::vector<int32_t> dot(size_t(N * O));
         cpu::xnor_popcount_gemm(in.bits.data(), w.words.data(), dot.data(), N, O, in.words, K);
+        std::vector<float> so(static_cast<size_t>(O)), mo(static_cast<size_t>(O));
+        for (int64_t o = 0; o < O; ++o) so[size_t(o)] = scale(o), mo[size_t(o)] = in.mid * float(p.sign_sum[size_t(o)]);
         for (int64_t n = 0; n < N; ++n)
           for (int64_t o = 0; o < O; ++o)
-            z[size_t(n * O + o)] = scale(o) * (in.mid * float(p.sign_sum[size_t(o)]) + in.half * float(dot[size_t(n * O + o)])) +
-                                   layer.bias[size_t(o)];
+            z[size_t(n * O + o)] = so[size_t(o)] * (mo[size_t(o)] + in.half * float(dot[size_t(n * O + o)])) + layer.bias[size_t(o)];
       } else if (integer_weights && in.kind != Activations::Kind::Float) {
         const Activations c = to_codes(in, N);
         std::vector<int32_t> acc(size_t(N * O));
         cpu::int16_gemm(c.codes.data(), p.codes.data(), acc.data(), N, O, K);
+        // Per output: s_o, z_o and the offset term e·(Σ_k q_ok − K z_o), computed once.
+        std::vector<float> so(static_cast<size_t>(O)), zo(static_cast<size_t>(O)), eo(static_cast<size_t>(O));
+        for (int64_t o = 0; o < O; ++o)
+          so[size_t(o)] = scale(o), zo[size_t(o)] = zero(o),
+          eo[size_t(o)] = c.offset * (float(p.code_sum[size_t(o)]) - zero(o) * float(K));
         for (int64_t n = 0; n < N; ++n) {
           int64_t csum = 0;
           for (int64_t k = 0; k < K; ++k) csum += c.codes[size_t(n * K + k)];
-          for (int64_t o = 0; o < O; ++o) {
-            const double zo = zero(o);
-            const double dotv = double(acc[size_t(n * O + o)]) - zo * double(csum);
-            const double off = double(p.code_sum[size_t(o)]) - zo * double(K);
-            z[size_t(n * O + o)] = float(scale(o) * (c.step * dotv + c.offset * off)) + layer.bias[size_t(o)];
-          }
+          const int32_t* an = acc.data() + n * O;
+          float* zn = z.data() + n * O;
+          for (int64_t o = 0; o < O; ++o)
+            zn[o] = so[size_t(o)] * (c.step * (float(an[o]) - zo[size_t(o)] * float(csum)) + eo[size_t(o)]) + layer.bias[size_t(o)];
         }
       } else {
         std::vector<float> x = as_float(in, N);
@@ -239,21 +251,28 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
     } else {
       const float step = a.steps[l], off = a.offset;
       const bool bits = a.bits == 1 && m_.layers[l + 1].weight.encoding == "binary" && m_.layers[l + 1].kind == "linear";
+      std::vector<int16_t> codes(size_t(N * per));
+      cpu::state_codes(vp, N * per, off, 1.f / step, a.code_min, a.code_max, codes.data());
       if (bits) {
         next.kind = Activations::Kind::Bits;
         next.words = (per + 63) / 64;
         next.bits.assign(size_t(N * next.words), 0);
         next.mid = off + 0.5f * step * (a.code_min + a.code_max), next.half = 0.5f * step * (a.code_max - a.code_min);
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t k = 0; k < per; ++k)
-            if (qe::uniform_code((vp[n * per + k] - off) / step, a.code_min, a.code_max) > a.code_min)
-              next.bits[size_t(n * next.words + k / 64)] |= uint64_t(1) << (k % 64);
+        const int16_t top = int16_t(a.code_max);
+        for (int64_t n = 0; n < N; ++n) {
+          const int16_t* cn = codes.data() + n * per;
+          uint64_t* bn = next.bits.data() + n * next.words;
+          for (int64_t w = 0; w < next.words; ++w) {
+            uint64_t word = 0;
+            const int64_t end = std::min<int64_t>(64, per - 64 * w);
+            for (int64_t j = 0; j < end; ++j) word |= uint64_t(cn[64 * w + j] == top) << j;
+            bn[w] = word;
+          }
+        }
       } else {
         next.kind = Activations::Kind::Codes;
         next.offset = off, next.step = step;
-        next.codes.resize(size_t(N * per));
-        for (int64_t i = 0; i < N * per; ++i)
-          next.codes[size_t(i)] = int16_t(qe::uniform_code((vp[i] - off) / step, a.code_min, a.code_max));
+        next.codes = std::move(codes);
       }
     }
     in = std::move(next);

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include "bilevel/quant/element.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define BILEVEL_HAVE_AVX2_INT 1
@@ -125,7 +127,25 @@ bool cpu_has_avx2() {
 }
 #endif
 
+template <class T>
+BILEVEL_CLONES void state_codes_range(const float* x, int64_t b, int64_t e, float offset, float inv_step, float lo,
+                                      float hi, T* out) {
+  for (int64_t i = b; i < e; ++i) out[i] = T(qe::uniform_code((x[i] - offset) * inv_step, lo, hi));
+}
+
+template <class T>
+void state_codes_any(const float* x, int64_t n, float offset, float inv_step, float lo, float hi, T* out) {
+  at::parallel_for(0, n, 32768, [&](int64_t b, int64_t e) { state_codes_range(x, b, e, offset, inv_step, lo, hi, out); });
+}
+
 }  // namespace
+
+void state_codes(const float* x, int64_t n, float offset, float inv_step, float lo, float hi, float* out) {
+  state_codes_any(x, n, offset, inv_step, lo, hi, out);
+}
+void state_codes(const float* x, int64_t n, float offset, float inv_step, float lo, float hi, int16_t* out) {
+  state_codes_any(x, n, offset, inv_step, lo, hi, out);
+}
 
 void int16_gemm(const int16_t* a, const int16_t* w, int32_t* out, int64_t N, int64_t O, int64_t K) {
   at::parallel_for(0, (N + 3) / 4, 1, [&](int64_t b, int64_t e) {

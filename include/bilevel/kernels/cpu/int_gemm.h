@@ -15,6 +15,12 @@
 
 namespace bilevel::cpu {
 
+// Deterministic state codes: out[i] = round(clip((x[i] − offset)·inv_step, lo, hi)) (qe::uniform_code). The training
+// path (bilevel/quant/activation_quantizer.h) and integer inference both call this one function, so a state gets the
+// same code in both wherever its value is the same. float and int16 outputs.
+void state_codes(const float* x, int64_t n, float offset, float inv_step, float lo, float hi, float* out);
+void state_codes(const float* x, int64_t n, float offset, float inv_step, float lo, float hi, int16_t* out);
+
 void int16_gemm(const int16_t* a, const int16_t* w, int32_t* out, int64_t N, int64_t O, int64_t K);
 void xnor_popcount_gemm(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t N, int64_t O, int64_t W, int64_t K);
 
