@@ -25,6 +25,11 @@ Schema& Schema::add(KeySpec spec) {
   return *this;
 }
 
+KeySpec& Schema::key(std::string path, ValueType type, std::string default_yaml, std::string help) {
+  keys_.push_back(KeySpec{std::move(path), type, std::move(default_yaml), std::move(help), {}, {}, false, {}});
+  return keys_.back();
+}
+
 const KeySpec* Schema::find(const std::string& path) const {
   for (const auto& k : keys_)
     if (k.path == path) return &k;
@@ -118,84 +123,80 @@ std::string describe_expectation(const KeySpec& spec) {
 
 void add_core_keys(Schema& s) {
   using V = ValueType;
-  auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
-    s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return s.last();
-  };
-  key("experiment.name", V::String, "experiment", "Name of the experiment; runs go to output.root/NAME/").min = 1;
-  key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
-  key("deterministic", V::Bool, "false", "Use LibTorch's deterministic algorithms only");
+  s.key("experiment.name", V::String, "experiment", "Name of the experiment; runs go to output.root/NAME/").min = 1;
+  s.key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
+  s.key("deterministic", V::Bool, "false", "Use LibTorch's deterministic algorithms only");
 
-  key("data.name", V::String, "fashion_mnist", "Data set").choices = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
-  key("data.root", V::String, BILEVEL_DEFAULT_DATA_ROOT, "Folder with the data set's files");
-  key("data.train_limit", V::Int, "0", "Use only the first N training examples (0 = all)").min = 0;
-  key("data.test_limit", V::Int, "0", "Use only the first N test examples (0 = all)").min = 0;
-  key("data.validation", V::Int, "5000", "Examples held out of the training set for model selection").min = 0;
-  key("data.synthetic.train", V::Int, "2000", "synthetic: training examples").min = 1;
-  key("data.synthetic.test", V::Int, "500", "synthetic: test examples").min = 1;
-  key("data.synthetic.image_size", V::Int, "8", "synthetic: image height and width").min = 1;
-  key("data.synthetic.channels", V::Int, "1", "synthetic: image channels").min = 1;
-  key("data.synthetic.classes", V::Int, "4", "synthetic: number of classes").min = 2;
+  s.key("data.name", V::String, "fashion_mnist", "Data set").choices = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
+  s.key("data.root", V::String, BILEVEL_DEFAULT_DATA_ROOT, "Folder with the data set's files");
+  s.key("data.train_limit", V::Int, "0", "Use only the first N training examples (0 = all)").min = 0;
+  s.key("data.test_limit", V::Int, "0", "Use only the first N test examples (0 = all)").min = 0;
+  s.key("data.validation", V::Int, "5000", "Examples held out of the training set for model selection").min = 0;
+  s.key("data.synthetic.train", V::Int, "2000", "synthetic: training examples").min = 1;
+  s.key("data.synthetic.test", V::Int, "500", "synthetic: test examples").min = 1;
+  s.key("data.synthetic.image_size", V::Int, "8", "synthetic: image height and width").min = 1;
+  s.key("data.synthetic.channels", V::Int, "1", "synthetic: image channels").min = 1;
+  s.key("data.synthetic.classes", V::Int, "4", "synthetic: number of classes").min = 2;
 
-  key("model.kind", V::String, "mlp", "Network family").choices = {"mlp", "conv"};
-  key("model.hidden", V::IntList, "[512]", "Widths of the fully connected hidden layers").min = 1;
-  key("model.channels", V::IntList, "[32, 64]", "conv: output channels of each conv + pool block").min = 1;
-  key("model.kernel_size", V::Int, "5", "conv: kernel size").min = 1;
-  key("model.padding", V::Int, "2", "conv: zero padding").min = 0;
-  key("model.pool", V::Int, "2", "conv: max-pool size and stride after each conv (1 = none)").min = 1;
-  key("model.activation", V::String, "relu", "Activation ρ of every hidden layer").choices = activation_names();
-  key("model.init", V::String, "default", "Weight initialisation")
+  s.key("model.kind", V::String, "mlp", "Network family").choices = {"mlp", "conv"};
+  s.key("model.hidden", V::IntList, "[512]", "Widths of the fully connected hidden layers").min = 1;
+  s.key("model.channels", V::IntList, "[32, 64]", "conv: output channels of each conv + pool block").min = 1;
+  s.key("model.kernel_size", V::Int, "5", "conv: kernel size").min = 1;
+  s.key("model.padding", V::Int, "2", "conv: zero padding").min = 0;
+  s.key("model.pool", V::Int, "2", "conv: max-pool size and stride after each conv (1 = none)").min = 1;
+  s.key("model.activation", V::String, "relu", "Activation ρ of every hidden layer").choices = activation_names();
+  s.key("model.init", V::String, "default", "Weight initialisation")
       .choices = {"default", "xavier_uniform", "kaiming_uniform"};
-  key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
+  s.key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
 
-  key("train.algorithm", V::String, "backprop", "Learning rule").choices = rule_names();
-  key("train.loss", V::String, "cross_entropy", "Outer loss").choices = {"cross_entropy", "mse"};
-  key("train.epochs", V::Int, "10", "Training epochs").min = 1;
-  key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
-  key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
-  key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = OMP_NUM_THREADS if set, else every core)").min = 0;
-  key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
-  key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
+  s.key("train.algorithm", V::String, "backprop", "Learning rule").choices = rule_names();
+  s.key("train.loss", V::String, "cross_entropy", "Outer loss").choices = {"cross_entropy", "mse"};
+  s.key("train.epochs", V::Int, "10", "Training epochs").min = 1;
+  s.key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
+  s.key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
+  s.key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = OMP_NUM_THREADS if set, else every core)").min = 0;
+  s.key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
+  s.key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
 
-  key("train.probe_every", V::Int, "0",
+  s.key("train.probe_every", V::Int, "0",
       "Every N epochs, compare the rule's gradient with train.probe_reference's on a fixed batch (0 = never)")
       .min = 0;
-  key("train.probe_reference", V::String, "backprop", "Reference rule for the gradient probe")
+  s.key("train.probe_reference", V::String, "backprop", "Reference rule for the gradient probe")
       .choices = rule_names();
-  key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
+  s.key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
 
-  key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
+  s.key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
   {
-    auto& k = key("optimizer.lr", V::Float, "0.001", "Learning rate");
+    auto& k = s.key("optimizer.lr", V::Float, "0.001", "Learning rate");
     k.min = 0;
     k.min_exclusive = true;
   }
-  key("optimizer.layer_lrs", V::FloatList, "[]", "Per-layer learning rates, input side first (empty = lr for all)")
+  s.key("optimizer.layer_lrs", V::FloatList, "[]", "Per-layer learning rates, input side first (empty = lr for all)")
       .min = 0;
-  key("optimizer.momentum", V::Float, "0.0", "sgd: momentum").min = 0;
-  key("optimizer.nesterov", V::Bool, "false", "sgd: Nesterov momentum");
-  key("optimizer.weight_decay", V::Float, "0.0", "L2 weight decay").min = 0;
+  s.key("optimizer.momentum", V::Float, "0.0", "sgd: momentum").min = 0;
+  s.key("optimizer.nesterov", V::Bool, "false", "sgd: Nesterov momentum");
+  s.key("optimizer.weight_decay", V::Float, "0.0", "L2 weight decay").min = 0;
   {
-    auto& k = key("optimizer.beta1", V::Float, "0.9", "adam: β1");
+    auto& k = s.key("optimizer.beta1", V::Float, "0.9", "adam: β1");
     k.min = 0, k.max = 1;
   }
   {
-    auto& k = key("optimizer.beta2", V::Float, "0.999", "adam: β2");
+    auto& k = s.key("optimizer.beta2", V::Float, "0.999", "adam: β2");
     k.min = 0, k.max = 1;
   }
   {
-    auto& k = key("optimizer.eps", V::Float, "1e-8", "adam: ε");
+    auto& k = s.key("optimizer.eps", V::Float, "1e-8", "adam: ε");
     k.min = 0, k.min_exclusive = true;
   }
 
-  key("scheduler.name", V::String, "none", "Learning-rate schedule, applied per epoch")
+  s.key("scheduler.name", V::String, "none", "Learning-rate schedule, applied per epoch")
       .choices = {"none", "cosine", "step"};
-  key("scheduler.step_size", V::Int, "1", "step: epochs between decays").min = 1;
-  key("scheduler.gamma", V::Float, "0.1", "step: decay factor").min = 0;
-  key("scheduler.min_lr", V::Float, "0.0", "cosine: final learning rate").min = 0;
+  s.key("scheduler.step_size", V::Int, "1", "step: epochs between decays").min = 1;
+  s.key("scheduler.gamma", V::Float, "0.1", "step: decay factor").min = 0;
+  s.key("scheduler.min_lr", V::Float, "0.0", "cosine: final learning rate").min = 0;
 
-  key("checkpoint.every", V::Int, "1", "Write a checkpoint every N epochs (and always at the end)").min = 1;
-  key("output.root", V::String, "runs", "Folder that receives run directories").min = 1;
+  s.key("checkpoint.every", V::Int, "1", "Write a checkpoint every N epochs (and always at the end)").min = 1;
+  s.key("output.root", V::String, "runs", "Folder that receives run directories").min = 1;
 }
 
 const Schema& Schema::global() {

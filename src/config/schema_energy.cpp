@@ -7,35 +7,31 @@ namespace bilevel {
 
 void add_energy_keys(Schema& s) {
   using V = ValueType;
-  auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
-    s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return s.last();
-  };
-  key("train.beta", V::Float, "0.1",
+  s.key("train.beta", V::Float, "0.1",
       "ep/ep_symmetric: nudging strength β of the nudged phase (ep: its sign is used unless train.random_sign; "
       "ep_symmetric uses ±|β|; must be nonzero)");
-  key("train.random_sign", V::Bool, "false",
+  s.key("train.random_sign", V::Bool, "false",
       "ep: draw β's sign per batch from a hash of (seed, the batch's labels), so resuming reproduces it");
-  key("solver.name", V::String, "fixed_point",
+  s.key("solver.name", V::String, "fixed_point",
       "Inner solver of energy-based rules: synchronous fixed-point dynamics, or layer-wise exact minimisation "
       "(even layers, then odd)")
       .choices = {"fixed_point", "layerwise"};
-  key("solver.kernel", V::String, "auto",
+  s.key("solver.kernel", V::String, "auto",
       "fixed_point on the CPU: fused = relax fully connected float32 networks in one fused kernel per block of "
       "examples (same dynamics; tol then applies per example), generic = LibTorch operators, auto = fused where "
       "it applies and the weights above the input layer fit in cache")
       .choices = {"auto", "fused", "generic"};
-  key("solver.free_steps", V::Int, "30", "Sweeps of the free phase (T); also the BPTT unroll length").min = 1;
-  key("solver.nudged_steps", V::Int, "10", "Sweeps of each nudged/clamped phase (K), started from the free state")
+  s.key("solver.free_steps", V::Int, "30", "Sweeps of the free phase (T); also the BPTT unroll length").min = 1;
+  s.key("solver.nudged_steps", V::Int, "10", "Sweeps of each nudged/clamped phase (K), started from the free state")
       .min = 1;
-  key("solver.tol", V::Float, "0.0",
+  s.key("solver.tol", V::Float, "0.0",
       "Stop a phase early when the max-abs change of the states over a sweep is below this (0 = never)")
       .min = 0;
-  key("solver.implicit_method", V::String, "cg",
+  s.key("solver.implicit_method", V::String, "cg",
       "implicit: how to solve (I − ∂F/∂s)ᵀ v = ∂ℓ/∂s at the fixed point")
       .choices = {"cg", "fixed_point"};
-  key("solver.implicit_steps", V::Int, "100", "implicit: maximum iterations of the linear solve").min = 1;
-  key("solver.implicit_tol", V::Float, "1e-8", "implicit: relative tolerance of the linear solve").min = 0;
+  s.key("solver.implicit_steps", V::Int, "100", "implicit: maximum iterations of the linear solve").min = 1;
+  s.key("solver.implicit_tol", V::Float, "1e-8", "implicit: relative tolerance of the linear solve").min = 0;
 }
 
 }  // namespace bilevel

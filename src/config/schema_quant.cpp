@@ -7,64 +7,60 @@ namespace bilevel {
 
 void add_quant_keys(Schema& s) {
   using V = ValueType;
-  auto key = [&](std::string path, V type, std::string def, std::string help) -> KeySpec& {
-    s.add(KeySpec{std::move(path), type, std::move(def), std::move(help), {}, {}, false, {}});
-    return s.last();
-  };
-  key("quantization.enabled", V::Bool, "false",
+  s.key("quantization.enabled", V::Bool, "false",
       "Train with quantized weights / activations (false: the full-precision twin of the same config)");
-  key("quantization.weights.quantizer", V::String, "binary",
+  s.key("quantization.weights.quantizer", V::String, "binary",
       "Weight grid: binary (sign·scale, 1 bit), ternary ({-1,0,1}·scale, 2 bits), uniform (k bits), none")
       .choices = {"binary", "ternary", "uniform", "none"};
-  auto& wb = key("quantization.weights.bits", V::Int, "1", "Bits per weight: binary 1, ternary 2, uniform 2..8");
+  auto& wb = s.key("quantization.weights.bits", V::Int, "1", "Bits per weight: binary 1, ternary 2, uniform 2..8");
   wb.min = 1, wb.max = 8;
-  key("quantization.weights.solver", V::String, "ste",
+  s.key("quantization.weights.solver", V::String, "ste",
       "How the gradient passes through the weights' quantization: ste, adaste (binary), proxquant, mirror, "
       "lsq (uniform, learned step), flip (binary, no latent weights)")
       .choices = {"ste", "adaste", "proxquant", "mirror", "lsq", "flip"};
-  key("quantization.weights.granularity", V::String, "per_tensor", "One scale per layer, or per output channel")
+  s.key("quantization.weights.granularity", V::String, "per_tensor", "One scale per layer, or per output channel")
       .choices = {"per_tensor", "per_channel"};
-  key("quantization.weights.symmetric", V::Bool, "true", "uniform: symmetric grid (else asymmetric with a zero point)");
-  key("quantization.weights.rounding", V::String, "deterministic",
+  s.key("quantization.weights.symmetric", V::Bool, "true", "uniform: symmetric grid (else asymmetric with a zero point)");
+  s.key("quantization.weights.rounding", V::String, "deterministic",
       "stochastic: unbiased stochastic rounding during training, drawn from (seed, epoch, batch, layer)")
       .choices = {"deterministic", "stochastic"};
-  key("quantization.weights.learn_scale", V::Bool, "false",
+  s.key("quantization.weights.learn_scale", V::Bool, "false",
       "Learn each layer's (or channel's) scale with the optimizer, ∂ℓ/∂s = Σ ∂ℓ/∂w · w/s (else fixed at its fit to "
       "the initial weights; lsq always learns its step)");
-  key("quantization.weights.full_precision_layers", V::IntList, "[]",
+  s.key("quantization.weights.full_precision_layers", V::IntList, "[]",
       "Layers (1 = input side) whose weights stay in full precision").min = 1;
-  key("quantization.activations.quantizer", V::String, "none",
+  s.key("quantization.activations.quantizer", V::String, "none",
       "Hidden-layer outputs: none, binary (ρ's two ends), uniform (k bits over ρ's range, or a learned step)")
       .choices = {"none", "binary", "uniform"};
-  auto& ab = key("quantization.activations.bits", V::Int, "1", "Bits per activation: binary 1, uniform 2..8");
+  auto& ab = s.key("quantization.activations.bits", V::Int, "1", "Bits per activation: binary 1, uniform 2..8");
   ab.min = 1, ab.max = 8;
-  key("quantization.activations.solver", V::String, "ste",
+  s.key("quantization.activations.solver", V::String, "ste",
       "ste: fixed grid on ρ's range, straight-through backward; lsq: learned step per layer (backprop only)")
       .choices = {"ste", "lsq"};
-  key("quantization.activations.rounding", V::String, "deterministic", "stochastic: stochastic rounding in training")
+  s.key("quantization.activations.rounding", V::String, "deterministic", "stochastic: stochastic rounding in training")
       .choices = {"deterministic", "stochastic"};
-  key("quantization.activations.full_precision_layers", V::IntList, "[]",
+  s.key("quantization.activations.full_precision_layers", V::IntList, "[]",
       "Hidden layers (1 = first) whose outputs stay in full precision").min = 1;
-  auto& clip = key("quantization.ste.clip", V::Float, "1.0",
+  auto& clip = s.key("quantization.ste.clip", V::Float, "1.0",
                    "ste (binary/ternary): latent clip |θ/s| <= clip and gradient mask (BinaryConnect: 1)");
   clip.min = 0, clip.min_exclusive = true;
   auto pos = [&](std::string path, std::string def, std::string help) {
-    auto& k = key(std::move(path), V::Float, std::move(def), std::move(help));
+    auto& k = s.key(std::move(path), V::Float, std::move(def), std::move(help));
     k.min = 0, k.min_exclusive = true;
   };
   pos("quantization.adaste.alpha", "0.01", "adaste: α of the inner problem (β stops growing at 1/α)");
   pos("quantization.adaste.beta0", "0.01", "adaste: β at epoch 0");
-  key("quantization.adaste.growth", V::Float, "1.05", "adaste: β ← β·growth each epoch").min = 1;
+  s.key("quantization.adaste.growth", V::Float, "1.05", "adaste: β ← β·growth each epoch").min = 1;
   pos("quantization.adaste.tau", "1.0", "adaste: step τ of the finite difference (w*(u) − w*(u − τ ĝ))/τ");
-  key("quantization.proxquant.rate", V::Float, "0.1",
+  s.key("quantization.proxquant.rate", V::Float, "0.1",
       "proxquant: λ_t = lr_t · rate · t (t in epochs; λ in units of the grid step)").min = 0;
-  key("quantization.proxquant.freeze_epoch", V::Int, "0",
+  s.key("quantization.proxquant.freeze_epoch", V::Int, "0",
       "proxquant: from this epoch (1-based) on, weights are hard-quantized and frozen (0 = the last epoch)").min = 0;
   pos("quantization.mirror.beta0", "1.0", "mirror: β at t = 0 of w = s·tanh(2βθ/s) (softmax over levels for k bits)");
-  key("quantization.mirror.growth", V::Float, "1.5", "mirror: β_t = beta0 · growth^t (t in epochs)").min = 1;
-  auto& g = key("quantization.flip.gamma", V::Float, "0.001", "flip: rate γ of the gradient moving average m");
+  s.key("quantization.mirror.growth", V::Float, "1.5", "mirror: β_t = beta0 · growth^t (t in epochs)").min = 1;
+  auto& g = s.key("quantization.flip.gamma", V::Float, "0.001", "flip: rate γ of the gradient moving average m");
   g.min = 0, g.min_exclusive = true, g.max = 1;
-  key("quantization.flip.tau", V::Float, "1e-6", "flip: threshold τ; a weight flips when m·sign(w) > τ").min = 0;
+  s.key("quantization.flip.tau", V::Float, "1e-6", "flip: threshold τ; a weight flips when m·sign(w) > τ").min = 0;
 }
 
 }  // namespace bilevel

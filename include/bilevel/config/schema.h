@@ -29,8 +29,9 @@ class Schema {
   // True when `path` names a section (a prefix of some key), e.g. "train" or "data.synthetic".
   bool is_section(const std::string& path) const;
   const std::vector<KeySpec>& keys() const { return keys_; }
-  // The key added last, for setting its range or choices after add().
-  KeySpec& last() { return keys_.back(); }
+  // Adds a key with no range or choices and returns it, so the caller can set them:
+  //   s.key("train.epochs", ValueType::Int, "10", "Epochs").min = 1;
+  KeySpec& key(std::string path, ValueType type, std::string default_yaml, std::string help);
   // The key closest to `path` by edit distance, or "" when nothing is close.
   std::string closest(const std::string& path) const;
 
