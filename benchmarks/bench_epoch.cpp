@@ -20,6 +20,7 @@
 #include "bilevel/data/batches.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/threads.h"
 
 using namespace bilevel;
 
@@ -62,6 +63,7 @@ double time_steps(const ExperimentConfig& base, const std::string& algorithm, in
 }  // namespace
 
 int main(int argc, char** argv) {
+  reexec_with_passive_wait_policy(argv);  // as `bilevel` does, so the timings are those of a run
   if (argc < 3 || std::string(argv[1]) == "--help") {
     std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml ALGO[,ALGO...] [--batches N] [--reps R] [key=value ...]\n");
     return 2;
