@@ -16,12 +16,15 @@
 // (linear layers: w_{l+1} s*_lᵀ + s*_{l+1} w_lᵀ), batch-averaged, plus the read-out's direct gradient with
 // cross_entropy.
 //
-// The symmetric system is positive definite only where s* is a strict local minimum of the energy. A layered
-// network's coupling is bipartite (even layers talk only to odd ones), so the eigenvalues of D^½ K D^½ come in
-// pairs ±σ: I − D^½ K D^½ is positive definite exactly when σ_max < 1, which is also exactly when the synchronous
-// fixed-point dynamics are locally stable. As training grows the weights past that point, the free phase ends
-// on a state that is not a minimum (its two interleaved sub-sequences settle in different minima: a 2-cycle),
-// and the system there is indefinite: CG divides by p·Ap ≤ 0 or stalls, and returns a wrong vector.
+// The symmetric system is the (scaled) Hessian of the energy, positive definite only where s* is a strict local
+// minimum. A layered network's coupling is bipartite (even layers talk only to odd ones), so at a fixed point the
+// eigenvalues of D^½ K D^½ come in pairs ±σ: I − D^½ K D^½ is positive definite exactly when σ_max < 1, which is
+// also exactly when the synchronous fixed-point dynamics are locally stable there. Where the free phase stops on
+// a state that is not such a minimum (it has not settled, e.g. the dynamics are unstable for that example), the
+// system is indefinite: CG then meets p·Ap ≤ 0 or a tiny p·Ap and returns a vector 10²–10³ times the size of the
+// true solution (tests/test_implicit_indefinite.cpp). On Fashion-MNIST (configs/fmnist_mlp_ep.yaml) this
+// happens to about one example in an epoch from epoch 7 on (implicit_indefinite ≈ 2e-5), and with CG the test
+// accuracy fell from 86.7% to 80.5% in that epoch and did not recover; MINRES solves the same system.
 // solver.implicit_method:
 //   minres       (default) MINRES (Paige & Saunders 1975) on the symmetric system, per example: minimises the
 //                residual over the Krylov space, for any symmetric operator, definite or not;
