@@ -21,8 +21,8 @@
 // eigenvalues of D^½ K D^½ come in pairs ±σ: I − D^½ K D^½ is positive definite exactly when σ_max < 1, which is
 // also exactly when the synchronous fixed-point dynamics are locally stable there. Where the free phase stops on
 // a state that is not such a minimum (it has not settled, e.g. the dynamics are unstable for that example), the
-// system is indefinite: CG then meets p·Ap ≤ 0 or a tiny p·Ap and returns a vector 10²–10³ times the size of the
-// true solution (tests/test_implicit_indefinite.cpp). On Fashion-MNIST (configs/fmnist_mlp_ep.yaml) this
+// system is indefinite: CG then meets p·Ap ≤ 0 or a tiny p·Ap and returns a wrong vector (on the test's
+// 12-16-10 network, a gradient whose error is 400 times the exact gradient's norm: tests/test_implicit_indefinite.cpp). On Fashion-MNIST (configs/fmnist_mlp_ep.yaml) this
 // happens to about one example in an epoch from epoch 7 on (implicit_indefinite ≈ 2e-5), and with CG the test
 // accuracy fell from 86.7% to 80.5% in that epoch and did not recover; MINRES solves the same system.
 // solver.implicit_method:
