@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Epoch time of backprop, ep and dual_prop under each thread setting, in one run:
 #
-#   benchmarks/threads.sh [BUILD_DIR]      (environment: REPS=3 EPOCHS=2 TRAIN_LIMIT=10000 OUT=bench_threads)
+#   benchmarks/threads.sh [BUILD_DIR]      (environment: REPS=3 EPOCHS=2 TRAIN_LIMIT=10000 OUT=bench_threads,
+#                                           SETTINGS="auto auto_spin t1 t2", RULES="backprop ep dual_prop")
 #   benchmarks/threads.sh --summary        the table again, from OUT/results.csv
 #
 # Settings, each its own `bilevel train` process (the OpenMP wait policy is fixed when a process starts):
@@ -10,9 +11,9 @@
 #   t1, t2      train.threads=1 / 2 (PASSIVE)
 #   auto_blas   as auto, and OpenBLAS's idle workers sleep at once too (OPENBLAS_THREAD_TIMEOUT=4) instead of
 #               yielding for ~2^28 cycles (not in the default SETTINGS)
-# Every run trains EPOCHS epochs on the first TRAIN_LIMIT training examples (validation 1000, test 2000); the
-# figure is the median over REPS repetitions of each run's median epoch_seconds (metrics.csv: training plus
-# evaluation). Repetitions are interleaved (every setting of every rule, then again) so that drift on a shared
+# Every run trains EPOCHS epochs on the first TRAIN_LIMIT training examples (1000 of them held out for validation;
+# test 2000); the figure is the median over REPS repetitions of each run's median epoch_seconds (metrics.csv:
+# training plus evaluation). Repetitions are interleaved (every setting of every rule, then again) so that drift on a shared
 # machine spreads over all settings. Prints a table and writes OUT/results.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
