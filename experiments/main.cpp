@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/threads.h"
 #include "commands/commands.h"
 
 namespace {
@@ -32,6 +33,8 @@ commands:
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything else: libgomp has read OMP_WAIT_POLICY already, so a run that should not spin restarts once.
+  bilevel::reexec_with_passive_wait_policy(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

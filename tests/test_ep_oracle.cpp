@@ -85,7 +85,7 @@ TEST(EpOracle, FreeEquilibriumMatchesOracle) {
 
 TEST(EpOracle, ImplicitMatchesExactHypergradient) {
   for (const auto& c : kCases) {
-    for (const std::string method : {"cg", "fixed_point"}) {
+    for (const std::string method : {"minres", "cg", "fixed_point"}) {
       auto p = make_problem(c);
       auto opt = converged_options();
       opt.implicit_method = method;

@@ -171,3 +171,30 @@ TEST(EpRules, RandomSignIsADeterministicFunctionOfTheBatch) {
   EquilibriumPropagation fixed(make_objective("mse"), o, EquilibriumPropagation::Estimator::OneSided);
   EXPECT_EQ(fixed.batch_beta(torch::zeros({3}, torch::kLong)), -0.2);
 }
+
+// float32 conv layers take the channels-last path inside the relaxation (layered_energy.cpp, conv_input); float64
+// keeps NCHW. The same network and batch in both precisions: same free states, same switches, same EP gradient
+// up to float32 rounding.
+TEST(EpRules, Float32ConvRelaxationMatchesFloat64) {
+  for (const std::string loss : {"mse", "cross_entropy"}) {
+    auto net64 = make_conv("sigmoid4", loss, 0.5, 23, {4, 5}, 12);
+    auto net32 = make_conv("sigmoid4", loss, 0.5, 23, {4, 5}, 12);
+    net32->to(torch::kFloat32);
+    auto [x, y] = batch_for(net64, 6, 9, torch::kFloat64);
+    auto opt = converged_options();
+    opt.free_steps = 60;
+    opt.nudged_steps = 20;
+    opt.tol = 0;
+    opt.beta = 0.1;
+    auto r64 = make("ep", loss, opt), r32 = make("ep", loss, opt);
+    const auto& f64 = r64->relax_free(net64, x, y);
+    const auto& f32 = r32->relax_free(net32, x.to(torch::kFloat32), y);
+    for (size_t k = 0; k < f64.s.size(); ++k)
+      EXPECT_LT((f32.s[k].to(torch::kFloat64) - f64.s[k]).abs().max().item<double>(), 1e-5) << loss << " state " << k;
+    for (size_t l = 0; l < f64.pool.size(); ++l)
+      if (f64.pool[l].defined()) EXPECT_TRUE(torch::equal(f32.pool[l], f64.pool[l])) << loss << " switches " << l;
+    const Tensor g64 = gradient_of(*r64, net64, x, y);
+    const Tensor g32 = gradient_of(*r32, net32, x.to(torch::kFloat32), y).to(torch::kFloat64);
+    EXPECT_LT(rel(g32, g64), 1e-4) << loss;
+  }
+}

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "bilevel/run/environment.h"
+#include "bilevel/util/threads.h"
 #include "commands/commands.h"
 
 namespace bilevel::cli {
@@ -52,6 +53,8 @@ int env(const Args& args) {
     return 2;
   }
 
+  // Report the threads a run with train.threads=0 would use (both pools set as such a run sets them).
+  apply_cpu_threads(0);
   if (check_file.empty()) {
     std::cout << format_report(collect_environment()) << std::flush;
     return 0;

@@ -154,7 +154,7 @@ void add_core_keys(Schema& s) {
   s.key("train.epochs", V::Int, "10", "Training epochs").min = 1;
   s.key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
   s.key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
-  s.key("train.threads", V::Int, "0", "CPU threads for LibTorch (0 = OMP_NUM_THREADS if set, else every core)").min = 0;
+  s.key("train.threads", V::Int, "0", "CPU threads for LibTorch and OpenBLAS (0 = OMP_NUM_THREADS if set, else the CPUs this process may use)").min = 0;
   s.key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
   s.key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
 

@@ -27,9 +27,9 @@ void add_energy_keys(Schema& s) {
   s.key("solver.tol", V::Float, "0.0",
       "Stop a phase early when the max-abs change of the states over a sweep is below this (0 = never)")
       .min = 0;
-  s.key("solver.implicit_method", V::String, "cg",
-      "implicit: how to solve (I − ∂F/∂s)ᵀ v = ∂ℓ/∂s at the fixed point")
-      .choices = {"cg", "fixed_point"};
+  s.key("solver.implicit_method", V::String, "minres",
+      "implicit: how to solve (I − ∂F/∂s)ᵀ v = ∂ℓ/∂s at the fixed point (cg needs it positive definite)")
+      .choices = {"minres", "cg", "fixed_point"};
   s.key("solver.implicit_steps", V::Int, "100", "implicit: maximum iterations of the linear solve").min = 1;
   s.key("solver.implicit_tol", V::Float, "1e-8", "implicit: relative tolerance of the linear solve").min = 0;
 }

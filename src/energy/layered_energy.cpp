@@ -22,6 +22,16 @@ Tensor bias_view(const Layer& layer) {
 
 Tensor flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
 
+// The input of a conv layer in channels-last (NHWC) layout for float32 on the CPU. For the relaxation's conv +
+// max-pool (fmnist_conv_ep's second layer, batch 64, one thread) LibTorch then takes its oneDNN convolution and
+// its vectorised NHWC pooling: ~2.2 + 0.4 ms instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The
+// result is the same map (values differ only by the convolution's summation order); the pooling indices are
+// positions in each channel's plane whatever the layout, so max_unpool2d and the switches are unchanged.
+Tensor conv_input(const Tensor& in) {
+  if (in.dim() != 4 || !in.device().is_cpu() || in.scalar_type() != torch::kFloat) return in;
+  return in.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 std::vector<int64_t> conv_out_hw(const Layer& layer, const Tensor& in) {
   const int64_t k = layer.weight.size(2);
   return {in.size(2) + 2 * layer.padding - k + 1, in.size(3) + 2 * layer.padding - k + 1};
@@ -126,7 +136,7 @@ void LayeredEnergy::refresh_pools(EnergyState& st) const {
   for (int64_t l = 1; l < num_states_; ++l) {
     const Layer& L = *layers_[l];
     if (L.kind != LayerKind::Conv || L.pool <= 1) continue;
-    auto z = at::conv2d(st.s[l - 1], L.weight, {}, 1, L.padding);
+    auto z = at::conv2d(conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding);
     st.pool[l] = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
   }
 }
@@ -141,7 +151,7 @@ void LayeredEnergy::forward_into(size_t l, const Tensor& in, const Tensor& self,
     at::addmm_out(o, self, flat(in), L.weight.t(), 1.0, alpha);
     return;
   }
-  Tensor z = at::conv2d(in, L.weight, {}, 1, L.padding);
+  Tensor z = at::conv2d(conv_input(in), L.weight, {}, 1, L.padding);
   if (L.pool > 1) {
     auto pr = at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
     z = std::get<0>(pr);

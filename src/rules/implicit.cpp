@@ -1,6 +1,7 @@
 #include "bilevel/rules/implicit.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace bilevel {
@@ -29,13 +30,126 @@ Tensor per_example(const Tensor& v, const Tensor& like) {
   return v.view(shape);
 }
 
+// a ← a + c ⊙ b, per example.
+void axpy_(States& a, const Tensor& c, const States& b) {
+  for (size_t k = 0; k < a.size(); ++k) a[k].add_(per_example(c, a[k]) * b[k]);
+}
+
+States zeros_like(const States& a) {
+  States out(a.size());
+  for (size_t k = 0; k < a.size(); ++k) out[k] = torch::zeros_like(a[k]);
+  return out;
+}
+
+struct SymmetricSolve {
+  States z;
+  int64_t iterations = 0;
+  Tensor indefinite;  // [B] bool: the operator showed non-positive curvature on this example's Krylov space
+};
+
+using Operator = std::function<States(const States&)>;
+
+// Conjugate gradient (Hestenes & Stiefel 1952), one independent system per example. Correct only for a
+// positive definite operator: on an indefinite one p·Ap can be ≤ 0, and the step is then skipped (α = 0), which
+// stalls the example (recorded in `indefinite`).
+SymmetricSolve conjugate_gradient(const Operator& A, const States& b, int64_t max_steps, double tol) {
+  SymmetricSolve out;
+  out.z = zeros_like(b);
+  States r(b.size()), p(b.size());
+  for (size_t k = 0; k < b.size(); ++k) r[k] = b[k].clone(), p[k] = b[k].clone();
+  const Tensor rhs2 = dot(r, r);
+  Tensor rr = rhs2.clone();
+  out.indefinite = torch::zeros_like(rr, torch::kBool);
+  const double tiny = std::numeric_limits<double>::min();
+  for (int64_t it = 0; it < max_steps; ++it) {
+    const Tensor active = rr > tol * tol * rhs2;
+    if (!active.any().item<bool>()) break;
+    States Ap = A(p);
+    Tensor pAp = dot(p, Ap);
+    out.indefinite |= active & (pAp <= 0);
+    Tensor alpha = torch::where(pAp > tiny, rr / pAp.clamp_min(tiny), torch::zeros_like(rr));
+    axpy_(out.z, alpha, p);
+    axpy_(r, -alpha, Ap);
+    Tensor rr_new = dot(r, r);
+    Tensor beta = torch::where(rr > tiny, rr_new / rr.clamp_min(tiny), torch::zeros_like(rr));
+    for (size_t k = 0; k < p.size(); ++k) p[k] = r[k] + per_example(beta, p[k]) * p[k];
+    rr = rr_new;
+    out.iterations = it + 1;
+  }
+  return out;
+}
+
+// MINRES (Paige & Saunders 1975, "Solution of sparse indefinite systems of linear equations", SIAM J. Numer.
+// Anal. 12(4)), one independent system per example: the Lanczos process builds an orthonormal basis V_j of the
+// Krylov space of A and b and the tridiagonal T_j = V_jᵀ A V_j; z_j = V_j y_j minimises ‖b − A z‖ over that
+// space, y_j from a QR factorisation of the (j+1)×j extended tridiagonal by Givens rotations, updated one column
+// per step. Needs A symmetric only (indefinite is fine); ‖b − A z_j‖ = |φ̄_{j+1}| is known without forming it.
+// `indefinite` flags examples where an LDLᵀ pivot of T_j is ≤ 0, i.e. A has negative curvature on the Krylov
+// space (where CG would break down).
+SymmetricSolve minres(const Operator& A, const States& b, int64_t max_steps, double tol) {
+  SymmetricSolve out;
+  out.z = zeros_like(b);
+  const double tiny = std::numeric_limits<float>::min();
+  const Tensor beta1 = dot(b, b).sqrt();  // [B]
+  auto zero = torch::zeros_like(beta1);
+  out.indefinite = torch::zeros_like(beta1, torch::kBool);
+  // Lanczos vectors v_{j−1}, v_j; search directions d_{j−1}, d_{j−2}.
+  States v_prev = zeros_like(b), v(b.size());
+  for (size_t k = 0; k < b.size(); ++k) v[k] = b[k] / per_example(beta1.clamp_min(tiny), b[k]);
+  States d1 = zeros_like(b), d2 = zeros_like(b);
+  Tensor b_cur = zero.clone();                                   // T(j, j−1): 0 for j = 1
+  Tensor c1 = torch::ones_like(beta1), s1 = zero.clone();         // rotation j−1
+  Tensor c2 = torch::ones_like(beta1), s2 = zero.clone();         // rotation j−2
+  Tensor phibar = beta1.clone();                                 // rotated right-hand side, row j
+  Tensor pivot = torch::ones_like(beta1);                        // LDLᵀ pivot of T_{j−1}
+  for (int64_t j = 1; j <= max_steps; ++j) {
+    const Tensor active = phibar.abs() > tol * beta1;
+    if (!active.any().item<bool>()) break;
+    // Lanczos step: p = A v_j − b_j v_{j−1} − α_j v_j, b_{j+1} = ‖p‖.
+    States p = A(v);
+    axpy_(p, -b_cur, v_prev);
+    const Tensor alpha = dot(v, p);
+    axpy_(p, -alpha, v);
+    const Tensor b_next = dot(p, p).sqrt();
+    // Curvature: pivots of T_j.
+    const Tensor piv = j == 1 ? alpha : alpha - b_cur * b_cur / torch::where(pivot.abs() > tiny, pivot, torch::full_like(pivot, tiny));
+    out.indefinite |= active & (piv <= 0);
+    pivot = piv;
+    // Column j of the extended tridiagonal (b_j, α_j, b_{j+1}) through rotations j−2 and j−1, then a new one.
+    const Tensor eps = s2 * b_cur;
+    const Tensor dtil = c2 * b_cur;
+    const Tensor delta = c1 * dtil + s1 * alpha;
+    const Tensor gtil = -s1 * dtil + c1 * alpha;
+    const Tensor gamma = (gtil * gtil + b_next * b_next).sqrt().clamp_min(tiny);
+    const Tensor c = gtil / gamma, s = b_next / gamma;
+    const Tensor phi = c * phibar;
+    // d_j = (v_j − δ_j d_{j−1} − ε_j d_{j−2}) / γ_j;  z ← z + φ_j d_j.
+    States d(b.size());
+    for (size_t k = 0; k < b.size(); ++k)
+      d[k] = (v[k] - per_example(delta, v[k]) * d1[k] - per_example(eps, v[k]) * d2[k]) / per_example(gamma, v[k]);
+    for (size_t k = 0; k < b.size(); ++k)  // where(): an example that stopped keeps its z even if d overflows
+      out.z[k] = torch::where(per_example(active, d[k]), out.z[k] + per_example(phi, d[k]) * d[k], out.z[k]);
+    phibar = torch::where(active, -s * phibar, phibar);
+    // Shift.
+    d2 = std::move(d1);
+    d1 = std::move(d);
+    c2 = c1, s2 = s1, c1 = c, s1 = s;
+    v_prev = std::move(v);
+    v = States(b.size());
+    for (size_t k = 0; k < b.size(); ++k) v[k] = p[k] / per_example(b_next.clamp_min(tiny), p[k]);
+    b_cur = b_next;
+    out.iterations = j;
+  }
+  return out;
+}
+
 }  // namespace
 
 ImplicitDifferentiation::ImplicitDifferentiation(std::unique_ptr<Objective> objective, EnergyRuleOptions options)
     : EnergyRule(std::move(objective), std::move(options)) {}
 
 std::vector<std::string> ImplicitDifferentiation::diagnostic_columns() const {
-  return {"free_residual", "free_steps", "implicit_residual", "implicit_steps"};
+  return {"free_residual", "free_steps", "implicit_residual", "implicit_steps", "implicit_indefinite"};
 }
 
 StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) {
@@ -79,7 +193,8 @@ StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tens
 
   States w(S);
   int64_t iters = 0;
-  if (opt_.implicit_method == "cg") {
+  Tensor indefinite = torch::zeros({batch_.size}, torch::kBool);  // per example: negative curvature seen
+  if (opt_.implicit_method == "cg" || opt_.implicit_method == "minres") {
     // (I − D^½ K D^½) z = D^½ g, per example.
     auto apply_A = [&](const States& z) {
       States t(S);
@@ -89,31 +204,14 @@ StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tens
       for (int64_t k = 0; k < S; ++k) out[k] = z[k] - sq[k] * kt[k];
       return out;
     };
-    States z(S), r(S), p(S);
-    for (int64_t k = 0; k < S; ++k) {
-      z[k] = torch::zeros_like(s[k]);
-      r[k] = sq[k] * g[k];
-      p[k] = r[k].clone();
-    }
-    const Tensor rhs2 = dot(r, r);
-    Tensor rr = rhs2.clone();
-    const double tiny = std::numeric_limits<double>::min();
-    for (int64_t it = 0; it < opt_.implicit_steps; ++it) {
-      if ((rr <= opt_.implicit_tol * opt_.implicit_tol * rhs2).all().item<bool>()) break;
-      States Ap = apply_A(p);
-      Tensor pAp = dot(p, Ap);
-      Tensor alpha = torch::where(pAp > tiny, rr / pAp.clamp_min(tiny), torch::zeros_like(rr));
-      for (int64_t k = 0; k < S; ++k) {
-        z[k].add_(per_example(alpha, z[k]) * p[k]);
-        r[k].sub_(per_example(alpha, r[k]) * Ap[k]);
-      }
-      Tensor rr_new = dot(r, r);
-      Tensor b = torch::where(rr > tiny, rr_new / rr.clamp_min(tiny), torch::zeros_like(rr));
-      for (int64_t k = 0; k < S; ++k) p[k] = r[k] + per_example(b, p[k]) * p[k];
-      rr = rr_new;
-      iters = it + 1;
-    }
-    for (int64_t k = 0; k < S; ++k) w[k] = sq[k] * z[k];
+    States rhs(S);
+    for (int64_t k = 0; k < S; ++k) rhs[k] = sq[k] * g[k];
+    const SymmetricSolve sol = opt_.implicit_method == "cg"
+                                   ? conjugate_gradient(apply_A, rhs, opt_.implicit_steps, opt_.implicit_tol)
+                                   : minres(apply_A, rhs, opt_.implicit_steps, opt_.implicit_tol);
+    iters = sol.iterations;
+    indefinite = sol.indefinite;
+    for (int64_t k = 0; k < S; ++k) w[k] = sq[k] * sol.z[k];
   } else {
     // Neumann / fixed-point iteration w ← D (g + K w).
     w = Dg;
@@ -153,7 +251,8 @@ StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tens
   stats.diagnostics = {{"free_residual", fs.residual},
                        {"free_steps", double(fs.steps)},
                        {"implicit_residual", residual},
-                       {"implicit_steps", double(iters)}};
+                       {"implicit_steps", double(iters)},
+                       {"implicit_indefinite", indefinite.to(torch::kDouble).mean().item<double>()}};
   return stats;
 }
 

@@ -30,6 +30,7 @@
 
 #include "bilevel/run/build_info.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/threads.h"
 
 namespace bilevel {
 
@@ -312,6 +313,16 @@ EnvReport collect_environment() {
   if (!capability.empty()) add("torch_cpu_capability", trim(capability));
   add("torch_num_threads", std::to_string(at::get_num_threads()));
   add("torch_interop_threads", std::to_string(at::get_num_interop_threads()));
+  {
+    // The thread decision of this process (train.threads, or `bilevel env`'s own default) and what it rests on.
+    const ThreadSettings ts = last_thread_settings();
+    if (ts.threads > 0) add("threads", std::to_string(ts.threads) + " (" + ts.source + ")");
+    const CpuBudget cpus = available_cpus();
+    add("cpus_available", std::to_string(cpus.cpus));
+    add("cpu_affinity", std::to_string(cpus.affinity));
+    add("cpu_quota", cpus.quota ? fmt::format("{:g}", *cpus.quota) : "none");
+    add("omp_wait_policy", omp_wait_policy_description());
+  }
 
   // CUDA: the toolkit CMake found, the runtime LibTorch was built with, and what this machine offers.
   add("cuda_toolkit", b.cuda_toolkit_version.empty() ? "none" : b.cuda_toolkit_version);

@@ -4,10 +4,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <thread>
 
 #include "bilevel/rules/registry.h"
 #include "bilevel/util/threads.h"
@@ -17,14 +14,9 @@ namespace bilevel {
 void apply_runtime_settings(const ExperimentConfig& cfg) {
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   at::globalContext().setDeterministicAlgorithms(cfg.deterministic, false);
-  // LibTorch's OpenMP default can be a single thread (it is on Debian's build here). 0 means OMP_NUM_THREADS
-  // when set (the test runner sets 1 so parallel tests do not oversubscribe the cores), else every core.
-  int threads = static_cast<int>(cfg.train.threads);
-  if (threads == 0) {
-    const char* omp = std::getenv("OMP_NUM_THREADS");
-    threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  }
-  set_cpu_threads(threads);
+  // 0 = OMP_NUM_THREADS when set (the test runner sets 1 so parallel tests do not oversubscribe the cores), else
+  // the CPUs this process may run on (affinity mask and cgroup quota, e.g. what Slurm grants), for both pools.
+  apply_cpu_threads(static_cast<int>(cfg.train.threads));
 }
 
 Experiment prepare(const ExperimentConfig& cfg) {

@@ -145,9 +145,16 @@ inline Gradient zeros_like(const Network& net) {
   return g;
 }
 
+// ρ'(ρ⁻¹(s)): the slope expressed through the state (what the LibTorch path uses).
+inline double drho_from_state(Rho r, double s) { return r == Rho::Tanh ? 1.0 - s * s : 4.0 * s * (1.0 - s); }
+
 // The exact hypergradient d/dθ of the batch-mean ℓ(s*(θ), y), by the IFT with the full dense ∂F/∂θ:
 //   dℓ/dθ = (∂ℓ/∂s)ᵀ (I − D K)⁻¹ D ∂u/∂θ + ∂ℓ/∂θ|_direct,   D = diag ρ'(u(s*)).
-inline Gradient hypergradient(const Network& net, const MatrixXd& X, const std::vector<int>& labels) {
+// With `at` (one stacked state per row of X), the same formula evaluated at those states instead of the fixed
+// points, with D = ρ'(ρ⁻¹(s)): the linear algebra of implicit differentiation at whatever state a solver
+// returned, solved densely (LU with full pivoting, fine for indefinite systems).
+inline Gradient hypergradient(const Network& net, const MatrixXd& X, const std::vector<int>& labels,
+                              const std::vector<VectorXd>* at = nullptr) {
   const auto off = offsets(net);
   const int S = net.num_states(), N = off.back();
   const MatrixXd K = coupling(net);
@@ -163,10 +170,10 @@ inline Gradient hypergradient(const Network& net, const MatrixXd& X, const std::
   Gradient g = zeros_like(net);
   for (int e = 0; e < X.rows(); ++e) {
     const VectorXd x = X.row(e).transpose();
-    const VectorXd s = fixed_point(net, x);
+    const VectorXd s = at ? (*at)[e] : fixed_point(net, x);
     const VectorXd u = preactivation(net, x, s);
     VectorXd D(N);
-    for (int i = 0; i < N; ++i) D[i] = drho(net.rho, u[i]);
+    for (int i = 0; i < N; ++i) D[i] = at ? drho_from_state(net.rho, s[i]) : drho(net.rho, u[i]);
     // ∂u/∂θ, entry by entry.
     MatrixXd dudt = MatrixXd::Zero(N, P);
     for (int l = 0; l < S; ++l) {

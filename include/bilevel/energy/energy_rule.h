@@ -26,7 +26,7 @@ struct EnergyRuleOptions {
   double beta = 0.1;                   // train.beta
   bool random_sign = false;            // train.random_sign
   uint64_t seed = 0;                   // seed (random sign)
-  std::string implicit_method = "cg";  // solver.implicit_method
+  std::string implicit_method = "minres";  // solver.implicit_method
   int64_t implicit_steps = 100;        // solver.implicit_steps
   double implicit_tol = 1e-8;          // solver.implicit_tol
 
