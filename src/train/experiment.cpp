@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "bilevel/rules/registry.h"
+#include "bilevel/train/memory_estimate.h"
 #include "bilevel/util/threads.h"
 
 namespace bilevel {
@@ -41,6 +42,7 @@ Experiment prepare(const ExperimentConfig& cfg) {
     ref.train.algorithm = cfg.get<std::string>("train.probe_reference");
     e.probe_reference = make_rule(ref);
   }
+  check_memory(cfg);  // before anything is allocated
   for (const auto& f : required_files(cfg.data))
     if (!std::filesystem::exists(f))
       cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +

@@ -7,8 +7,10 @@
 
 #include "bilevel/data/batches.h"
 #include "bilevel/run/metrics.h"
+#include "bilevel/train/divergence.h"
 #include "bilevel/train/probe.h"
 #include "bilevel/util/crash_points.h"
+#include "bilevel/util/log.h"
 #include "bilevel/util/progress.h"
 
 namespace bilevel {
@@ -75,6 +77,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
   const bool tty = Progress::stderr_is_tty();
   const auto diag_names = x_.rule->diagnostic_columns();
   const int64_t epochs = cfg.train.epochs;
+  NonfiniteGuard nonfinite(cfg);  // train.on_nonfinite
 
   for (int64_t epoch = progress.epoch; epoch < epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -94,6 +97,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
       x_.optimizer.impl->zero_grad();
       x_.rule->begin_batch(cfg.seed, epoch, b);
       StepStats s = x_.rule->train_step(x_.net, xb, yb);
+      nonfinite.check(s, x_.net, epoch, b);  // stop: throws DivergedError before the step; warn: logs
       x_.optimizer.impl->step();
       loss_sum += s.loss_sum;
       correct += s.correct;
@@ -123,6 +127,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
     row.insert(row.end(), probe.begin(), probe.end());
     row.push_back(seconds);
     metrics.append(row);
+    check_log_file();  // a failed write to train.log ends the run like any other write failure
 
     progress.epoch = epoch + 1;
     if (val.count > 0 && val.accuracy > progress.best_val_accuracy) {
