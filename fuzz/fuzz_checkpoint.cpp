@@ -12,6 +12,7 @@
 namespace {
 const char* kConfig = R"(data:
   name: synthetic
+  validation: 0
   synthetic: {train: 40, test: 10, image_size: 3, classes: 4}
 model:
   hidden: [5]
