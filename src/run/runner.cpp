@@ -174,7 +174,7 @@ RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_lin
                      const std::function<void(const RunDir&)>& on_created) {
   Experiment x = prepare(cfg);  // every user-input check happens here, before anything is written
   RunDir dir = RunDir::create(cfg.output_root, cfg.name);
-  const DirLock lock = DirLock::acquire(dir.root);  // the name was just claimed; a resume of it waits for this run
+  const DirLock lock = DirLock::acquire(dir.root);  // held until the run ends: a resume of it meanwhile is refused
   write_file_atomic(dir.config(), cfg.to_yaml());
   attach_log_file(dir.log());
   YAML::Node meta;
