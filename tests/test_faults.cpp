@@ -282,6 +282,32 @@ TEST(WriteFailureFullDisk, TmpfsRunsOutOfSpaceThenResumeFinishesOnceSpaceIsFreed
   EXPECT_EQ(load_meta(run)["resumes"][0]["from_epoch"].as<int>(), static_cast<int>(ckpts.size()));
 }
 
+TEST(WriteFailureBench, ResultsFileFailingEndsTheSuiteWithOneLineAndResumeFinishes) {
+  Workspace w;
+  const std::string suite = w.tmp.write("suite.yaml",
+                                        "name: wf\n"
+                                        "probe_every: 0\n"
+                                        "entries:\n"
+                                        "  - name: one\n"
+                                        "    config: cfg.yaml\n"
+                                        "    overrides: [train.epochs=2]\n");
+  const CliResult r = run_cli({"bench", suite, "output.root=" + w.root.string(), "--no-plots"},
+                              {"BILEVEL_CRASH_AT=atomic_write:results.csv=ENOSPC"});
+  ASSERT_FALSE(r.signaled) << r.describe();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  const fs::path dir = r.first_line();
+  const auto errors = error_lines(r.err);
+  ASSERT_EQ(errors.size(), 1u) << r.describe();
+  EXPECT_EQ(errors[0], "error: cannot write " + (dir / "results.csv").string() + ": No space left on device");
+  EXPECT_TRUE(temp_files_in(dir).empty());
+  EXPECT_FALSE(fs::exists(dir / "results.csv"));
+
+  const CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
+  EXPECT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_TRUE(contains(again.err, "completed earlier, skipped")) << again.err;
+  EXPECT_EQ(read_csv(dir / "results.csv").rows.size(), 1u);
+}
+
 TEST(IoErrorTest, MessageNamesFileAndSystemError) {
   const IoError e("/x/best.pt", "cannot write", ENOSPC);
   EXPECT_STREQ(e.what(), "cannot write /x/best.pt: No space left on device");
