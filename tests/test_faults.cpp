@@ -24,6 +24,7 @@
 #include "bilevel/config/config.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/dir_lock.h"
+#include "bilevel/train/experiment.h"
 #include "bilevel/train/memory_estimate.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/io_error.h"
@@ -528,4 +529,25 @@ TEST(Sizes, EstimateCountsParametersGradientsOptimizerStateBatchAndData) {
     EXPECT_EQ(e.key(), "train.eval_batch_size");
     EXPECT_TRUE(contains(e.what(), "more than the 1.0 kB this machine has")) << e.what();
   }
+}
+
+// ================================================================ fuzz findings, kept as regressions
+
+TEST(FuzzRegression, CorruptArchiveCodeIsAUserErrorNamingTheFile) {
+  // fuzz_checkpoint's find: a checkpoint whose TorchScript part is corrupt made LibTorch throw a plain
+  // runtime_error, which escaped as an internal error. Its network: fuzz/fuzz_checkpoint.cpp's config.
+  Experiment x = prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, "
+                                          "test: 10, image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\n"
+                                          "train:\n  threads: 1\noptimizer:\n  name: adam\n",
+                                          "fuzz.yaml"));
+  const std::string file = std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/regression_corrupt_torchscript.pt";
+  try {
+    load_checkpoint(file, *x.net, *x.optimizer.impl, "");
+    FAIL() << "the corrupt checkpoint loaded";
+  } catch (const UserError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(file + ": unreadable checkpoint (", 0), 0u) << e.what();
+  }
+  // The intact seed next to it loads.
+  EXPECT_NO_THROW(load_checkpoint(std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/epoch_0001.pt", *x.net,
+                                  *x.optimizer.impl, ""));
 }

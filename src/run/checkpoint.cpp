@@ -67,11 +67,12 @@ void save_checkpoint(const fs::path& path, torch::nn::Module& model, torch::opti
 }
 
 namespace {
-// The first line of a LibTorch error, without its backtrace.
-std::string torch_reason(const c10::Error& e) {
-  std::string what = e.what_without_backtrace();
-  return what.substr(0, what.find('\n'));
+// The first line of an error, at most 200 characters (LibTorch appends a backtrace or the offending source).
+std::string first_line(const std::string& what) {
+  std::string line = what.substr(0, what.find('\n'));
+  return line.size() > 200 ? line.substr(0, 200) + "..." : line;
 }
+std::string torch_reason(const c10::Error& e) { return first_line(e.what_without_backtrace()); }
 }  // namespace
 
 TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
@@ -81,6 +82,9 @@ TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, to
     archive.load_from(path.string());
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": unreadable checkpoint (" + torch_reason(e) + ")");
+  } catch (const std::exception& e) {
+    // LibTorch's archive reader also throws plain runtime_errors for corrupt contents (found by fuzz_checkpoint).
+    throw UserError(path.string() + ": unreadable checkpoint (" + first_line(e.what()) + ")");
   }
   try {
     c10::IValue hash;
@@ -107,8 +111,12 @@ TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, to
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(rng);
     return p;
+  } catch (const UserError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": unusable checkpoint (" + torch_reason(e) + ")");
+  } catch (const std::exception& e) {
+    throw UserError(path.string() + ": unusable checkpoint (" + first_line(e.what()) + ")");
   }
 }
 
@@ -125,6 +133,8 @@ void load_model(const fs::path& path, torch::nn::Module& model) {
     read_model(archive, model);
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": cannot load model (" + torch_reason(e) + ")");
+  } catch (const std::exception& e) {
+    throw UserError(path.string() + ": cannot load model (" + first_line(e.what()) + ")");
   }
 }
 
