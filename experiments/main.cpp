@@ -1,10 +1,15 @@
 // The `bilevel` command: a thin client of the bilevel library.
+#include <c10/util/Exception.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <string>
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/io_error.h"
 #include "bilevel/util/threads.h"
 #include "commands/commands.h"
 
@@ -16,7 +21,7 @@ Train and evaluate neural networks as bilevel problems (backprop, equilibrium pr
 
 commands:
   train CONFIG.yaml [key.path=value ...]   start a run; prints the run directory on stdout
-  resume RUN_DIR                            continue an interrupted run from its latest checkpoint
+  resume RUN_DIR [--checkpoint FILE]        continue an interrupted run from its latest usable checkpoint
   eval RUN_DIR [--checkpoint FILE]          loss and accuracy on the test split
   eval --model FILE                         integer inference of an exported quantized model
   export RUN_DIR [--checkpoint best|final|FILE] [-o FILE]
@@ -27,8 +32,36 @@ commands:
                                             `bench --resume SUITE_DIR` continues one
 
 `bilevel <command> --help` describes each command. Exit codes: 0 success, 1 internal error,
-2 bad input (config, data, command line), 3 environment mismatch (env --check), 130 interrupted.
+2 bad input (config, data, command line, a directory another process holds), 3 environment mismatch
+(env --check), 4 training diverged (non-finite loss or gradient), 130 interrupted.
 )";
+
+// The first line of a message (LibTorch appends a backtrace).
+std::string first_line(const char* what) {
+  std::string s = what ? what : "";
+  return s.substr(0, s.find('\n'));
+}
+
+// An exception that escapes where it cannot be caught (a destructor, a noexcept function, another thread) is
+// still one line and exit code 1, never an abort.
+[[noreturn]] void on_terminate() {
+  std::string what = "unknown exception";
+  if (auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const c10::Error& err) {
+      what = first_line(err.what_without_backtrace());
+    } catch (const std::exception& err) {
+      what = first_line(err.what());
+    } catch (...) {
+    }
+  } else {
+    what = "terminate called without an exception";
+  }
+  std::fprintf(stderr, "internal error: %s\n", what.c_str());
+  std::fflush(stderr);
+  ::_exit(1);
+}
 
 }  // namespace
 
@@ -39,6 +72,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  std::set_terminate(on_terminate);
   const std::string command = argv[1];
   bilevel::cli::Args args(argv + 2, argv + argc);
   try {
@@ -54,8 +88,21 @@ int main(int argc, char** argv) {
   } catch (const bilevel::UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
+  } catch (const bilevel::IoError& e) {
+    // A file could not be written (disk full, I/O error, permissions): one line naming it and the system error.
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "internal error: %s\n", first_line(e.what_without_backtrace()).c_str());
+    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
+    std::fprintf(stderr, "internal error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "internal error: unknown exception\n");
     return 1;
   }
 }

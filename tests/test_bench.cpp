@@ -236,7 +236,9 @@ TEST(Bench, SigtermStopsTheSuiteAndResumeFinishesIt) {
     const CliResult twice = run_cli({"bench", "--resume", running});
     if (!p.finished()) {
       EXPECT_EQ(twice.exit_code, 2) << twice.describe();
-      EXPECT_TRUE(contains(twice.err, "another `bilevel bench` is running this suite")) << twice.err;
+      EXPECT_TRUE(contains(twice.err, running + ": in use by another bilevel process (PID " +
+                                          std::to_string(p.pid()) + ")"))
+          << twice.err;
     }
   }
   p.kill(SIGTERM);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -156,6 +157,26 @@ TEST(Idx, TruncatedHeader) {
   const auto msg = data_error_message([&] { read_idx(path); });
   EXPECT_TRUE(contains(msg, path)) << msg;
   EXPECT_TRUE(contains(msg, "truncated")) << msg;
+}
+
+TEST(Idx, HeaderClaimingMoreThanTheFileCanHoldFailsBeforeAllocating) {
+  // The IDX fuzz target's first find: a few bytes whose header describes 2 x 16384 x 16384 elements (512 MiB),
+  // which the reader allocated before finding the file short (libFuzzer: out-of-memory).
+  const std::vector<uint8_t> bytes{0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0x40, 0, 0, 0, 0x40, 0, 1, 2, 3};
+  TempDir dir;
+  const auto raw = dir.file("huge-idx3-ubyte");
+  write_bytes(raw, bytes);
+  auto msg = data_error_message([&] { read_idx(raw); });
+  EXPECT_TRUE(contains(msg, raw + ": truncated: expected 536870912 data bytes (from the header), found 3")) << msg;
+
+  const auto gz = dir.file("huge-idx3-ubyte.gz");
+  gzFile f = gzopen(gz.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  ASSERT_EQ(gzclose(f), Z_OK);
+  msg = data_error_message([&] { read_idx(gz); });
+  EXPECT_TRUE(contains(msg, gz + ": truncated: expected 536870912 data bytes (from the header), but a ")) << msg;
+  EXPECT_TRUE(contains(msg, "-byte gzip file holds at most ")) << msg;
 }
 
 TEST(Idx, TruncatedGzipNamesFile) {

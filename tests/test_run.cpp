@@ -328,8 +328,8 @@ TEST(CliRun, GoodRunProducesACompleteRunDirectory) {
   ASSERT_TRUE(fs::is_directory(run));
   EXPECT_EQ(list_dir(w.out() / "runtest").size(), 1u);
 
-  EXPECT_EQ(list_dir(run), (std::vector<std::string>{"best.pt", "checkpoints", "config.yaml", "final.pt", "meta.yaml",
-                                                     "metrics.csv", "train.log"}));
+  EXPECT_EQ(list_dir(run), (std::vector<std::string>{".lock", "best.pt", "checkpoints", "config.yaml", "final.pt",
+                                                     "meta.yaml", "metrics.csv", "train.log"}));
   EXPECT_EQ(list_dir(run / "checkpoints"),
             (std::vector<std::string>{"epoch_0002.pt", "epoch_0004.pt", "epoch_0005.pt"}));
 

@@ -6,7 +6,6 @@
 // and a crash or OOM kill fails that run only.
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/file.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -26,14 +25,17 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "bilevel/bench/report.h"
 #include "bilevel/bench/suite.h"
+#include "bilevel/run/dir_lock.h"
 #include "bilevel/run/run_dir.h"
 #include "bilevel/util/atomic_file.h"
 #include "bilevel/util/clock.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/io_error.h"
 #include "bilevel/util/log.h"
 #include "commands.h"
 
@@ -69,7 +71,10 @@ smoke test); output.root=DIR sets OUTPUT_ROOT (default: the suite's output_root,
   --no-plots           skip gnuplot
 
 Ctrl-C (or SIGTERM) stops the current run after its batch and the suite after it; resume with --resume.
-Exit codes: 0 every run completed, 1 some run failed, 2 bad input, 130 interrupted.
+A run that diverges (exit code 4, see train.on_nonfinite) is recorded as `diverged` and the suite goes on.
+Only one bench may work in a suite directory at a time (another exits with code 2).
+Exit codes: 0 every run completed or diverged, 1 some run failed (or a file could not be written), 2 bad input,
+130 interrupted.
 The suite format: docs/bench.md.
 )";
 
@@ -153,9 +158,14 @@ ChildResult run_child(const std::vector<std::string>& args, const fs::path& log,
   ChildResult r;
   std::string out_buf, err_buf;
   bool have_first = false;
+  int log_error = log_file ? 0 : (errno ? errno : EIO);
   auto handle_err_line = [&](const std::string& line) {
-    log_file << line << "\n";
-    log_file.flush();
+    if (log_error == 0) {
+      errno = 0;
+      log_file << line << "\n";
+      log_file.flush();
+      if (!log_file) log_error = errno ? errno : EIO;
+    }
     r.stderr_tail.push_back(line);
     if (r.stderr_tail.size() > 15) r.stderr_tail.pop_front();
     if (echo_line(line, verbose)) std::fprintf(stderr, "    %s\n", line.c_str());
@@ -205,6 +215,8 @@ ChildResult run_child(const std::vector<std::string>& args, const fs::path& log,
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.max_rss_kb = ru.ru_maxrss;  // kilobytes on Linux
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  // Reported once the child has ended (it is not left running unobserved).
+  if (log_error != 0) throw IoError(log, "cannot write", log_error);
   return r;
 }
 
@@ -281,17 +293,6 @@ double eta(const SuiteState& state, size_t from) {
   return total;
 }
 
-// One bench per suite directory at a time. The lock goes with this process (also when it is killed); the
-// children do not inherit it (O_CLOEXEC).
-void lock_suite(const fs::path& dir) {
-  const fs::path lock = dir / ".lock";
-  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw UserError(lock.string() + ": cannot open: " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
-    throw UserError(dir.string() + ": another `bilevel bench` is running this suite");
-  // Deliberately never closed: held until the process ends.
-}
-
 void report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots) {
   for (const auto& w : write_reports(dir, suite, state, plots)) spdlog::warn("{}", w);
 }
@@ -321,12 +322,18 @@ int bench(const Args& args) {
   Suite suite;
   SuiteState state;
   fs::path dir;
+  // One bench per suite directory at a time (run/dir_lock.h); the children do not inherit the lock.
+  std::optional<DirLock> lock;
   if (!resume_dir.empty() || !report_dir.empty()) {
     if (!resume_dir.empty() && !report_dir.empty()) throw UserError("bilevel bench: --resume or --report, not both");
     if (!rest.empty())
       throw UserError("bilevel bench: '" + rest[0] +
                       "': a resumed suite keeps the overrides it started with (see its state.yaml)");
     dir = fs::absolute(resume_dir.empty() ? report_dir : resume_dir).lexically_normal();
+    if (!resume_dir.empty()) {
+      if (!fs::is_directory(dir)) throw UserError(dir.string() + ": not a directory");
+      lock.emplace(DirLock::acquire(dir));
+    }
     state = load_state(dir);
     suite = parse_suite(read_text(dir / "suite.yaml"), state.suite_file, state.base_dir);
     if (!report_dir.empty()) {
@@ -348,6 +355,7 @@ int bench(const Args& args) {
     for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
     // A fresh timestamped directory, never reused (RunDir's naming); a suite has no checkpoints of its own.
     dir = fs::absolute(RunDir::create(fs::path(suite.output_root) / "bench", suite.name).root).lexically_normal();
+    lock.emplace(DirLock::acquire(dir));
     std::error_code ec;
     fs::remove(dir / "checkpoints", ec);
     write_file_atomic(dir / "suite.yaml", read_text(file));
@@ -363,7 +371,6 @@ int bench(const Args& args) {
       }
     save_state(dir, state);
   }
-  lock_suite(dir);
   std::cout << dir.string() << std::endl;
   attach_log_file(dir / "bench.log");
   spdlog::info("suite {}: {} entries × {} seed{} = {} runs in {}", suite.name, suite.entries.size(),
@@ -390,9 +397,16 @@ int bench(const Args& args) {
     }
     if (!rec.run_dir.empty()) {
       const fs::path run_dir = dir / rec.run_dir;
-      if (meta_status(run_dir) == "completed" && fs::exists(run_dir / "final.pt")) {
+      const std::string status = meta_status(run_dir);
+      if (status == "completed" && fs::exists(run_dir / "final.pt")) {
         if (rec.status != "completed") rec.status = "completed", save_state(dir, state);
         spdlog::info("{}: completed earlier, skipped ({})", tag, rec.run_dir);
+        continue;
+      }
+      if (status == "diverged") {
+        // Deterministic: resuming would diverge at the same batch again.
+        if (rec.status != "diverged") rec.status = "diverged", save_state(dir, state);
+        spdlog::info("{}: diverged earlier, skipped ({})", tag, rec.run_dir);
         continue;
       }
     }
@@ -425,6 +439,8 @@ int bench(const Args& args) {
     rec.exit_code = c.exit_code;
     if (c.exit_code == 0) {
       rec.status = "completed";
+    } else if (c.exit_code == 4) {
+      rec.status = "diverged";  // a result, not a failure: the suite goes on
     } else if (c.exit_code == 130 || c.exit_code == -SIGINT || c.exit_code == -SIGTERM) {
       rec.status = "interrupted";
       interrupted = true;
@@ -435,6 +451,7 @@ int bench(const Args& args) {
     }
     save_state(dir, state);
     report(dir, suite, state, false);  // partial results after every run
+    check_log_file();                  // bench.log: a failed write ends the suite like any other
 
     if (rec.status == "completed") {
       const RunResult r = read_run(dir, rec);
@@ -444,6 +461,9 @@ int bench(const Args& args) {
                    double(c.max_rss_kb) / 1024.0);
     } else if (rec.status == "interrupted") {
       spdlog::warn("{}: interrupted after {}", tag, duration(c.seconds));
+    } else if (rec.status == "diverged") {
+      spdlog::warn("{}: diverged (non-finite loss or gradient) after {}; going on with the next run", tag,
+                   duration(c.seconds));
     } else {
       spdlog::error("{}: failed (exit {}) after {}; its log: {}.log; last lines:", tag, c.exit_code,
                     duration(c.seconds), parent.string());

@@ -25,7 +25,12 @@ std::string command_line(const std::string& command, const Args& args) {
   return s;
 }
 
-int exit_code(const RunOutcome& out) { return out.status == "completed" ? 0 : out.status == "interrupted" ? 130 : 1; }
+int exit_code(const RunOutcome& out) {
+  if (out.status == "completed") return 0;
+  if (out.status == "interrupted") return 130;
+  if (out.status == "diverged") return 4;
+  return 1;
+}
 
 void print_train_help() {
   std::printf(R"(usage: bilevel train CONFIG.yaml [key.path=value ...]
@@ -72,17 +77,33 @@ int train(const Args& args) {
 
 int resume(const Args& args) {
   if (wants_help(args)) {
-    std::printf(R"(usage: bilevel resume RUN_DIR
+    std::printf(R"(usage: bilevel resume RUN_DIR [--checkpoint FILE]
 
-Continues an interrupted or killed run from its latest complete checkpoint to the configured number of
-epochs, with the run's own config.yaml. metrics.csv rows after that checkpoint are dropped and recomputed:
-on CPU the finished metrics.csv equals that of an uninterrupted run (all columns but epoch_seconds).
+Continues an interrupted, killed or failed run to the configured number of epochs, with the run's own
+config.yaml, from its newest checkpoint that loads and matches the config (a truncated or foreign one is
+skipped with a warning and renamed FILE.skipped). --checkpoint FILE (a path, or a name in RUN_DIR/checkpoints)
+resumes from that one instead; later checkpoints are renamed FILE.superseded. metrics.csv rows after the
+checkpoint are dropped and recomputed: on CPU the finished metrics.csv equals that of an uninterrupted run (all
+columns but epoch_seconds). Only one process may work in a run directory: another one exits with code 2.
 )");
     return 0;
   }
-  if (args.size() != 1) throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
+  std::string dir, checkpoint;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--checkpoint") {
+      if (i + 1 >= args.size()) throw UserError("bilevel resume: --checkpoint needs a FILE");
+      checkpoint = args[++i];
+    } else if (args[i].rfind("--", 0) == 0) {
+      throw UserError("bilevel resume: unknown option '" + args[i] + "'");
+    } else if (dir.empty()) {
+      dir = args[i];
+    } else {
+      throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
+    }
+  }
+  if (dir.empty()) throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
   init_console_logging();
-  RunOutcome out = resume_run(args[0], command_line("resume", args));
+  RunOutcome out = resume_run(dir, command_line("resume", args), checkpoint);
   std::cout << out.dir.root.string() << std::endl;
   return exit_code(out);
 }

@@ -12,6 +12,7 @@
 #include "bilevel/config/yaml_location.h"
 #include "bilevel/data/dataset.h"
 #include "bilevel/rules/learning_rule.h"
+#include "bilevel/train/memory_estimate.h"
 
 namespace bilevel::bench {
 namespace fs = std::filesystem;
@@ -280,6 +281,7 @@ std::vector<std::string> validate_suite(Suite& suite, const std::vector<std::str
       cfg = load_config(entry.config_path.string(),
                         run_overrides(suite, entry, suite.seeds.front(), cli_overrides, runs_root));
       make_rule(cfg);
+      check_memory(cfg);
       if (cfg.get<int64_t>("train.probe_every") > 0) {
         ExperimentConfig ref = cfg;
         ref.train.algorithm = cfg.get<std::string>("train.probe_reference");

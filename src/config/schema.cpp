@@ -157,6 +157,9 @@ void add_core_keys(Schema& s) {
   s.key("train.threads", V::Int, "0", "CPU threads for LibTorch and OpenBLAS (0 = OMP_NUM_THREADS if set, else the CPUs this process may use)").min = 0;
   s.key("train.device", V::String, "cpu", "Device").choices = {"cpu", "cuda"};
   s.key("train.log_every", V::Int, "0", "Log a line every N batches when not on a terminal (0 = per epoch only)").min = 0;
+  s.key("train.on_nonfinite", V::String, "stop",
+      "A non-finite loss or gradient: stop (status diverged, exit code 4) or warn and go on")
+      .choices = {"stop", "warn"};
 
   s.key("train.probe_every", V::Int, "0",
       "Every N epochs, compare the rule's gradient with train.probe_reference's on a fixed batch (0 = never)")

@@ -97,6 +97,19 @@ torch::Tensor read_idx(const std::string& path) {
     count *= dims[i];
   }
 
+  // A corrupt header must not make the reader allocate more than the file can hold: raw data is the rest of the
+  // file, and deflate expands at most 1032:1.
+  const auto file_size = std::filesystem::file_size(path, ec);
+  if (!ec) {
+    const bool raw = gzdirect(f.get()) == 1;
+    const double header_bytes = 4.0 + 4.0 * ndims;
+    const double room = raw ? double(file_size) - header_bytes : double(file_size) * 1032.0;
+    if (double(count) > room)
+      throw DataError(path, "truncated: expected " + std::to_string(count) + " data bytes (from the header), " +
+                                (raw ? "found " + std::to_string(int64_t(room))
+                                     : "but a " + std::to_string(file_size) + "-byte gzip file holds at most " +
+                                           std::to_string(int64_t(room))));
+  }
   torch::Tensor out = torch::empty(dims, torch::kUInt8);
   const int64_t got = read_some(f.get(), path, out.data_ptr<uint8_t>(), count);
   if (got < count) {

@@ -1,5 +1,6 @@
 #include "bilevel/run/metrics.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -7,7 +8,9 @@
 #include <stdexcept>
 
 #include "bilevel/util/atomic_file.h"
+#include "bilevel/util/crash_points.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/io_error.h"
 
 namespace bilevel {
 namespace fs = std::filesystem;
@@ -65,7 +68,7 @@ MetricsWriter::MetricsWriter(const fs::path& path, std::vector<std::string> colu
     write_file_atomic(path_, header + "\n");
   }
   file_ = std::fopen(path_.c_str(), "a");
-  if (!file_) throw std::runtime_error("cannot open " + path_.string() + " for appending");
+  if (!file_) throw IoError(path_, "cannot open", errno);
 }
 
 MetricsWriter::~MetricsWriter() {
@@ -78,8 +81,19 @@ void MetricsWriter::append(const std::vector<double>& values) {
   for (size_t i = 0; i < values.size(); ++i) line += (i ? "," : "") + format_metric(values[i]);
   line += "\n";
   // One write call for the whole line, then flush: a kill leaves at most a torn last line, which resume drops.
-  std::fwrite(line.data(), 1, line.size(), file_);
-  std::fflush(file_);
+  // A failed write (disk full, I/O error) ends the run: at most a torn last line is left, which resume drops.
+  if (const int injected = injected_write_error("metrics_row", format_metric(values[0]))) {
+    std::fwrite(line.data(), 1, line.size() / 2, file_);
+    std::fflush(file_);
+    throw IoError(path_, "cannot write", injected);
+  }
+  errno = 0;
+  const bool written = std::fwrite(line.data(), 1, line.size(), file_) == line.size();
+  if (std::fflush(file_) != 0 || !written) {
+    const int error = errno ? errno : EIO;
+    std::clearerr(file_);
+    throw IoError(path_, "cannot write", error);
+  }
 }
 
 }  // namespace bilevel

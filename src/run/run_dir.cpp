@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/io_error.h"
 
 namespace bilevel {
 namespace fs = std::filesystem;
@@ -25,7 +26,7 @@ RunDir RunDir::create(const fs::path& output_root, const std::string& experiment
       fs::create_directory(d.checkpoints());
       return d;
     }
-    if (errno != EEXIST) throw UserError("cannot create run directory " + candidate.string());
+    if (errno != EEXIST) throw IoError(candidate, "cannot create run directory", errno);
   }
 }
 

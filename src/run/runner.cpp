@@ -10,8 +10,11 @@
 #include "bilevel/run/build_info.h"
 #include "bilevel/util/clock.h"
 #include "bilevel/run/checkpoint.h"
+#include "bilevel/run/dir_lock.h"
 #include "bilevel/run/environment.h"
+#include "bilevel/train/divergence.h"
 #include "bilevel/util/atomic_file.h"
+#include "bilevel/util/io_error.h"
 #include "bilevel/util/log.h"
 
 namespace bilevel {
@@ -49,6 +52,22 @@ struct SignalScope {
   }
 };
 
+// Writes meta.yaml after a failure. When even that fails (the disk that failed the run is still full), the run's
+// own error is what matters: it is reported, with a note that meta.yaml still says `running`.
+void record_failure(const RunDir& dir, YAML::Node meta, const std::exception& e) {
+  meta["status"] = "failed";
+  meta["error"] = e.what();
+  meta["end_time"] = now_iso();
+  try {
+    write_yaml(dir.meta(), meta);
+  } catch (const IoError& m) {
+    if (const auto* io = dynamic_cast<const IoError*>(&e))
+      throw IoError(io->file(), io->action(), io->reason() + " (" + dir.meta().filename().string() +
+                                                  " could not be updated either: " + m.reason() + ")");
+    throw;
+  }
+}
+
 // Trains and keeps meta.yaml's status true whatever happens.
 RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, TrainProgress start) {
   SignalScope signals;
@@ -58,11 +77,22 @@ RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, T
     out.progress = trainer.run(start);
     out.status = out.progress.epoch >= x.cfg.train.epochs ? "completed" : "interrupted";
     if (out.status == "completed") save_model(dir.final_model(), *x.net);
-  } catch (const std::exception& e) {
-    meta["status"] = "failed";
-    meta["error"] = e.what();
+    check_log_file();
+  } catch (const DivergedError& d) {
+    // train.on_nonfinite=stop: the run ends here; its last checkpoint, best model and metrics rows are the last
+    // good epoch's.
+    out.status = "diverged";
+    meta["status"] = "diverged";
+    meta["error"] = d.what();
+    meta["diverged_at"]["epoch"] = d.epoch();
+    meta["diverged_at"]["batch"] = d.batch();
     meta["end_time"] = now_iso();
     write_yaml(dir.meta(), meta);
+    spdlog::error("{}; the run stopped (train.on_nonfinite=stop) and keeps what epoch {} left", d.what(),
+                  d.epoch() - 1);
+    return out;
+  } catch (const std::exception& e) {
+    record_failure(dir, meta, e);
     throw;
   }
   meta["status"] = out.status;
@@ -83,6 +113,59 @@ RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, T
   return out;
 }
 
+// Renames a checkpoint that resume will not use, so a later resume does not pick it up: FILE -> FILE.SUFFIX.
+void set_aside(const fs::path& file, const std::string& suffix) {
+  fs::path target = file;
+  target += "." + suffix;
+  std::error_code ec;
+  fs::rename(file, target, ec);
+  if (ec) throw IoError(file, "cannot rename", ec.value());
+}
+
+// The checkpoint to resume from: `explicit_file` when given, else the newest that loads and matches the config.
+// Loads it into x. Returns its progress (epoch 0 when the run has no checkpoint yet).
+TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const ExperimentConfig& cfg,
+                                const fs::path& explicit_file) {
+  const auto all = checkpoints_newest_first(dir.checkpoints());
+  if (!explicit_file.empty()) {
+    fs::path file = explicit_file;
+    if (!fs::exists(file) && fs::exists(dir.checkpoints() / file)) file = dir.checkpoints() / file;
+    if (!fs::is_regular_file(file)) throw UserError(explicit_file.string() + ": no such checkpoint");
+    const TrainProgress p = load_checkpoint(file, *x.net, *x.optimizer.impl, cfg.hash());
+    spdlog::info("resuming {} from {} (epoch {}, as asked)", dir.root.string(), file.string(), p.epoch);
+    // Later checkpoints belong to a history this resume replaces.
+    for (const auto& c : all)
+      if (fs::exists(c) && !fs::equivalent(c, file) && c.filename() > checkpoint_path("", p.epoch).filename()) {
+        spdlog::warn("setting aside {} (after the chosen checkpoint) as {}.superseded", c.filename().string(),
+                     c.filename().string());
+        set_aside(c, "superseded");
+      }
+    return p;
+  }
+  std::vector<std::string> reasons;
+  std::vector<fs::path> skipped;
+  for (const auto& c : all) {
+    try {
+      const TrainProgress p = load_checkpoint(c, *x.net, *x.optimizer.impl, cfg.hash());
+      spdlog::info("resuming {} from {} (epoch {})", dir.root.string(), c.filename().string(), p.epoch);
+      for (const auto& s : skipped) set_aside(s, "skipped");
+      return p;
+    } catch (const UserError& e) {
+      spdlog::warn("skipping checkpoint {}", e.what());
+      reasons.push_back(e.what());
+      skipped.push_back(c);
+      x = prepare(cfg);  // a failed load may have overwritten part of the model or optimizer
+    }
+  }
+  if (!all.empty()) {
+    std::string why;
+    for (const auto& r : reasons) why += "\n  " + r;
+    throw UserError(dir.root.string() + ": no checkpoint can be resumed from:" + why);
+  }
+  spdlog::info("resuming {}: no checkpoint yet, starting from epoch 0", dir.root.string());
+  return TrainProgress{};
+}
+
 }  // namespace
 
 ExperimentConfig run_config(const RunDir& dir) { return load_config(dir.config().string()); }
@@ -91,6 +174,7 @@ RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_lin
                      const std::function<void(const RunDir&)>& on_created) {
   Experiment x = prepare(cfg);  // every user-input check happens here, before anything is written
   RunDir dir = RunDir::create(cfg.output_root, cfg.name);
+  const DirLock lock = DirLock::acquire(dir.root);  // held until the run ends: a resume of it meanwhile is refused
   write_file_atomic(dir.config(), cfg.to_yaml());
   attach_log_file(dir.log());
   YAML::Node meta;
@@ -115,22 +199,18 @@ RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_lin
   return train_and_record(x, dir, meta, TrainProgress{});
 }
 
-RunOutcome resume_run(const fs::path& path, const std::string& command_line) {
+RunOutcome resume_run(const fs::path& path, const std::string& command_line, const fs::path& checkpoint) {
   RunDir dir = RunDir::open(path);
+  const DirLock lock = DirLock::acquire(dir.root);  // before anything is read: a second process fails at once
   ExperimentConfig cfg = run_config(dir);
   Experiment x = prepare(cfg);
   YAML::Node meta = fs::exists(dir.meta()) ? YAML::LoadFile(dir.meta().string()) : YAML::Node();
-  TrainProgress start;
-  if (auto ckpt = latest_checkpoint(dir.checkpoints())) {
-    start = load_checkpoint(*ckpt, *x.net, *x.optimizer.impl, cfg.hash());
-    spdlog::info("resuming {} from {} (epoch {})", dir.root.string(), ckpt->filename().string(), start.epoch);
-  } else {
-    spdlog::info("resuming {}: no checkpoint yet, starting from epoch 0", dir.root.string());
-  }
-  if (start.epoch >= cfg.train.epochs && fs::exists(dir.final_model())) {
+  const TrainProgress start = load_resume_point(x, dir, cfg, checkpoint);
+  if (checkpoint.empty() && start.epoch >= cfg.train.epochs && fs::exists(dir.final_model())) {
     spdlog::info("{} already completed {} epochs; nothing to do", dir.root.string(), start.epoch);
     return RunOutcome{dir, "completed", start};
   }
+  fs::create_directories(dir.checkpoints());  // when it vanished, training writes it anew
   // Stale temporary files from a write that was cut short are never read; remove them.
   for (const auto& sub : {dir.root, dir.checkpoints()})
     for (const auto& e : fs::directory_iterator(sub))
@@ -145,6 +225,7 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line) {
   meta["status"] = "running";
   meta.remove("end_time");
   meta.remove("error");
+  meta.remove("diverged_at");
   write_yaml(dir.meta(), meta);
   return train_and_record(x, dir, meta, start);
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "bilevel/rules/registry.h"
+#include "bilevel/train/memory_estimate.h"
 #include "bilevel/util/threads.h"
 
 namespace bilevel {
@@ -34,6 +35,7 @@ Experiment prepare(const ExperimentConfig& cfg) {
     e.probe_reference = make_rule(ref);
   }
   validate_quantization(cfg);
+  check_memory(cfg);  // before anything is allocated
   for (const auto& f : required_files(cfg.data))
     if (!std::filesystem::exists(f))
       cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +

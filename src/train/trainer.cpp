@@ -7,8 +7,10 @@
 
 #include "bilevel/data/batches.h"
 #include "bilevel/run/metrics.h"
+#include "bilevel/train/divergence.h"
 #include "bilevel/train/probe.h"
 #include "bilevel/util/crash_points.h"
+#include "bilevel/util/log.h"
 #include "bilevel/util/progress.h"
 
 namespace bilevel {
@@ -42,13 +44,14 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
 }
 
 StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
-                      const torch::Tensor& yb) {
+                      const torch::Tensor& yb, const std::function<void(const StepStats&)>& before_step) {
   const auto& cfg = x.cfg;
   const QuantClock clock{uint64_t(cfg.seed), epoch, batch, batches, cfg.train.epochs, lr};
   x.optimizer.impl->zero_grad();
   x.rule->begin_batch(cfg.seed, epoch, batch);
   if (x.quant) x.quant->begin_batch(clock);
   StepStats s = x.rule->train_step(x.net, xb, yb);
+  if (before_step) before_step(s);
   if (x.quant) x.quant->after_backward(clock);
   x.optimizer.impl->step();
   if (x.quant) x.quant->after_step(clock);
@@ -93,6 +96,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
   const bool tty = Progress::stderr_is_tty();
   const auto diag_names = x_.rule->diagnostic_columns();
   const int64_t epochs = cfg.train.epochs;
+  NonfiniteGuard nonfinite(cfg);  // train.on_nonfinite
 
   for (int64_t epoch = progress.epoch; epoch < epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -110,7 +114,9 @@ TrainProgress Trainer::run(TrainProgress progress) {
       crash_point("batch", std::to_string(epoch + 1) + "." + std::to_string(b));
       auto [xb, yb] = batches.get(b);
       xb = xb.to(x_.device), yb = yb.to(x_.device);
-      StepStats s = train_batch(x_, epoch, b, batches.count(), lr, xb, yb);
+      // stop: throws DivergedError before the optimizer step; warn: logs
+      StepStats s = train_batch(x_, epoch, b, batches.count(), lr, xb, yb,
+                                [&](const StepStats& st) { nonfinite.check(st, x_.net, epoch, b); });
       loss_sum += s.loss_sum;
       correct += s.correct;
       seen += xb.size(0);
@@ -142,6 +148,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
     row.insert(row.end(), probe.begin(), probe.end());
     row.push_back(seconds);
     metrics.append(row);
+    check_log_file();  // a failed write to train.log ends the run like any other write failure
 
     progress.epoch = epoch + 1;
     if (val.count > 0 && val.accuracy > progress.best_val_accuracy) {

@@ -6,17 +6,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <stdexcept>
 
 #include "bilevel/util/crash_points.h"
+#include "bilevel/util/io_error.h"
 
 namespace bilevel {
 namespace fs = std::filesystem;
 
 namespace {
-[[noreturn]] void io_fail(const std::string& what, const fs::path& p) {
-  throw std::runtime_error(what + " '" + p.string() + "': " + std::strerror(errno));
-}
+[[noreturn]] void io_fail(const std::string& action, const fs::path& p, int error) { throw IoError(p, action, error); }
 
 void sync_dir(const fs::path& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -31,11 +29,12 @@ fs::path temp_path_for(const fs::path& path) {
 }
 
 void sync_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) io_fail("cannot open", path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) io_fail("cannot open", path, errno);
   if (::fsync(fd) != 0) {
+    const int error = errno;
     ::close(fd);
-    io_fail("cannot flush", path);
+    io_fail("cannot write", path, error);
   }
   ::close(fd);
 }
@@ -46,7 +45,14 @@ void write_atomic_with(const fs::path& path, const std::function<void(const fs::
     write(tmp);
     crash_point("atomic_write", path.filename().string(), tmp);
     sync_file(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) io_fail("cannot rename onto", path);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) io_fail("cannot write", path, errno);
+  } catch (const IoError& e) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    if (e.file() != tmp) throw;
+    // Name the file being written, not its temporary stand-in.
+    if (e.error() != 0) throw IoError(path, e.action() == "cannot create" ? "cannot write" : e.action(), e.error());
+    throw IoError(path, e.action(), e.reason());
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);
@@ -56,11 +62,28 @@ void write_atomic_with(const fs::path& path, const std::function<void(const fs::
 }
 
 void write_file_atomic(const fs::path& path, const std::string& content) {
+  const int injected = injected_write_error("atomic_write", path.filename().string());
   write_atomic_with(path, [&](const fs::path& tmp) {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) io_fail("cannot create", tmp);
-    const bool ok = std::fwrite(content.data(), 1, content.size(), f) == content.size();
-    if (std::fclose(f) != 0 || !ok) io_fail("cannot write", tmp);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) io_fail("cannot create", tmp, errno);
+    // An injected failure writes half the bytes first, as a disk that fills up part-way would.
+    const size_t size = injected ? content.size() / 2 : content.size();
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::write(fd, content.data() + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int error = n < 0 ? errno : EIO;
+        ::close(fd);
+        io_fail("cannot write", tmp, error);
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (injected) {
+      ::close(fd);
+      io_fail("cannot write", tmp, injected);
+    }
+    if (::close(fd) != 0) io_fail("cannot write", tmp, errno);
   });
 }
 

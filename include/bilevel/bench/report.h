@@ -27,7 +27,7 @@ struct RunRecord {
   std::string entry;
   int64_t seed = 0;
   std::string run_dir;       // relative to the suite directory; "" until the child printed it
-  std::string status = "pending";  // pending | running | completed | interrupted | failed
+  std::string status = "pending";  // pending | running | completed | interrupted | diverged | failed
   int exit_code = 0;         // of the last attempt (-N: killed by signal N)
   int64_t attempts = 0;      // child processes started for it (train, then resumes)
   double wall_seconds = 0;   // summed over attempts

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace bilevel {
 
@@ -27,8 +28,9 @@ struct CheckpointHeader {
 void save_checkpoint(const std::filesystem::path& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                      const TrainProgress& progress, const std::string& config_hash);
 
-// Restores model, optimizer and the global CPU RNG; returns the progress. Throws UserError when the file is
-// unreadable or its config hash differs from `expected_hash` (non-empty).
+// Restores model, optimizer and the global CPU RNG; returns the progress. Throws UserError naming the file when it
+// is unreadable, does not fit the model, or its config hash differs from `expected_hash` (non-empty). After a
+// failure the model and optimizer may be partly overwritten.
 TrainProgress load_checkpoint(const std::filesystem::path& path, torch::nn::Module& model,
                               torch::optim::Optimizer& optimizer, const std::string& expected_hash);
 
@@ -37,7 +39,9 @@ void load_model(const std::filesystem::path& path, torch::nn::Module& model);
 // Saves only the model parameters, atomically.
 void save_model(const std::filesystem::path& path, torch::nn::Module& model);
 
-// The newest complete checkpoint in `dir` (highest epoch), if any.
+// Every checkpoint file in `dir` (epoch_NNNN.pt), highest epoch first.
+std::vector<std::filesystem::path> checkpoints_newest_first(const std::filesystem::path& dir);
+// The newest checkpoint in `dir` (highest epoch), if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir);
 std::filesystem::path checkpoint_path(const std::filesystem::path& dir, int64_t epoch);
 

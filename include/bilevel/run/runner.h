@@ -1,7 +1,11 @@
 // Starting, resuming and evaluating runs: the run directory's life cycle around the Trainer.
 //   start:  validate + load everything → create the directory → config.yaml, meta.yaml (running) → train →
 //           final.pt, meta.yaml (completed | interrupted | failed)
-//   resume: config.yaml → latest complete checkpoint → drop metrics rows after it → train to the end
+//   resume: lock → config.yaml → the newest checkpoint that loads and matches the config (or the one asked for)
+//           → drop metrics rows after it → train to the end
+// Both hold the run directory's lock (run/dir_lock.h) throughout. A write failure throws IoError after recording
+// `failed` in meta.yaml (when it can still be written); a non-finite loss or gradient under
+// train.on_nonfinite=stop ends the run with status `diverged`.
 #pragma once
 
 #include <filesystem>
@@ -16,7 +20,7 @@ namespace bilevel {
 
 struct RunOutcome {
   RunDir dir;
-  std::string status;  // completed | interrupted | failed
+  std::string status;  // completed | interrupted | diverged | failed
   TrainProgress progress;
 };
 
@@ -24,7 +28,10 @@ struct RunOutcome {
 // (the CLI prints it on stdout).
 RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_line,
                      const std::function<void(const RunDir&)>& on_created = {});
-RunOutcome resume_run(const std::filesystem::path& dir, const std::string& command_line);
+// `checkpoint` (optional): resume from this file (a path, or a name in RUN_DIR/checkpoints) instead of the newest
+// usable one; later checkpoints are renamed to FILE.superseded. Skipped unusable ones become FILE.skipped.
+RunOutcome resume_run(const std::filesystem::path& dir, const std::string& command_line,
+                      const std::filesystem::path& checkpoint = {});
 
 // Loss and accuracy on the test split of a finished (or interrupted) run, with final.pt, or a given checkpoint.
 EvalResult eval_run(const std::filesystem::path& dir, const std::filesystem::path& checkpoint = {});

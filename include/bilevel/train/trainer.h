@@ -28,8 +28,9 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
 // One training step on batch (xb, yb), batch `batch` of `batches` in 0-based `epoch`: zero the gradients, the
 // quantization's forward map (when configured), the rule's gradient estimate, its backward through the weights'
 // quantization, the optimizer step and the quantization's post-step. `lr` is the epoch's learning rate.
+// `before_step` (optional) sees the rule's result before anything is stepped (e.g. to stop on a non-finite loss).
 StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
-                      const torch::Tensor& yb);
+                      const torch::Tensor& yb, const std::function<void(const StepStats&)>& before_step = {});
 
 // Set by SIGINT/SIGTERM handlers; the trainer stops after the current batch.
 std::atomic<bool>& stop_requested();
