@@ -246,25 +246,26 @@ TEST(FusedKernelsCpu, ArgumentChecksNameTheArgument) {
 
 // ---- CUDA (skipped without a device or without the kernels)
 
-namespace {
-void require_cuda() {
-  if (!K::cuda_kernels_built()) GTEST_SKIP() << "this build has no CUDA kernels (BILEVEL_CUDA, LibTorch without CUDA)";
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-}
-}  // namespace
+// A macro, not a function: GTEST_SKIP() returns from the function it is written in.
+#define REQUIRE_CUDA()                                                                                        \
+  do {                                                                                                        \
+    if (!K::cuda_kernels_built())                                                                             \
+      GTEST_SKIP() << "this build has no CUDA kernels (BILEVEL_CUDA=OFF, no nvcc, or LibTorch without CUDA)"; \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                      \
+  } while (0)
 
 TEST(FusedKernelsCuda, DyadMatchesTheUnfusedSequence) {
-  require_cuda();
+  REQUIRE_CUDA();
   check_dyad_against_reference(torch::kCUDA);
 }
 
 TEST(FusedKernelsCuda, StateUpdateMatchesFinishAndMaxAbsDiff) {
-  require_cuda();
+  REQUIRE_CUDA();
   check_state_against_reference(torch::kCUDA);
 }
 
 TEST(FusedKernelsCuda, AgreesWithTheCpuTwinOnLargeInputs) {
-  require_cuda();
+  REQUIRE_CUDA();
   // More elements than one grid of 65535 blocks × 256 covers: the grid-stride loop takes the rest.
   const int64_t n = 65535LL * 256 + 1001;
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
@@ -288,7 +289,7 @@ TEST(FusedKernelsCuda, AgreesWithTheCpuTwinOnLargeInputs) {
 }
 
 TEST(FusedKernelsCuda, RunsOnTheCurrentStreamAndDevice) {
-  require_cuda();
+  REQUIRE_CUDA();
 #if BILEVEL_WITH_CUDA
   const int devices = int(torch::cuda::device_count());
   for (int dev = 0; dev < devices && dev < 2; ++dev) {
