@@ -129,7 +129,8 @@ void BM_dyad(benchmark::State& state, const std::string& act, bool fused) {
       d = sp - sm;
       s = at::add(sm, d, 0.5);
     }
-    benchmark::DoNotOptimize(s.data_ptr());
+    void* out = s.data_ptr();
+    benchmark::DoNotOptimize(out);
   }
   state.SetItemsProcessed(state.iterations() * u.numel());
 }
