@@ -42,6 +42,17 @@ if(NOT BILEVEL_CUDA_MODE STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     set(BILEVEL_CUDA_COMPILE ON)
+    # nvcc's host compiler should be the C++ compiler: with an older GCC as host compiler, nvcc's implicit link
+    # directories put that GCC's libstdc++ in front of the one the C++ code was compiled for (undefined
+    # references such as __cxa_call_terminate at link time).
+    if(CMAKE_CUDA_HOST_COMPILER_ID AND CMAKE_CUDA_HOST_COMPILER_VERSION AND
+       NOT (CMAKE_CUDA_HOST_COMPILER_ID STREQUAL CMAKE_CXX_COMPILER_ID AND
+            CMAKE_CUDA_HOST_COMPILER_VERSION VERSION_EQUAL CMAKE_CXX_COMPILER_VERSION))
+      message(WARNING "nvcc's host compiler (${CMAKE_CUDA_HOST_COMPILER_ID} ${CMAKE_CUDA_HOST_COMPILER_VERSION}) is "
+                      "not the C++ compiler (${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}); if linking "
+                      "fails on libstdc++ symbols, configure with -DCMAKE_CXX_COMPILER and -DCMAKE_CUDA_HOST_COMPILER "
+                      "set to one compiler nvcc supports")
+    endif()
   elseif(BILEVEL_CUDA_MODE STREQUAL "ON")
     message(FATAL_ERROR "BILEVEL_CUDA=ON but no CUDA compiler (nvcc) was found: put it on PATH, set CUDACXX or "
                         "CMAKE_CUDA_COMPILER, or configure with -DBILEVEL_CUDA=AUTO or OFF")
