@@ -19,6 +19,8 @@
 #include "bilevel/energy/inner_solver.h"
 #include "bilevel/energy/layered_energy.h"
 #include "bilevel/energy/neuron.h"
+#include "bilevel/kernels/fused_ops.h"
+#include "bilevel/nn/activation.h"
 #include "bilevel/nn/layered_net.h"
 #include "bilevel/nn/objective.h"
 #include "bilevel/rules/learning_rule.h"
@@ -109,6 +111,51 @@ void BM_solver(benchmark::State& state, const std::string& solver_name, const st
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 
+// The fused element-wise kernels' CPU twins (kernels/fused_ops.h) against the unfused LibTorch sequences they
+// would replace, on one [50, 512] float32 layer, 1 thread: dual propagation's dyad at α = ½, and the fixed-point
+// sweep's epilogue (finish_ + max_abs_diff).
+void BM_dyad(benchmark::State& state, const std::string& act, bool fused) {
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const torch::Tensor u = torch::randn({kBatch, 512}), f = torch::randn({kBatch, 512}) * 0.1;
+  const Activation& rho = activation(act);
+  const kernels::ActParams params = kernels::act_of(act);
+  torch::Tensor d = torch::empty_like(u), s = torch::empty_like(u);
+  for (auto _ : state) {
+    if (fused) {
+      kernels::dyad_update_out(u, f, 0.5, params, d, s);
+    } else {
+      torch::Tensor sp = rho.f(at::add(u, f, 0.5)), sm = rho.f(at::sub(u, f, 0.5));
+      d = sp - sm;
+      s = at::add(sm, d, 0.5);
+    }
+    void* out = s.data_ptr();
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(state.iterations() * u.numel());
+}
+
+void BM_state(benchmark::State& state, const std::string& act, bool fused) {
+  at::set_num_threads(1);
+  torch::manual_seed(0);
+  const Neuron neuron = Neuron::from_activation(activation(act));
+  const torch::Tensor v0 = torch::randn({kBatch, 512}) * 3, s_old = torch::rand({kBatch, 512});
+  const kernels::ActParams params = kernels::act_of(neuron);
+  torch::Tensor v = v0.clone();
+  for (auto _ : state) {
+    v.copy_(v0);
+    double r;
+    if (fused) {
+      r = kernels::state_update_(v, s_old, params);
+    } else {
+      neuron.finish_(v);
+      r = max_abs_diff(v, s_old);
+    }
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations() * v.numel());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,6 +179,15 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("solver/" + s + "/" + kernel).c_str(), BM_solver, s, kernel)
           ->Arg(10)
           ->Unit(benchmark::kMillisecond);
+    }
+
+  for (const std::string act : {"relu", "sigmoid4", "tanh"})
+    for (const bool fused : {false, true}) {
+      const std::string tag = act + (fused ? "/fused_twin" : "/unfused");
+      benchmark::RegisterBenchmark(("elementwise/dyad/" + tag).c_str(), BM_dyad, act, fused)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("elementwise/state/" + tag).c_str(), BM_state, act, fused)
+          ->Unit(benchmark::kMicrosecond);
     }
 
   benchmark::Initialize(&argc, argv);

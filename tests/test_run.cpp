@@ -4,7 +4,6 @@
 // small utilities the run directory relies on (metrics.csv rewriting, atomic files, learning-rate schedules).
 #include <gtest/gtest.h>
 
-#include <c10/util/string_utils.h>
 #include <torch/optim/adam.h>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
@@ -17,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bilevel/config/config.h"
@@ -714,9 +714,23 @@ bool same_parameters(LayeredNet& a, LayeredNet& b) {
   return true;
 }
 
+// The optimizer state's key for a parameter: the address of its TensorImpl, which LibTorch 1.x keys as a string
+// (c10::guts::to_string, i.e. ostream << pointer) and 2.x as the pointer itself.
+template <class StateMap>
+typename StateMap::key_type param_state_key(const StateMap&, const torch::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
 const torch::optim::AdamParamState& adam_state(torch::optim::Optimizer& opt, const torch::Tensor& p) {
   auto& state = opt.state();
-  auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+  auto it = state.find(param_state_key(state, p));
   if (it == state.end()) throw std::runtime_error("no Adam state for a parameter");
   return static_cast<const torch::optim::AdamParamState&>(*it->second);
 }

@@ -1,0 +1,29 @@
+// Launchers of the CUDA element-wise kernels (src/kernels/cuda/*.cu). Raw device pointers, element counts and a
+// stream; no LibTorch header, so the .cu files compile with nvcc alone. Each launcher enqueues its work on
+// `stream` and returns the launch's error (cudaGetLastError()), never throws. The LibTorch-facing entries that
+// check tensors and call these live in src/kernels/cuda/cuda_ops.cpp (bilevel/kernels/fused_ops.h).
+// The math is that of bilevel/kernels/elementwise.h, shared with the CPU twins.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "bilevel/kernels/elementwise.h"
+
+namespace bilevel::kernels::cuda {
+
+// δ[i], s̄[i] = dyad(ρ, u[i], f[i], α) for i < n (all arrays on the device).
+cudaError_t launch_dyad_update(const float* u, const float* f, float* delta, float* sbar, int64_t n, float alpha,
+                               ActParams rho, cudaStream_t stream);
+cudaError_t launch_dyad_update(const double* u, const double* f, double* delta, double* sbar, int64_t n,
+                               double alpha, ActParams rho, cudaStream_t stream);
+
+// v[i] ← h(v[i]) for i < n, and *residual (one device element) ← max_i |h(v[i]) − s_old[i]| (0 for n = 0,
+// NaN when a change is NaN). The launcher zeroes *residual on `stream` first.
+cudaError_t launch_state_update(float* v, const float* s_old, int64_t n, ActParams h, float* residual,
+                                cudaStream_t stream);
+cudaError_t launch_state_update(double* v, const double* s_old, int64_t n, ActParams h, double* residual,
+                                cudaStream_t stream);
+
+}  // namespace bilevel::kernels::cuda

@@ -1,0 +1,43 @@
+// LibTorch-facing entries of the fused element-wise kernels. Each entry checks its tensors (one device, float32
+// or float64, contiguous, equal shapes; std::invalid_argument naming the argument otherwise) and dispatches by
+// device: CPU tensors go to the CPU twins (bilevel/kernels/cpu/elementwise_twins.h, in chunks over LibTorch's
+// thread pool), CUDA tensors to the CUDA kernels (bilevel/kernels/cuda/launch.h) on LibTorch's current stream
+// of the tensors' device. Both compute the functions of bilevel/kernels/elementwise.h.
+// A build without the CUDA kernels (BILEVEL_CUDA=OFF, no nvcc, or a LibTorch without CUDA) throws
+// std::runtime_error for CUDA tensors; cuda_kernels_built() says which build this is.
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+
+#include "bilevel/kernels/elementwise.h"
+
+namespace bilevel {
+class Neuron;
+}
+
+namespace bilevel::kernels {
+
+// True when this build links the CUDA kernels (LibTorch with CUDA and BILEVEL_CUDA not OFF).
+bool cuda_kernels_built();
+
+// The kernel activation for a name of bilevel/nn/activation.h; std::invalid_argument for an unknown name.
+ActParams act_of(const std::string& activation_name);
+// The neuron's in-place finishing function h (Neuron::finish_: v already holds a·u + c).
+ActParams act_of(const Neuron& neuron);
+
+// Dual propagation's dyad (elementwise.h) for every element: writes δ and s̄ into `delta` and `sbar`, which
+// must already have u's shape, dtype and device. α in [0, 1].
+void dyad_update_out(const torch::Tensor& u, const torch::Tensor& f, double alpha, ActParams rho,
+                     torch::Tensor& delta, torch::Tensor& sbar);
+struct DyadTensors {
+  torch::Tensor delta, sbar;
+};
+DyadTensors dyad_update(const torch::Tensor& u, const torch::Tensor& f, double alpha, ActParams rho);
+
+// The fixed-point step's epilogue: v ← h(v) in place; returns max |h(v) − s_old| over all elements (0 when
+// empty, NaN when a change is NaN). The same result as  finish_(v); (v − s_old).abs().max().
+double state_update_(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
+
+}  // namespace bilevel::kernels

@@ -1,0 +1,167 @@
+#include "bilevel/kernels/fused_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bilevel/energy/neuron.h"
+#include "bilevel/kernels/config.h"
+#include "bilevel/kernels/cpu/elementwise_twins.h"
+#include "cuda_entries.h"
+
+namespace bilevel::kernels {
+
+using torch::Tensor;
+
+namespace {
+
+// Elements per CPU task: large enough that a task outweighs the thread pool's overhead.
+constexpr int64_t kGrain = 1 << 15;
+
+std::string describe(const Tensor& t) {
+  std::string s = std::string(c10::toString(t.scalar_type())) + " on " + t.device().str() + ", shape [";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+struct Arg {
+  const char* name;
+  const Tensor* t;
+};
+
+// One device, float32/float64, contiguous, and the shape of the first argument, for every argument.
+void check(const char* entry, std::initializer_list<Arg> args) {
+  const Arg& first = *args.begin();
+  auto fail = [&](const Arg& a, const std::string& what) {
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument '" + a.name + "' " + what);
+  };
+  for (const Arg& a : args) {
+    if (!a.t->defined()) fail(a, "is an undefined tensor");
+    if (a.t->scalar_type() != torch::kFloat && a.t->scalar_type() != torch::kDouble)
+      fail(a, "has dtype " + std::string(c10::toString(a.t->scalar_type())) + "; the kernels take float32 or float64");
+    if (a.t->device() != first.t->device())
+      fail(a, "is on " + a.t->device().str() + " but '" + first.name + "' is on " + first.t->device().str() +
+                  "; all arguments must be on one device");
+    if (a.t->scalar_type() != first.t->scalar_type())
+      fail(a, "has dtype " + std::string(c10::toString(a.t->scalar_type())) + " but '" + first.name + "' has " +
+                  std::string(c10::toString(first.t->scalar_type())) + "; all arguments must have one dtype");
+    if (a.t->sizes() != first.t->sizes())
+      fail(a, "is " + describe(*a.t) + " but '" + first.name + "' is " + describe(*first.t) +
+                  "; all arguments must have one shape");
+    if (!a.t->is_contiguous()) fail(a, "(" + describe(*a.t) + ") is not contiguous; call .contiguous() first");
+  }
+  const torch::Device d = first.t->device();
+  if (d.is_cuda() && !cuda_kernels_built())
+    throw std::runtime_error(std::string("bilevel::kernels::") + entry + ": the tensors are on " + d.str() +
+                             " but this build has no CUDA kernels (configured with BILEVEL_CUDA=OFF, without nvcc, "
+                             "or against a LibTorch without CUDA)");
+  if (!d.is_cuda() && !d.is_cpu())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": unsupported device " + d.str() +
+                                " (the kernels run on the CPU and on CUDA devices)");
+}
+
+void check_act(const char* entry, const ActParams& a) {
+  if (static_cast<int32_t>(a.kind) < 0 || static_cast<int32_t>(a.kind) > static_cast<int32_t>(Act::Clip))
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": unknown activation code " +
+                                std::to_string(static_cast<int32_t>(a.kind)));
+  if (a.kind == Act::Clip && !(a.lo <= a.hi))
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": clip box [" + std::to_string(a.lo) +
+                                ", " + std::to_string(a.hi) + "] is empty");
+}
+
+template <class T>
+void dyad_cpu(const Tensor& u, const Tensor& f, T alpha, ActParams rho, Tensor& delta, Tensor& sbar) {
+  const T* pu = u.data_ptr<T>();
+  const T* pf = f.data_ptr<T>();
+  T* pd = delta.data_ptr<T>();
+  T* ps = sbar.data_ptr<T>();
+  at::parallel_for(0, u.numel(), kGrain, [&](int64_t b, int64_t e) {
+    cpu::dyad_update(pu + b, pf + b, pd + b, ps + b, e - b, alpha, rho);
+  });
+}
+
+template <class T>
+double state_cpu(Tensor& v, const Tensor& s_old, ActParams h) {
+  T* pv = v.data_ptr<T>();
+  const T* ps = s_old.data_ptr<T>();
+  const int64_t n = v.numel();
+  const int64_t chunks = (n + kGrain - 1) / kGrain;
+  std::vector<T> partial(size_t(std::max<int64_t>(chunks, 1)), T(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      const int64_t b = c * kGrain, e = std::min(n, b + kGrain);
+      partial[size_t(c)] = cpu::state_update(pv + b, ps + b, e - b, h);
+    }
+  });
+  T r = T(0);
+  for (T p : partial) r = max_keep_nan(r, p);
+  return double(r);
+}
+
+}  // namespace
+
+bool cuda_kernels_built() { return BILEVEL_WITH_CUDA != 0; }
+
+ActParams act_of(const std::string& name) {
+  ActParams a;
+  if (name == "identity") a.kind = Act::Identity;
+  else if (name == "relu") a.kind = Act::Relu;
+  else if (name == "tanh") a.kind = Act::Tanh;
+  else if (name == "sigmoid") a.kind = Act::Sigmoid;
+  else if (name == "hard_sigmoid") a.kind = Act::HardSigmoid;
+  else if (name == "sigmoid4") a.kind = Act::Sigmoid4;
+  else if (name == "hard_tanh") a.kind = Act::HardTanh;
+  else if (name == "softplus") a.kind = Act::Softplus;
+  else if (name == "silu") a.kind = Act::Silu;
+  else throw std::invalid_argument("bilevel::kernels::act_of: no fused kernel for activation '" + name + "'");
+  return a;
+}
+
+ActParams act_of(const Neuron& neuron) {
+  ActParams a;
+  switch (neuron.kernel()) {
+    case Neuron::Kernel::Identity: a.kind = Act::Identity; break;
+    case Neuron::Kernel::Clamp: a.kind = Act::Clip, a.lo = neuron.lo(), a.hi = neuron.hi(); break;
+    case Neuron::Kernel::Sigmoid: a.kind = Act::Sigmoid; break;
+    case Neuron::Kernel::Tanh: a.kind = Act::Tanh; break;
+    case Neuron::Kernel::Softplus: a.kind = Act::Softplus; break;
+  }
+  return a;
+}
+
+void dyad_update_out(const Tensor& u, const Tensor& f, double alpha, ActParams rho, Tensor& delta, Tensor& sbar) {
+  check("dyad_update", {{"u", &u}, {"f", &f}, {"delta", &delta}, {"sbar", &sbar}});
+  check_act("dyad_update", rho);
+  if (!(alpha >= 0.0 && alpha <= 1.0))
+    throw std::invalid_argument("bilevel::kernels::dyad_update: alpha = " + std::to_string(alpha) +
+                                " lies outside [0, 1]");
+  if (u.is_cuda()) {
+#if BILEVEL_WITH_CUDA
+    cuda::dyad_update(u, f, alpha, rho, delta, sbar);
+#endif
+    return;
+  }
+  if (u.scalar_type() == torch::kFloat) dyad_cpu<float>(u, f, float(alpha), rho, delta, sbar);
+  else dyad_cpu<double>(u, f, alpha, rho, delta, sbar);
+}
+
+DyadTensors dyad_update(const Tensor& u, const Tensor& f, double alpha, ActParams rho) {
+  DyadTensors out{torch::empty_like(u, at::MemoryFormat::Contiguous), torch::empty_like(u, at::MemoryFormat::Contiguous)};
+  dyad_update_out(u, f, alpha, rho, out.delta, out.sbar);
+  return out;
+}
+
+double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
+  check("state_update_", {{"v", &v}, {"s_old", &s_old}});
+  check_act("state_update_", h);
+  if (v.is_cuda()) {
+#if BILEVEL_WITH_CUDA
+    return cuda::state_update(v, s_old, h);
+#endif
+  }
+  return v.scalar_type() == torch::kFloat ? state_cpu<float>(v, s_old, h) : state_cpu<double>(v, s_old, h);
+}
+
+}  // namespace bilevel::kernels
