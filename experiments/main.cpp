@@ -66,12 +66,13 @@ std::string first_line(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Before anything else: libgomp has read OMP_WAIT_POLICY already, so a run that should not spin restarts once.
-  bilevel::reexec_with_passive_wait_policy(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  // Before any work: libgomp has read OMP_WAIT_POLICY already, so a command that should not spin starts again
+  // once (costs one more load of LibTorch's libraries, ~0.35 s; not for the usage text above).
+  bilevel::reexec_with_passive_wait_policy(argv);
   std::set_terminate(on_terminate);
   const std::string command = argv[1];
   bilevel::cli::Args args(argv + 2, argv + argc);
