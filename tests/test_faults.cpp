@@ -182,6 +182,9 @@ struct InjectedFailure {
   int checkpoints;       // complete checkpoints left (the resume starts from the last one)
 };
 
+// How ctest and GoogleTest show a case (instead of its bytes).
+void PrintTo(const InjectedFailure& c, std::ostream* os) { *os << c.crash_at; }
+
 class WriteFailure : public ::testing::TestWithParam<InjectedFailure> {};
 
 TEST_P(WriteFailure, OneLineExitOneStatusFailedNoTempFileAndResumeFinishes) {
