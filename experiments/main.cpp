@@ -31,9 +31,10 @@ commands:
   bench SUITE.yaml [key.path=value ...]     run a benchmark suite (every algorithm against backprop);
                                             `bench --resume SUITE_DIR` continues one
 
-`bilevel <command> --help` describes each command. Exit codes: 0 success, 1 internal error,
-2 bad input (config, data, command line, a directory another process holds), 3 environment mismatch
-(env --check), 4 training diverged (non-finite loss or gradient), 130 interrupted.
+`bilevel <command> --help` describes each command. Exit codes: 0 success, 1 a file could not be
+written (disk full, I/O error, permissions) or an internal error, 2 bad input (config, data, command line, a
+directory another process holds), 3 environment mismatch (env --check), 4 training diverged (non-finite loss or
+gradient), 130 interrupted.
 )";
 
 // The first line of a message (LibTorch appends a backtrace).

@@ -24,6 +24,7 @@
 #include "bilevel/config/config.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/dir_lock.h"
+#include "bilevel/train/divergence.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/train/memory_estimate.h"
 #include "bilevel/util/error.h"
@@ -181,6 +182,9 @@ struct InjectedFailure {
   std::string reason;    // strerror text
   int checkpoints;       // complete checkpoints left (the resume starts from the last one)
 };
+
+// How ctest and GoogleTest show a case (instead of its bytes).
+void PrintTo(const InjectedFailure& c, std::ostream* os) { *os << c.crash_at; }
 
 class WriteFailure : public ::testing::TestWithParam<InjectedFailure> {};
 
@@ -489,6 +493,29 @@ TEST(Divergence, BenchRecordsADivergedRunAndGoesOn) {
   const CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
   EXPECT_EQ(again.exit_code, 0) << again.describe();
   EXPECT_TRUE(contains(again.err, "diverged earlier, skipped")) << again.err;
+}
+
+TEST(Divergence, NonfiniteGradientWithAFiniteLossIsCaughtAndNamed) {
+  Experiment x = prepare(load_config_text(kFaultYaml, "cfg.yaml"));
+  StepStats step;
+  step.loss_sum = 1.5;
+  for (auto& p : x.net->parameters()) p.mutable_grad() = torch::zeros_like(p);
+  NonfiniteGuard guard(x.cfg);
+  EXPECT_NO_THROW(guard.check(step, x.net, 0, 0));
+  auto named = x.net->named_parameters();
+  const std::string name = named.begin()->key();
+  named.begin()->value().mutable_grad()[0].fill_(std::numeric_limits<float>::infinity());
+  try {
+    guard.check(step, x.net, 6, 9);
+    FAIL() << "an infinite gradient passed";
+  } catch (const DivergedError& e) {
+    EXPECT_EQ(std::string(e.what()), "diverged: non-finite gradient of " + name + " at epoch 7, batch 10");
+    EXPECT_EQ(e.epoch(), 7);
+    EXPECT_EQ(e.batch(), 10);
+  }
+  // warn: no exception.
+  NonfiniteGuard warn(load_config_text(kFaultYaml, "cfg.yaml", {"train.on_nonfinite=warn"}));
+  EXPECT_NO_THROW(warn.check(step, x.net, 6, 9));
 }
 
 // ================================================================ sizes checked up front
