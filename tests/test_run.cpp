@@ -117,6 +117,15 @@ EvalOut parse_eval(const CliResult& r) {
   return o;
 }
 
+// `bilevel eval` output without its timing lines (seconds, examples_per_second), which differ from run to run.
+std::string without_timing(const std::string& out) {
+  std::string kept, line;
+  std::istringstream in(out);
+  while (std::getline(in, line))
+    if (line.rfind("seconds:", 0) != 0 && line.rfind("examples_per_second:", 0) != 0) kept += line + "\n";
+  return kept;
+}
+
 // An uninterrupted run per set of overrides, made once per test program and shared by the resume tests.
 struct Reference {
   fs::path dir;
@@ -135,11 +144,11 @@ const Reference& reference(const std::vector<std::string>& overrides) {
   ref.dir = r.first_line();
   CliResult e = run_cli({"eval", ref.dir.string()});
   if (e.exit_code != 0) throw std::runtime_error("reference eval failed: " + e.describe());
-  ref.eval_final = e.out;
+  ref.eval_final = without_timing(e.out);
   if (fs::exists(ref.dir / "best.pt")) {
     CliResult b = run_cli({"eval", ref.dir.string(), "--checkpoint", (ref.dir / "best.pt").string()});
     if (b.exit_code != 0) throw std::runtime_error("reference eval of best.pt failed: " + b.describe());
-    ref.eval_best = b.out;
+    ref.eval_best = without_timing(b.out);
   }
   return cache.emplace(overrides, ref).first->second;
 }
@@ -202,11 +211,11 @@ void crash_and_resume(const std::vector<std::string>& overrides, const std::stri
   // The final and best models are the reference's.
   CliResult e = run_cli({"eval", run.string()});
   ASSERT_EQ(e.exit_code, 0) << e.describe();
-  EXPECT_EQ(e.out, ref.eval_final);
+  EXPECT_EQ(without_timing(e.out), ref.eval_final);
   if (!ref.eval_best.empty()) {
     CliResult b = run_cli({"eval", run.string(), "--checkpoint", (run / "best.pt").string()});
     ASSERT_EQ(b.exit_code, 0) << b.describe();
-    EXPECT_EQ(b.out, ref.eval_best);
+    EXPECT_EQ(without_timing(b.out), ref.eval_best);
   }
 }
 
@@ -633,7 +642,7 @@ TEST(Resume, ExternalSigkill) {
   EXPECT_GE(meta["resumes"][0]["from_epoch"].as<int>(), rows - 1);
   EXPECT_LE(meta["resumes"][0]["from_epoch"].as<int>(), rows);
   CliResult e = run_cli({"eval", run.string()});
-  EXPECT_EQ(e.out, ref.eval_final);
+  EXPECT_EQ(without_timing(e.out), ref.eval_final);
 }
 
 TEST(Resume, TwiceInterruptedRecordsTwoResumes) {

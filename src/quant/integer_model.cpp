@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "bilevel/kernels/cpu/int_gemm.h"
@@ -99,6 +100,8 @@ IntegerModel::IntegerModel(ExportedModel model) : m_(std::move(model)) {
         for (int64_t k = 0; k < K; ++k) p.values[size_t(o * K + k)] = s * (float(p.codes[size_t(o * K + k)]) - z);
       }
       if (w.encoding == "binary") p.sign_sum = p.code_sum;
+      if (std::all_of(p.codes.begin(), p.codes.end(), [](int16_t q) { return q >= -128 && q <= 127; }))
+        p.codes8.assign(p.codes.begin(), p.codes.end());
     }
     prep_.push_back(std::move(p));
   }
@@ -164,7 +167,14 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
       } else if (integer_weights && in.kind != Activations::Kind::Float) {
         const Activations c = to_codes(in, N);
         std::vector<int32_t> acc(size_t(N * O));
-        cpu::int16_gemm(c.codes.data(), p.codes.data(), acc.data(), N, O, K);
+        const bool bytes = !p.codes8.empty() && cpu::u8s8_gemm_fast() &&
+                           std::all_of(c.codes.begin(), c.codes.end(), [](int16_t v) { return v >= 0 && v <= 255; });
+        if (bytes) {
+          std::vector<uint8_t> a8(c.codes.begin(), c.codes.end());
+          cpu::u8s8_gemm(a8.data(), p.codes8.data(), acc.data(), N, O, K);
+        } else {
+          cpu::int16_gemm(c.codes.data(), p.codes.data(), acc.data(), N, O, K);
+        }
         // Per output: s_o, z_o and the offset term e·(Σ_k q_ok − K z_o), computed once.
         std::vector<float> so(static_cast<size_t>(O)), zo(static_cast<size_t>(O)), eo(static_cast<size_t>(O));
         for (int64_t o = 0; o < O; ++o)
