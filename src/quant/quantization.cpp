@@ -161,7 +161,7 @@ void QuantizationImpl::begin_batch(const QuantClock& c) {
   if (act_) act_->set_stream(c.seed, c.epoch, c.batch);
   for (auto& p : params_) {
     if (!p) continue;
-    if (p->weight.grad().defined()) p->weight.mutable_grad().zero_();
+    if (p->weight.grad().defined() && !solver_->clears_weight_grad()) p->weight.mutable_grad().zero_();
     if (stochastic_) {
       const uint64_t key = stream_key(c.seed, c.epoch, c.batch, p->stream);
       p->weight.copy_(solver_->forward(*p, *quantizer_, c, &key));

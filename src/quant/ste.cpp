@@ -35,16 +35,21 @@ class SteSolver final : public WeightSolver {
   std::string name() const override { return "ste"; }
   double saturation() const override { return clip_; }
   bool writes_scale_grad() const override { return true; }
+  bool clears_weight_grad() const override { return true; }
 
   void backward(QuantParam& p, const Quantizer& q, const Tensor& g, const QuantClock&) const override {
     const auto [lo, hi] = range(q);
-    Tensor theta = p.latent.detach().contiguous(), gc = g.contiguous(), w = p.weight.detach().contiguous();
+    Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
+    // g is the weights' gradient buffer: it is read once here and left zero for the next batch's accumulation.
+    Tensor gc = g.contiguous();
+    const bool clear = p.weight.grad().defined() && gc.data_ptr() == p.weight.grad().data_ptr();
     const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
     // The latent's gradient buffer is reused from step to step (a fresh allocation of this size costs page faults).
     Tensor out = p.latent.grad().defined() && p.latent.grad().sizes() == theta.sizes() ? p.latent.grad() : torch::empty_like(theta);
     const int64_t channels = s.numel(), rows = theta.size(0);
     std::vector<float> row_sums(p.learn_scale ? size_t(rows) : 0, 0.f);
-    const float *tp = theta.data_ptr<float>(), *gp = gc.data_ptr<float>(), *wp = w.data_ptr<float>();
+    const float *tp = theta.data_ptr<float>(), *wp = w.data_ptr<float>();
+    float* gp = gc.data_ptr<float>();
     const float *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
     float* op = out.data_ptr<float>();
     for_rows(theta, channels, [&](int64_t r, int64_t c, int64_t b, int64_t e) {
@@ -61,6 +66,7 @@ class SteSolver final : public WeightSolver {
         for (; i < e; ++i) acc[0] += gp[i] * wp[i];
         row_sums[size_t(r)] = ((acc[0] + acc[1]) + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) * inv;
       }
+      if (clear) std::fill(gp + b, gp + e, 0.f);
     });
     if (!out.is_same(p.latent.grad())) p.latent.mutable_grad() = out;
     if (p.learn_scale) {

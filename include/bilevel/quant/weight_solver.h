@@ -71,6 +71,8 @@ class WeightSolver {
   virtual void after_step(QuantParam& p, const Quantizer& q, const QuantClock& c) const {}
   // after_step, then w ← the deterministic forward at c. A solver may fuse the two into one pass.
   virtual void update(QuantParam& p, const Quantizer& q, const QuantClock& c) const;
+  // Whether backward() leaves the weights' gradient zero for the next batch (then begin_batch need not clear it).
+  virtual bool clears_weight_grad() const { return false; }
   // Whether backward() writes ∂ℓ/∂s itself when p.learn_scale (else the caller writes Σ ∂ℓ/∂w · w/s per channel).
   virtual bool writes_scale_grad() const { return learns_scale(); }
   // The integer codes the model exports, and its evaluation-time weights are s·(codes − z).
