@@ -191,6 +191,10 @@ void QuantizationImpl::after_step(const QuantClock& c) {
     if (!p) continue;
     if (learn_scale_) p->grid.scale.clamp_min_(1e-8);
     solver_->update(*p, *quantizer_, c);
+    if (p->latent.requires_grad() && p->latent.grad().defined()) {  // see QuantParam::grad_cache
+      p->grad_cache = p->latent.grad();
+      p->latent.mutable_grad().reset();
+    }
   }
 }
 

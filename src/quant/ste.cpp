@@ -45,7 +45,7 @@ class SteSolver final : public WeightSolver {
     const bool clear = p.weight.grad().defined() && gc.data_ptr() == p.weight.grad().data_ptr();
     const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
     // The latent's gradient buffer is reused from step to step (a fresh allocation of this size costs page faults).
-    Tensor out = p.latent.grad().defined() && p.latent.grad().sizes() == theta.sizes() ? p.latent.grad() : torch::empty_like(theta);
+    Tensor out = p.grad_cache.defined() && p.grad_cache.sizes() == theta.sizes() ? p.grad_cache : torch::empty_like(theta);
     const int64_t channels = s.numel(), rows = theta.size(0);
     std::vector<float> row_sums(p.learn_scale ? size_t(rows) : 0, 0.f);
     const float *tp = theta.data_ptr<float>(), *wp = w.data_ptr<float>();
@@ -68,7 +68,7 @@ class SteSolver final : public WeightSolver {
       }
       if (clear) std::fill(gp + b, gp + e, 0.f);
     });
-    if (!out.is_same(p.latent.grad())) p.latent.mutable_grad() = out;
+    p.latent.mutable_grad() = out;
     if (p.learn_scale) {
       Tensor sg = torch::zeros({channels});
       float* sgp = sg.data_ptr<float>();

@@ -45,6 +45,9 @@ struct QuantParam {
   GridParams grid;        // scale (a parameter when learned) and zero point
   torch::Tensor momentum; // flip: the moving average m of the gradient
   bool learn_scale = false;  // the scale is learned: backward() also wants ∂ℓ/∂s
+  // θ's gradient buffer between steps: backward() overwrites θ.grad whole, so after the optimizer step the buffer is
+  // parked here and θ.grad left undefined (the optimizer's zero_grad then skips a pass over it).
+  torch::Tensor grad_cache;
   uint64_t stream = 0;    // counter-RNG stream of this tensor
 };
 
