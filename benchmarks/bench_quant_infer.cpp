@@ -6,6 +6,7 @@
 // The float side is what `bilevel eval RUN_DIR` runs (the learning rule's prediction with the fake-quantized
 // weights); the integer side is what `bilevel eval --model` runs (bilevel/quant/integer_model.h).
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
