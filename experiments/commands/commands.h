@@ -8,6 +8,13 @@ namespace bilevel::cli {
 
 using Args = std::vector<std::string>;
 
+// Whether the arguments ask for a command's help (--help or -h anywhere).
+inline bool wants_help(const Args& args) {
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
 int train(const Args& args);
 int resume(const Args& args);
 int eval(const Args& args);

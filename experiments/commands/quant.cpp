@@ -24,12 +24,6 @@ namespace bilevel::cli {
 namespace fs = std::filesystem;
 namespace {
 
-bool wants_help(const Args& args) {
-  for (const auto& a : args)
-    if (a == "--help" || a == "-h") return true;
-  return false;
-}
-
 // The option's value, or throws naming the option.
 std::string value_of(const Args& args, size_t& i, const std::string& command) {
   if (i + 1 >= args.size()) throw UserError("bilevel " + command + ": " + args[i] + " needs a value");

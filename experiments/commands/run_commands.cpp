@@ -13,12 +13,6 @@
 namespace bilevel::cli {
 namespace {
 
-bool wants_help(const Args& args) {
-  for (const auto& a : args)
-    if (a == "--help" || a == "-h") return true;
-  return false;
-}
-
 std::string command_line(const std::string& command, const Args& args) {
   std::string s = "bilevel " + command;
   for (const auto& a : args) s += " " + a;

@@ -32,8 +32,6 @@ class MirrorSolver final : public WeightSolver {
     auto [mean, var] = moments(p, q, beta);
     p.latent.mutable_grad() = g * var * (2.0 * beta);
   }
-  // The map's inverse for binary codes: u = atanh(w/s)/(2β).
-  static Tensor inverse_binary(const Tensor& w_over_s, double beta) { return torch::atanh(w_over_s) / (2.0 * beta); }
 
  private:
   // E_p[L] and Var_p[L] of the softmax over levels (relative to the zero point).

@@ -230,8 +230,7 @@ std::vector<double> QuantizationImpl::epoch_values(const QuantClock& c) const {
     if (l < epoch_codes_.size() && epoch_codes_[l].defined())
       changed += codes.ne(epoch_codes_[l]).sum().item<double>();
     if (!solver_->uses_latent()) continue;
-    Tensor u = p->latent.detach() / Quantizer::broadcast(p->grid.scale.detach(), p->latent);
-    if (p->grid.zero.defined()) u = u + Quantizer::broadcast(p->grid.zero.detach(), u);
+    const Tensor u = WeightSolver::normalised(*p);
     distance += (u - codes).abs().sum().item<double>();
     if (uniform)
       saturated += u.lt(quantizer_->code_min()).logical_or(u.gt(quantizer_->code_max())).sum().item<double>();

@@ -95,7 +95,6 @@ class SteSolver final : public WeightSolver {
       });
     });
   }
-  void after_step(QuantParam& p, const Quantizer& q, const QuantClock& c) const override { update(p, q, c); }
 
  private:
   std::pair<double, double> range(const Quantizer& q) const {

@@ -48,7 +48,7 @@ class QuantizationImpl : public torch::nn::Module {
   void begin_batch(const QuantClock& c);
   void after_backward(const QuantClock& c);
   void after_step(const QuantClock& c);
-  // Sets w to the deterministic forward at clock c (after setup and after loading a checkpoint).
+  // Sets w to the deterministic forward at clock c (at setup).
   void refresh(const QuantClock& c);
 
   // metrics.csv columns and their values for the epoch that just ended (begin_epoch snapshots the codes).

@@ -86,8 +86,7 @@ class WeightSolver {
   // |θ/s| beyond which a latent is saturated (its gradient is cut), for the diagnostics; inf = never.
   virtual double saturation() const { return INFINITY; }
 
- protected:
-  // The latent θ normalised by the grid's scale (θ/s, broadcast per channel).
+  // The latent in grid units, θ/s + z (broadcast per channel).
   static torch::Tensor normalised(const QuantParam& p);
 };
 
