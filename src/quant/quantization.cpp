@@ -1,11 +1,14 @@
 #include "bilevel/quant/quantization.h"
 
+#include "bilevel/train/fused_adam.h"
+
 #include <cmath>
 #include <set>
 
 #include "bilevel/nn/activation.h"
 #include "bilevel/quant/counter_rng.h"
 #include "bilevel/quant/weight_solvers.h"
+#include "bilevel/train/fused_adam.h"
 
 namespace bilevel {
 
@@ -171,7 +174,36 @@ void QuantizationImpl::begin_batch(const QuantClock& c) {
   }
 }
 
+bool QuantizationImpl::fuse_into(FusedAdam* opt) {
+  fused_ = false;
+  if (!opt || !solver_ || !solver_->fuses_adam_step() || !solver_->uses_latent()) return false;
+  for (auto& p : params_)
+    if (p && (!p->latent.device().is_cpu() || p->latent.scalar_type() != torch::kFloat32)) return false;
+  for (auto& p : params_) {
+    if (!p) continue;
+    QuantParam* param = p.get();
+    opt->fuse(param->latent, [this, param](const kernels::AdamElement& a, const Tensor& m, const Tensor& v) {
+      if (learn_scale_) param->grid.scale.detach().clamp_min_(1e-8);
+      if (!param->weight.grad().defined()) param->weight.mutable_grad() = torch::zeros_like(param->weight);
+      const Tensor before = learn_scale_ ? param->scale_before : param->grid.scale.detach();
+      solver_->fused_adam_step(*param, *quantizer_, param->weight.grad().detach(), before, a, m, v);
+    });
+  }
+  fused_ = true;
+  return true;
+}
+
 void QuantizationImpl::after_backward(const QuantClock& c) {
+  if (fused_) {  // θ is stepped by the optimizer (fuse_into); what is left is the learned scales' gradient
+    if (!learn_scale_) return;
+    for (auto& p : params_) {
+      if (!p) continue;
+      if (!p->weight.grad().defined()) p->weight.mutable_grad() = torch::zeros_like(p->weight);
+      p->scale_before = p->grid.scale.detach().clone();
+      p->grid.scale.mutable_grad() = WeightSolver::scale_grad(p->weight.grad(), p->weight.detach(), p->grid.scale);
+    }
+    return;
+  }
   for (auto& p : params_) {
     if (!p) continue;
     Tensor g = p->weight.grad().defined() ? p->weight.grad().detach() : torch::zeros_like(p->weight);
@@ -186,6 +218,7 @@ void QuantizationImpl::after_backward(const QuantClock& c) {
 }
 
 void QuantizationImpl::after_step(const QuantClock& c) {
+  if (fused_) return;  // done inside the optimizer's step
   torch::NoGradGuard no_grad;
   for (auto& p : params_) {
     if (!p) continue;

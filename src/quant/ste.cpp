@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "bilevel/kernels/cpu/optim_loops.h"
 #include "bilevel/quant/element.h"
 #include "bilevel/quant/weight_solvers.h"
 
@@ -58,14 +59,7 @@ class SteSolver final : public WeightSolver {
         const float u = tp[i] * inv + zc;
         op[i] = gp[i] * (float(u >= flo) * float(u <= fhi));
       }
-      if (!row_sums.empty()) {
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight partial sums: a vectorisable reduction
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8)
-          for (int j = 0; j < 8; ++j) acc[j] += gp[i + j] * wp[i + j];
-        for (; i < e; ++i) acc[0] += gp[i] * wp[i];
-        row_sums[size_t(r)] = ((acc[0] + acc[1]) + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) * inv;
-      }
+      if (!row_sums.empty()) row_sums[size_t(r)] = qe::dot8(gp + b, wp + b, e - b) * inv;
       if (clear) std::fill(gp + b, gp + e, 0.f);
     });
     p.latent.mutable_grad() = out;
@@ -75,6 +69,31 @@ class SteSolver final : public WeightSolver {
       for (int64_t r = 0; r < rows; ++r) sgp[channels > 1 ? r : 0] += float(row_sums[size_t(r)]);
       p.grid.scale.mutable_grad() = sg.to(p.grid.scale.device());
     }
+  }
+
+  bool fuses_adam_step() const override { return true; }
+
+  // backward, Adam and update in one pass: per element, the masked gradient (with backward's scale), Adam's step,
+  // the latent clip and the re-quantized weight (with the stepped scale); ∂ℓ/∂w is left zero.
+  void fused_adam_step(QuantParam& p, const Quantizer& q, const Tensor& g, const Tensor& scale_before,
+                       const kernels::AdamElement& a, const Tensor& m, const Tensor& v) const override {
+    torch::NoGradGuard no_grad;
+    const auto [lo, hi] = range(q);
+    TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous() && g.is_contiguous() && m.is_contiguous() &&
+                    v.is_contiguous(), "ste: fused step needs contiguous tensors");
+    const Tensor s0 = scale_before.contiguous(), s = p.grid.scale.detach().contiguous(), z = zero_of(p);
+    float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>(), *gp = g.data_ptr<float>();
+    float *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+    const float *s0p = s0.data_ptr<float>(), *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
+    const auto kind = q.name() == "binary"    ? kernels::cpu::CodeKind::Binary
+                      : q.name() == "ternary" ? kernels::cpu::CodeKind::Ternary
+                                              : kernels::cpu::CodeKind::Uniform;
+    for_rows(p.latent, s.numel(), [&](int64_t, int64_t c, int64_t b, int64_t e) {
+      kernels::cpu::SteChannel ch;
+      ch.inv_scale_before = 1.f / s0p[c], ch.scale = sp[c], ch.zero = zp[c], ch.lo = float(lo), ch.hi = float(hi);
+      if (kind == kernels::cpu::CodeKind::Uniform) ch.code_lo = float(q.code_min()), ch.code_hi = float(q.code_max());
+      kernels::cpu::ste_adam_pass(tp + b, wp + b, gp + b, mp + b, vp + b, e - b, ch, kind, a);
+    });
   }
 
   void update(QuantParam& p, const Quantizer& q, const QuantClock&) const override {

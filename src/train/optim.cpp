@@ -6,10 +6,11 @@
 #include <cmath>
 
 #include "bilevel/quant/quantization.h"
+#include "bilevel/train/fused_adam.h"
 
 namespace bilevel {
 
-Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, const QuantizationImpl* quant) {
+Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, QuantizationImpl* quant, bool fused) {
   const auto& o = cfg.optimizer;
   const size_t layers = net->num_layers();
   if (!o.layer_lrs.empty() && o.layer_lrs.size() != layers)
@@ -33,10 +34,17 @@ Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, const Qua
                                           .weight_decay(o.weight_decay)));
     }
   }
-  if (o.name == "sgd")
+  FusedAdam* fused_adam = nullptr;
+  if (o.name == "sgd") {
     out.impl = std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr));
-  else
+  } else if (!fused) {
     out.impl = std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(o.lr));
+  } else {
+    auto adam = std::make_unique<FusedAdam>(groups, torch::optim::AdamOptions(o.lr));
+    fused_adam = adam.get();
+    out.impl = std::move(adam);
+  }
+  if (quant) quant->fuse_into(fused_adam);
   return out;
 }
 

@@ -2,8 +2,7 @@
 // (src/kernels/cuda/*.cu): one definition of each function, compiled by g++ for the host and by nvcc for the
 // device, so that both back ends compute the same function. No LibTorch header: the .cu files include this.
 //
-// BILEVEL_HD (bilevel/util/hd.h) marks a function for both host and device under nvcc and is empty for a plain C++
-// compiler; BILEVEL_HDI adds inline (forced on the device).
+// BILEVEL_HD and BILEVEL_HDI (bilevel/util/hd.h) mark a function for both host and device under nvcc.
 #pragma once
 
 #include <math.h>
@@ -11,12 +10,6 @@
 #include <cstdint>
 
 #include "bilevel/util/hd.h"
-
-#if defined(__CUDACC__)
-#define BILEVEL_HDI BILEVEL_HD __forceinline__
-#else
-#define BILEVEL_HDI inline
-#endif
 
 namespace bilevel::kernels {
 

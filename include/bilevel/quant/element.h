@@ -12,6 +12,9 @@
 
 namespace bilevel::qe {
 
+// TWN's threshold, in units of the scale mean|θ| (ternary_code's t for the deterministic ternary quantizer).
+constexpr float kTernaryThreshold = 0.7f;
+
 BILEVEL_HD inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 // Round half away from zero (what std::round does; LibTorch's round is half-to-even, so the CPU/GPU paths use this).
@@ -75,5 +78,16 @@ BILEVEL_HD inline float lsq_grad_s(float v_over_s, float qn, float qp) {
 // Flip rule (Bop-style, on the gradient's moving average m): flip w when m·sign(w) > τ, i.e. when the descent
 // direction −m points away from w's sign by more than τ. Returns the new code.
 BILEVEL_HD inline float flip_code(float code, float m, float tau) { return m * code > tau ? -code : code; }
+
+// Σ a_i b_i over n elements with eight partial sums, so the compiler vectorises the reduction (host loops: the
+// learned scale's gradient Σ ∂ℓ/∂w · w per row).
+inline float dot8(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
 
 }  // namespace bilevel::qe

@@ -11,6 +11,10 @@
 //   optimizer.step                 steps θ (and learned scales) instead of w
 //   after_step    solver.after_step (clip, prox); w ← the deterministic forward, what evaluation uses
 //
+// With Adam (FusedAdam) and a solver that can fuse them (fuse_into), the last three become one pass per tensor
+// inside the optimizer's step: after_backward only writes learned scales' gradients, and the optimizer calls the
+// solver's fused_adam_step for θ after stepping the scales.
+//
 // So no learning rule knows about quantization. Activation quantization is a StateQuantizer given to the network
 // (bilevel/quant/activation_quantizer.h). Config: quantization.* (`bilevel train --help`).
 #pragma once
@@ -30,6 +34,8 @@
 
 namespace bilevel {
 
+class FusedAdam;
+
 class QuantizationImpl : public torch::nn::Module {
  public:
   // Validates the quantization.* keys against the network and the learning rule (ConfigError naming the key) and
@@ -45,6 +51,10 @@ class QuantizationImpl : public torch::nn::Module {
   const WeightSolver& weight_solver() const { return *solver_; }
   const ActivationQuantizer* activation_quantizer() const { return act_.get(); }
 
+  // Hands every latent's step to `opt` (WeightSolver::fused_adam_step) when the solver can fuse it and the tensors
+  // are float32 on the CPU; the optimizer must already hold the latents (make_optimizer). nullptr: the separate
+  // passes (any optimizer). Returns whether the steps are fused.
+  bool fuse_into(FusedAdam* opt);
   void begin_batch(const QuantClock& c);
   void after_backward(const QuantClock& c);
   void after_step(const QuantClock& c);
@@ -69,6 +79,7 @@ class QuantizationImpl : public torch::nn::Module {
   std::vector<torch::Tensor> act_steps_;
   bool stochastic_ = false;
   bool learn_scale_ = false;  // scales are parameters (lsq, or quantization.weights.learn_scale)
+  bool fused_ = false;        // the optimizer steps θ through the solver's fused step (fuse_into)
 };
 TORCH_MODULE(Quantization);
 

@@ -25,8 +25,7 @@
 
 namespace bilevel {
 
-// TWN's threshold, in units of the scale mean|θ|.
-constexpr float kTernaryThreshold = 0.7f;
+using qe::kTernaryThreshold;
 
 struct QuantizerOptions {
   std::string kind = "binary";  // binary | ternary | uniform

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bilevel/config/config.h"
+#include "bilevel/kernels/adam_element.h"
 #include "bilevel/quant/quantizer.h"
 
 namespace bilevel {
@@ -48,6 +49,8 @@ struct QuantParam {
   // θ's gradient buffer between steps: backward() overwrites θ.grad whole, so after the optimizer step the buffer is
   // parked here and θ.grad left undefined (the optimizer's zero_grad then skips a pass over it).
   torch::Tensor grad_cache;
+  // The scale backward() sees, kept by a fused step (fused_adam_step) that runs after the optimizer stepped the scale.
+  torch::Tensor scale_before;
   uint64_t stream = 0;    // counter-RNG stream of this tensor
 };
 
@@ -74,6 +77,12 @@ class WeightSolver {
   virtual void after_step(QuantParam& p, const Quantizer& q, const QuantClock& c) const {}
   // after_step, then w ← the deterministic forward at c. A solver may fuse the two into one pass.
   virtual void update(QuantParam& p, const Quantizer& q, const QuantClock& c) const;
+  // Whether the solver can do backward(), an Adam step of θ and update() in one pass (fused_adam_step).
+  virtual bool fuses_adam_step() const { return false; }
+  // That pass, from g = ∂ℓ/∂w (left zero), with backward's scale `scale_before` and the grid's (stepped) scale for
+  // the update: θ's gradient never exists as a tensor. `a`, m and v: the optimizer's coefficients and θ's moments.
+  virtual void fused_adam_step(QuantParam& p, const Quantizer& q, const torch::Tensor& g, const torch::Tensor& scale_before,
+                               const kernels::AdamElement& a, const torch::Tensor& m, const torch::Tensor& v) const;
   // Whether backward() leaves the weights' gradient zero for the next batch (then begin_batch need not clear it).
   virtual bool clears_weight_grad() const { return false; }
   // Whether backward() writes ∂ℓ/∂s itself when p.learn_scale (else the caller writes Σ ∂ℓ/∂w · w/s per channel).
@@ -86,6 +95,9 @@ class WeightSolver {
   // |θ/s| beyond which a latent is saturated (its gradient is cut), for the diagnostics; inf = never.
   virtual double saturation() const { return INFINITY; }
 
+  // A learned scale's gradient when the map's output in units of s is held fixed, w = s·f(θ/s): ∂ℓ/∂s = Σ g·w/s
+  // per output channel (rows of g are channels; one channel: the whole tensor). g, w: contiguous float32 on the CPU.
+  static torch::Tensor scale_grad(const torch::Tensor& g, const torch::Tensor& w, const torch::Tensor& scale);
   // The latent in grid units, θ/s + z (broadcast per channel).
   static torch::Tensor normalised(const QuantParam& p);
 };

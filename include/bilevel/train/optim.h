@@ -25,8 +25,11 @@ struct Optimizer {
 class QuantizationImpl;
 
 // Throws ConfigError when optimizer.layer_lrs does not have one entry per layer. With quantization, each layer's group
-// holds what the quantization steps instead of the weights (latent weights, learned scales).
-Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, const QuantizationImpl* quant = nullptr);
+// holds what the quantization steps instead of the weights (latent weights, learned scales). Adam is FusedAdam
+// (one pass per tensor; with quantization, the solver's fused step where it has one) unless `fused` is false, which
+// gives LibTorch's torch::optim::Adam and the quantization's separate passes (the reference the tests compare with).
+Optimizer make_optimizer(const ExperimentConfig& cfg, LayeredNet& net, QuantizationImpl* quant = nullptr,
+                         bool fused = true);
 
 // The learning-rate factor for epoch e (0-based) of `epochs`.
 double schedule_lr(const SchedulerConfig& s, double base_lr, int64_t epoch, int64_t epochs);
