@@ -48,7 +48,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 double time_steps(const std::string& file, std::vector<std::string> overrides, const std::string& variant,
                   int64_t batches) {
   const auto parts = split(variant, '+');
-  overrides.push_back("train.algorithm=" + parts.at(0));
+  overrides.push_back("rule.name=" + parts.at(0));
   overrides.insert(overrides.end(), parts.begin() + 1, parts.end());
   ExperimentConfig cfg = load_config(file, overrides);
   Experiment x = prepare(cfg);

@@ -49,7 +49,7 @@ train:
 const std::vector<std::string> kKnownRules = {"backprop", "ep", "ep_symmetric", "chl", "bptt", "implicit", "dual_prop"};
 
 ExperimentConfig config_for(const std::string& algorithm) {
-  return load_config_text(kConfig, "micro_rules", {"train.algorithm=" + algorithm});
+  return load_config_text(kConfig, "micro_rules", {"rule.name=" + algorithm});
 }
 
 // A fixed batch: uniform images in [0, 1] and labels from a fixed generator.

@@ -44,7 +44,7 @@ config_of() {
     backprop) echo configs/fmnist_mlp_bp.yaml ;;
     ep) echo configs/fmnist_mlp_ep.yaml ;;
     dual_prop) echo configs/fmnist_mlp_dp.yaml ;;
-    *) echo "configs/fmnist_mlp_ep.yaml train.algorithm=$1" ;;
+    *) echo "configs/fmnist_mlp_ep.yaml rule.name=$1" ;;
   esac
 }
 echo "rule,setting,rep,epoch_seconds,threads,omp_wait_policy" > "$OUT/results.csv"

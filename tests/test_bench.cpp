@@ -28,8 +28,9 @@ model:
   kind: mlp
   hidden: [8]
   activation: relu
+rule:
+  name: backprop
 train:
-  algorithm: backprop
   loss: cross_entropy
   epochs: 2
   batch_size: 50

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "bilevel/config/config.h"
+#include "bilevel/registry.h"
+#include "bilevel/rules/registry.h"
 #include "bilevel/config/schema.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
@@ -395,13 +397,13 @@ TEST(ConfigErrors, NegativeValidation) {
 }
 
 TEST(ConfigErrors, UnknownAlgorithmListsTheChoices) {
-  const std::string yaml = "experiment:\n  name: t\ntrain:\n  algorithm: foo\n";
-  expect_file_error(config_error(yaml), "train.algorithm", 4, {"foo", "backprop"});
+  const std::string yaml = "experiment:\n  name: t\nrule:\n  name: foo\n";
+  expect_file_error(config_error(yaml), "rule.name", 4, {"foo", "backprop"});
 }
 
 TEST(ConfigErrors, MisspelledAlgorithmSuggestsBackprop) {
-  const std::string yaml = "train:\n  algorithm: backprob\n";
-  expect_file_error(config_error(yaml), "train.algorithm", 2, {"did you mean 'backprop'?"});
+  const std::string yaml = "rule:\n  name: backprob\n";
+  expect_file_error(config_error(yaml), "rule.name", 2, {"did you mean 'backprop'?"});
 }
 
 TEST(ConfigErrors, UnknownActivation) {
@@ -476,7 +478,7 @@ TEST(ConfigOverrideErrors, WrongTypes) {
                                          {"model.hidden=5", "model.hidden", "not a list"},
                                          {"train.epochs=[1,2]", "train.epochs", "expected an integer"},
                                          {"optimizer.nesterov=yes please", "optimizer.nesterov", "boolean"},
-                                         {"train.algorithm=backprob", "train.algorithm", "did you mean 'backprop'?"}}) {
+                                         {"rule.name=backprob", "rule.name", "did you mean 'backprop'?"}}) {
     auto e = config_error("", {c.override_text});
     ASSERT_TRUE(e) << c.override_text;
     EXPECT_EQ(e->key(), c.key) << e->what();
@@ -625,9 +627,105 @@ TEST(ConfigResolved, HashDependsOnValuesNotOnWhereTheyCameFrom) {
 TEST(ConfigResolved, HashDiffersWhenAValueDiffers) {
   const std::string base = load_config_text("", "cfg.yaml").hash();
   for (const std::string o : {"train.epochs=11", "optimizer.lr=0.0011", "model.hidden=[512,10]", "seed=1",
-                              "train.algorithm=ep", "data.root=/x", "experiment.name=other", "deterministic=true"}) {
+                              "rule.name=ep", "data.root=/x", "experiment.name=other", "deterministic=true"}) {
     EXPECT_NE(load_config_text("", "cfg.yaml", {o}).hash(), base) << o;
   }
   // A value equal to the default gives the same config.
   EXPECT_EQ(load_config_text("", "cfg.yaml", {"train.epochs=10"}).hash(), base);
+}
+
+// ---------------------------------------------------------------- config groups and registration from user code
+
+TEST(ConfigGroups, AnOldLayoutKeyFailsWithItsNewName) {
+  expect_file_error(config_error("train:\n  epochs: 2\n  algorithm: ep\n"), "train.algorithm", 3, {"now 'rule.name'"});
+  expect_file_error(config_error("train:\n  beta: 0.2\n"), "train.beta", 2, {"now 'rule.beta'"});
+  expect_file_error(config_error("solver:\n  implicit_tol: 1e-6\n"), "solver.implicit_tol", 2, {"now 'rule.linear_tol'"});
+  const auto e = config_error("", {"train.dp_inference=iterative"});
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(contains(e->what(), "now 'rule.inference'")) << e->what();
+}
+
+TEST(ConfigGroups, AKeyOfAComponentNotSelectedNamesItsOwner) {
+  expect_file_error(config_error("rule:\n  name: backprop\n  beta: 0.1\n"), "rule.beta", 3,
+                    {"belongs to rule 'ep'", "'dual_prop'", "rule.name is 'backprop'"});
+  expect_file_error(config_error("rule:\n  name: ep\n  alpha: 0.5\n"), "rule.alpha", 3, {"'dual_prop'"});
+  expect_file_error(config_error("solver:\n  name: layerwise\n  kernel: fused\n"), "solver.kernel", 3,
+                    {"inner solver 'fixed_point'", "solver.name is 'layerwise'"});
+}
+
+TEST(ConfigGroups, TwoRulesHaveTheirOwnBeta) {
+  // ep's β may be negative (its sign is used); dual_prop's must be > 0: the same name, two specs.
+  EXPECT_NO_THROW(load_config_text("rule:\n  name: ep\n  beta: -0.2\n", "cfg.yaml"));
+  expect_file_error(config_error("rule:\n  name: dual_prop\n  beta: -0.2\n"), "rule.beta", 3, {"> 0"});
+  // A selected component's keys take its defaults; the others are absent from the resolved config.
+  const ExperimentConfig dp = load_config_text("rule:\n  name: dual_prop\n", "cfg.yaml");
+  EXPECT_DOUBLE_EQ(dp.get<double>("rule.alpha"), 0.5);
+  EXPECT_FALSE(dp.has("rule.random_sign"));
+  EXPECT_TRUE(contains(dp.to_yaml(), "inference: closed_form"));
+}
+
+TEST(ConfigGroups, SwitchingTheRuleByAnOverrideKeepsOnlySharedKeys) {
+  const std::string yaml = "rule:\n  name: ep\n  beta: 0.3\n  random_sign: true\n";
+  const ExperimentConfig dp = load_config_text(yaml, "cfg.yaml", {"rule.name=dual_prop"});
+  EXPECT_EQ(dp.train.algorithm, "dual_prop");
+  EXPECT_DOUBLE_EQ(dp.get<double>("rule.beta"), 0.3);  // dual_prop declares beta too
+  EXPECT_FALSE(dp.has("rule.random_sign"));             // ep's own key is dropped with ep
+  const ExperimentConfig bp = load_config_text(yaml, "cfg.yaml", {"rule.name=backprop"});
+  EXPECT_FALSE(bp.has("rule.beta"));
+  // But naming an unselected component's key explicitly is still an error.
+  EXPECT_THROW(load_config_text(yaml, "cfg.yaml", {"rule.name=backprop", "rule.beta=0.2"}), ConfigError);
+  // with_rule (the gradient probe's reference rule) switches the same way.
+  const ExperimentConfig ref = with_rule(load_config_text(yaml, "cfg.yaml"), "ep_symmetric");
+  EXPECT_EQ(ref.train.algorithm, "ep_symmetric");
+  EXPECT_DOUBLE_EQ(ref.get<double>("rule.beta"), 0.3);
+}
+
+namespace {
+
+// A rule from "user code": scales backprop's gradient by rule.gain.
+class ScaledBackprop : public LearningRule {
+ public:
+  ScaledBackprop(std::unique_ptr<Objective> o, double gain) : LearningRule(std::move(o)), gain_(gain) {}
+  std::string name() const override { return "scaled_backprop"; }
+  StepStats train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) override {
+    auto out = net->forward(x);
+    (objective_->loss(out, y).mean() * gain_).backward();
+    return {};
+  }
+  torch::Tensor predict(LayeredNet& net, const torch::Tensor& x) override { return net->forward(x); }
+  double gain() const { return gain_; }
+
+ private:
+  double gain_;
+};
+
+KeySpec gain_key() {
+  auto k = component_key("gain", ValueType::Float, "2.0", "factor on the loss");
+  k.min = 0, k.min_exclusive = true;
+  return k;
+}
+
+// Registered at static initialisation, as a user's program would.
+BILEVEL_REGISTER(rules(), {"scaled_backprop", "backprop with a scaled loss (a test of user registration)", {gain_key()}},
+                 [](const ExperimentConfig& cfg) {
+                   return std::make_unique<ScaledBackprop>(objective_for(cfg), cfg.get<double>("rule.gain"));
+                 });
+
+}  // namespace
+
+TEST(Registration, AUserRuleGetsItsKeysValidationAndHelp) {
+  EXPECT_NE(rules().find("scaled_backprop"), nullptr);
+  const KeySpec* name = Schema::global().find("rule.name");
+  ASSERT_NE(name, nullptr);
+  EXPECT_NE(std::find(name->choices.begin(), name->choices.end(), "scaled_backprop"), name->choices.end());
+  const ExperimentConfig cfg = load_config_text("rule:\n  name: scaled_backprop\n  gain: 3.5\n", "cfg.yaml");
+  auto rule = make_rule(cfg);
+  ASSERT_NE(dynamic_cast<ScaledBackprop*>(rule.get()), nullptr);
+  EXPECT_DOUBLE_EQ(static_cast<ScaledBackprop&>(*rule).gain(), 3.5);
+  EXPECT_TRUE(contains(cfg.to_yaml(), "gain: 3.5"));
+  expect_file_error(config_error("rule:\n  name: scaled_backprop\n  gain: -1\n"), "rule.gain", 3, {"> 0"});
+  expect_file_error(config_error("rule:\n  name: scaled_backprop\n  gian: 1\n"), "rule.gian", 3,
+                    {"did you mean 'rule.gain'?"});
+  // A second component of the same name is refused.
+  EXPECT_THROW(rules().add({"scaled_backprop", "again", {}}, nullptr), std::invalid_argument);
 }

@@ -264,11 +264,12 @@ model:
   kind: mlp
   hidden: [32]
   activation: relu
+rule:
+  name: dual_prop
+  beta: 0.1
 train:
-  algorithm: dual_prop
   batch_size: 32
   threads: 1
-  beta: 0.1
 optimizer:
   name: adam
   lr: 0.003
@@ -292,12 +293,12 @@ TEST(DualPropTraining, AsymmetricNudgingLowersTheLoss) {
       {{"train.loss=mse", "model.activation=sigmoid"}},
       {{"train.loss=cross_entropy", "model.kind=conv", "model.channels=[4]", "model.kernel_size=3",
         "model.padding=1", "model.pool=2", "model.hidden=[16]"}},
-      {{"train.loss=cross_entropy", "train.dp_inference=iterative", "train.dp_iterations=2"}},
+      {{"train.loss=cross_entropy", "rule.inference=iterative", "rule.iterations=2"}},
   };
   for (double alpha : {0.0, 1.0})
     for (const auto& c : cases) {
       std::vector<std::string> ov = c.overrides;
-      ov.push_back("train.alpha=" + std::to_string(alpha));
+      ov.push_back("rule.alpha=" + std::to_string(alpha));
       ExperimentConfig cfg = load_config_text(kSyntheticYaml, "dp.yaml", ov);
       Experiment x = prepare(cfg);
       ASSERT_EQ(x.rule->name(), "dual_prop");
@@ -334,12 +335,12 @@ TEST(DualPropConfig, InvalidHyperparametersNameTheKey) {
     }
     return "";
   };
-  EXPECT_EQ(error_key({"train.alpha=1.5"}), "train.alpha");
-  EXPECT_EQ(error_key({"train.alpha=-0.1"}), "train.alpha");
-  EXPECT_EQ(error_key({"train.beta=0"}), "train.beta");
-  EXPECT_EQ(error_key({"train.beta=-0.1"}), "train.beta");
-  EXPECT_EQ(error_key({"train.dp_iterations=0"}), "train.dp_iterations");
-  EXPECT_EQ(error_key({"train.dp_inference=newton"}), "train.dp_inference");
+  EXPECT_EQ(error_key({"rule.alpha=1.5"}), "rule.alpha");
+  EXPECT_EQ(error_key({"rule.alpha=-0.1"}), "rule.alpha");
+  EXPECT_EQ(error_key({"rule.beta=0"}), "rule.beta");
+  EXPECT_EQ(error_key({"rule.beta=-0.1"}), "rule.beta");
+  EXPECT_EQ(error_key({"rule.iterations=0"}), "rule.iterations");
+  EXPECT_EQ(error_key({"rule.inference=newton"}), "rule.inference");
   EXPECT_EQ(error_key({}), "");
   // The defaults.
   ExperimentConfig cfg = load_config_text(kSyntheticYaml, "dp.yaml");

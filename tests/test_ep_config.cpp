@@ -18,8 +18,9 @@ model:
   kind: mlp
   hidden: [13]
   activation: sigmoid4
+rule:
+  name: ep
 train:
-  algorithm: ep
   loss: mse
 )";
 
@@ -39,10 +40,11 @@ void expect_invalid(const std::vector<std::string>& overrides, const std::string
 }  // namespace
 
 TEST(EpConfig, SchemaHasTheEnergyKeys) {
-  for (const char* k : {"train.beta", "train.random_sign", "solver.name", "solver.free_steps", "solver.nudged_steps",
-                        "solver.tol", "solver.implicit_method", "solver.implicit_steps", "solver.implicit_tol"}) {
-    const KeySpec* spec = Schema::global().find(k);
-    ASSERT_NE(spec, nullptr) << k << " (Schema::global() must call add_energy_keys)";
+  for (const char* k : {"rule.beta", "rule.random_sign", "solver.name", "solver.free_steps", "solver.nudged_steps",
+                        "solver.tol", "rule.linear_solver", "rule.linear_steps", "rule.linear_tol"}) {
+    const Schema schema = Schema::global().selected({{"rule", k[5] == 'l' ? "implicit" : "ep"}, {"solver", "fixed_point"}});
+    const KeySpec* spec = schema.find(k);
+    ASSERT_NE(spec, nullptr) << k << " (registered with its rule or solver)";
     EXPECT_FALSE(spec->help.empty()) << k;
   }
   for (const char* r : {"ep", "ep_symmetric", "chl", "bptt", "implicit"}) {
@@ -53,7 +55,7 @@ TEST(EpConfig, SchemaHasTheEnergyKeys) {
 
 TEST(EpConfig, ValidConfigBuildsEveryRule) {
   for (const std::string algo : {"ep", "ep_symmetric", "chl", "bptt", "implicit"}) {
-    auto cfg = load_config_text(kBase, "test.yaml", {"train.algorithm=" + algo, "solver.name=layerwise"});
+    auto cfg = load_config_text(kBase, "test.yaml", {"rule.name=" + algo, "solver.name=layerwise"});
     auto rule = make_rule(cfg);
     EXPECT_EQ(rule->name(), algo);
     auto* er = dynamic_cast<EnergyRule*>(rule.get());
@@ -66,20 +68,20 @@ TEST(EpConfig, ValidConfigBuildsEveryRule) {
 }
 
 TEST(EpConfig, ZeroBetaFailsForEp) {
-  expect_invalid({"train.beta=0"}, "train.beta", "nonzero");
-  expect_invalid({"train.algorithm=ep_symmetric", "train.beta=0.0"}, "train.beta", "nonzero");
-  // chl and the exact-gradient rules do not use β.
+  expect_invalid({"rule.beta=0"}, "rule.beta", "nonzero");
+  expect_invalid({"rule.name=ep_symmetric", "rule.beta=0.0"}, "rule.beta", "nonzero");
+  // chl and the exact-gradient rules have no β: setting one is an error that names the rules that do.
   for (const std::string algo : {"chl", "bptt", "implicit"})
-    EXPECT_NO_THROW(make_rule(load_config_text(kBase, "test.yaml", {"train.algorithm=" + algo, "train.beta=0"})));
+    expect_invalid({"rule.name=" + algo, "rule.beta=0"}, "rule.beta", "belongs to rule 'ep'");
   // A negative β is a valid one-sided estimate.
-  EXPECT_NO_THROW(make_rule(load_config_text(kBase, "test.yaml", {"train.beta=-0.1"})));
+  EXPECT_NO_THROW(make_rule(load_config_text(kBase, "test.yaml", {"rule.beta=-0.1"})));
 }
 
 TEST(EpConfig, ZeroStepsFailAtValidation) {
   EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.free_steps=0"}), ConfigError);
   EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.nudged_steps=0"}), ConfigError);
   EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.tol=-1"}), ConfigError);
-  EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.implicit_steps=0"}), ConfigError);
+  EXPECT_THROW(load_config_text(kBase, "test.yaml", {"rule.linear_steps=0"}), ConfigError);
   try {
     load_config_text(kBase, "test.yaml", {"solver.free_steps=0"});
   } catch (const ConfigError& e) {
@@ -91,17 +93,17 @@ TEST(EpConfig, ZeroStepsFailAtValidation) {
 TEST(EpConfig, BadActivationOrSolverFails) {
   EXPECT_THROW(load_config_text(kBase, "test.yaml", {"model.activation=sigmoid5"}), ConfigError);
   EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.name=anderson"}), ConfigError);
-  EXPECT_THROW(load_config_text(kBase, "test.yaml", {"solver.implicit_method=gmres"}), ConfigError);
+  EXPECT_THROW(load_config_text(kBase, "test.yaml", {"rule.linear_solver=gmres"}), ConfigError);
   // A real activation that defines no energy (non-monotone): the rule factory rejects it.
   expect_invalid({"model.activation=silu"}, "model.activation", "not monotone");
   // backprop is happy with it.
   EXPECT_NO_THROW(
-      make_rule(load_config_text(kBase, "test.yaml", {"model.activation=silu", "train.algorithm=backprop"})));
+      make_rule(load_config_text(kBase, "test.yaml", {"model.activation=silu", "rule.name=backprop"})));
 }
 
 TEST(EpConfig, CrossKeyChecks) {
-  expect_invalid({"train.algorithm=chl", "train.loss=cross_entropy"}, "train.loss", "mse");
-  expect_invalid({"train.algorithm=ep_symmetric", "train.random_sign=true"}, "train.random_sign", "ep only");
+  expect_invalid({"rule.name=chl", "train.loss=cross_entropy"}, "train.loss", "mse");
+  expect_invalid({"rule.name=ep_symmetric", "rule.random_sign=true"}, "rule.random_sign", "belongs to rule 'ep'");
   expect_invalid({"train.loss=cross_entropy", "model.hidden=[]"}, "model.hidden", "hidden layer");
 }
 
@@ -120,9 +122,9 @@ TEST(EpConfig, ShippedConfigsLoad) {
   EXPECT_DOUBLE_EQ(cfg.optimizer.lr, 5e-4);
   EXPECT_EQ((cfg.get<int64_t>("solver.free_steps")), 30);
   EXPECT_EQ((cfg.get<int64_t>("solver.nudged_steps")), 10);
-  // Any layered model trains with any rule by changing only train.algorithm.
+  // Any layered model trains with any rule by changing only rule.name.
   for (const std::string algo : {"backprop", "ep_symmetric", "chl", "bptt", "implicit"})
     EXPECT_NO_THROW(make_rule(load_config(std::string(BILEVEL_SOURCE_DIR) + "/configs/fmnist_mlp_ep.yaml",
-                                          {"train.algorithm=" + algo})))
+                                          {"rule.name=" + algo})))
         << algo;
 }

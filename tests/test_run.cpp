@@ -243,7 +243,7 @@ TEST(CliBadConfig, EachErrorExitsTwoNamesFileLineKeyAndCreatesNoRunDirectory) {
       {"batch_size 0", "train:\n  epochs: 2\n  batch_size: 0\n", "train.batch_size", 7},
       {"negative lr", "optimizer:\n  name: sgd\n  lr: -0.5\n", "optimizer.lr", 7},
       {"missing data file", "data:\n  name: fashion_mnist\n  root: /nonexistent/data\n", "data.root", 7},
-      {"unknown algorithm", "train:\n  algorithm: foo\n", "train.algorithm", 6},
+      {"unknown algorithm", "rule:\n  name: foo\n", "rule.name", 6},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);

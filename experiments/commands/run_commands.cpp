@@ -40,16 +40,26 @@ Overrides use Hydra's grammar: key.path=value (typed: 3, 0.1, true, adam, [256,1
 
 Config keys (default in brackets):
 )");
+  const Schema& schema = Schema::global();
   std::string section;
-  for (const auto& k : Schema::global().keys()) {
+  for (const auto& k : schema.keys()) {
     const auto dot = k.path.find('.');
     const std::string sec = dot == std::string::npos ? "" : k.path.substr(0, dot);
     if (sec != section) std::printf("\n"), section = sec;
     std::printf("  %-28s %s [%s]\n      %s\n", k.path.c_str(), describe_expectation(k).c_str(),
                 k.default_yaml.c_str(), k.help.c_str());
   }
-  std::printf("\nLearning rules (train.algorithm):\n");
-  for (const auto& r : rule_registry()) std::printf("  %-14s %s\n", r.name.c_str(), r.help.c_str());
+  // Config groups: each component with its own keys (valid only when the group's name selects it).
+  for (const auto& g : schema.groups()) {
+    std::printf("\nConfig group %s (%s: {name: NAME, KEY: value}): the %ss and their keys\n", g.section.c_str(),
+                g.section.c_str(), g.kind.c_str());
+    for (const auto& c : g.components) {
+      std::printf("  %-16s %s\n", c.name.c_str(), c.help.c_str());
+      for (const auto& k : c.keys)
+        std::printf("      %s.%-20s %s [%s]\n          %s\n", g.section.c_str(), k.path.c_str(),
+                    describe_expectation(k).c_str(), k.default_yaml.c_str(), k.help.c_str());
+    }
+  }
 }
 
 }  // namespace

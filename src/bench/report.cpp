@@ -166,7 +166,7 @@ RunResult read_run(const fs::path& suite_dir, const RunRecord& record) {
     }
     if (fs::exists(dir / "config.yaml")) {
       const YAML::Node cfg = YAML::LoadFile((dir / "config.yaml").string());
-      r.algorithm = cfg["train"]["algorithm"].as<std::string>("");
+      r.algorithm = cfg["rule"]["name"].as<std::string>("");
     }
   } catch (const YAML::Exception&) {
     // A half-written run: report what metrics.csv holds.

@@ -167,7 +167,7 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
       // Default: the algorithm the entry's overrides select, else the config file's stem.
       entry.name = entry.config_path.stem().string();
       for (const auto& o : entry.overrides)
-        if (o.text.rfind("train.algorithm=", 0) == 0) entry.name = o.text.substr(16);
+        if (o.text.rfind("rule.name=", 0) == 0) entry.name = o.text.substr(10);
     }
     const Location name_at = e["name"] ? yaml_location(e["name"], file) : entry.where;
     if (!plain_name(entry.name))
@@ -283,9 +283,7 @@ std::vector<std::string> validate_suite(Suite& suite, const std::vector<std::str
       make_rule(cfg);
       check_memory(cfg);
       if (cfg.get<int64_t>("train.probe_every") > 0) {
-        ExperimentConfig ref = cfg;
-        ref.train.algorithm = cfg.get<std::string>("train.probe_reference");
-        make_rule(ref);
+        make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
       }
       for (const auto& f : required_files(cfg.data))
         if (!fs::exists(f))

@@ -142,12 +142,22 @@ void set_path(YAML::Node root, const std::string& path, const YAML::Node& value)
   chain.back()[parts.back()] = value;
 }
 
+// A group's component as the file selects it and as the overrides leave it.
+struct Selection {
+  const ConfigGroup* group = nullptr;
+  std::string in_file;  // "" when the file does not name one
+  std::string final;
+};
+
 struct Resolver {
-  const Schema& schema = Schema::global();
+  const Schema& schema;        // the global schema with the selected components' keys
+  const Schema& base;          // without them (for errors about unselected components)
+  std::vector<Selection> selections;
   YAML::Node tree{YAML::NodeType::Map};
   std::map<std::string, Location> where;
 
-  Resolver() {
+  Resolver(const Schema& effective, const Schema& global, std::vector<Selection> sel)
+      : schema(effective), base(global), selections(std::move(sel)) {
     for (const auto& k : schema.keys()) {
       Location loc;
       loc.origin = "default";
@@ -156,7 +166,35 @@ struct Resolver {
     }
   }
 
+  // A key of a group's section that the file gives for its own choice of component, when an override switched the
+  // group to another component that does not have the key: dropped (Hydra: choosing a group member replaces it).
+  bool switched_away(const std::string& path) const {
+    for (const auto& s : selections)
+      if (path.rfind(s.group->section + ".", 0) == 0 && !s.in_file.empty() && s.in_file != s.final)
+        return true;
+    return false;
+  }
+
   [[noreturn]] void unknown(const std::string& path, const Location& loc) {
+    const std::string moved = renamed_key(path);
+    if (!moved.empty())
+      throw ConfigError(loc, path, "this key is now '" + moved + "' (keys of a component live in its group: " +
+                                       "rule: {name: ep, beta: 0.1}; see `bilevel train --help`)");
+    for (const auto& s : selections) {
+      const std::string prefix = s.group->section + ".";
+      if (path.rfind(prefix, 0) != 0) continue;
+      const std::string key = path.substr(prefix.size());
+      std::vector<std::string> owners;
+      for (const auto& c : s.group->components)
+        for (const auto& k : c.keys)
+          if (k.path == key) owners.push_back(c.name);
+      if (!owners.empty()) {
+        std::string list;
+        for (const auto& o : owners) list += (list.empty() ? "'" : ", '") + o + "'";
+        throw ConfigError(loc, path, "belongs to " + s.group->kind + " " + list + ", but " + s.group->selector() +
+                                         " is '" + s.final + "' (whose keys are listed by `bilevel train --help`)");
+      }
+    }
     std::string hint = schema.closest(path);
     throw ConfigError(loc, path,
                       "unknown key" + (hint.empty() ? std::string() : "; did you mean '" + hint + "'?") +
@@ -180,6 +218,8 @@ struct Resolver {
       if (const KeySpec* spec = schema.find(path)) {
         set_path(tree, path, check_value(*spec, kv.second, value_loc));
         where[path] = value_loc;
+      } else if (switched_away(path)) {
+        continue;
       } else if (schema.is_section(path)) {
         if (kv.second.IsNull()) continue;  // an empty section
         if (!kv.second.IsMap())
@@ -267,6 +307,8 @@ template std::string ExperimentConfig::get<std::string>(const std::string&) cons
 template std::vector<int64_t> ExperimentConfig::get<std::vector<int64_t>>(const std::string&) const;
 template std::vector<double> ExperimentConfig::get<std::vector<double>>(const std::string&) const;
 
+bool ExperimentConfig::has(const std::string& path) const { return lookup(tree, path).IsDefined(); }
+
 Location ExperimentConfig::location(const std::string& path) const {
   auto it = where.find(path);
   if (it != where.end()) return it->second;
@@ -296,16 +338,56 @@ std::string ExperimentConfig::hash() const {
 
 namespace {
 
+// Which component each group selects: the file's choice, then the overrides' (the last one wins; ~key resets it).
+// Checked here, before any other key, so that a misspelt name is reported as such and not as its keys' problem.
+std::vector<Selection> select_components(const Schema& global, const YAML::Node& file_root, const std::string& name,
+                                         const std::vector<std::string>& overrides) {
+  std::vector<Selection> out;
+  for (const auto& g : global.groups()) {
+    Selection s;
+    s.group = &g;
+    const KeySpec* spec = global.find(g.selector());
+    if (!spec) throw std::logic_error("config group " + g.section + " has no selector key");
+    s.final = YAML::Load(spec->default_yaml).as<std::string>();
+    Location where;
+    where.origin = "default";
+    if (file_root.IsMap()) {
+      const YAML::Node section = file_root[g.section];
+      if (section && section.IsMap() && section["name"]) {
+        const YAML::Node n = section["name"];
+        where = yaml_location(n, name);
+        s.final = s.in_file = check_value(*spec, n, where).as<std::string>();
+      }
+    }
+    for (const auto& o : overrides) {
+      std::string body = o;
+      while (!body.empty() && body[0] == '+') body = body.substr(1);
+      if (body == "~" + g.selector() || body.rfind("~" + g.selector() + "=", 0) == 0) {
+        s.final = YAML::Load(spec->default_yaml).as<std::string>();
+      } else if (body.rfind(g.selector() + "=", 0) == 0) {
+        Location loc;
+        loc.origin = "command-line override '" + o + "'";
+        s.final = check_value(*spec, YAML::Node(body.substr(g.selector().size() + 1)), loc).as<std::string>();
+      }
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
 ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
                          const std::vector<std::string>& overrides) {
-  Resolver r;
-  if (file_root.IsDefined() && !file_root.IsNull()) {
-    if (!file_root.IsMap()) {
-      Location loc = yaml_location(file_root, name);
-      throw ConfigError(loc, "", "the config must be a YAML mapping of keys (see configs/quickstart.yaml)");
-    }
-    r.merge_file(file_root, "", name);
+  const Schema& global = Schema::global();
+  if (file_root.IsDefined() && !file_root.IsNull() && !file_root.IsMap()) {
+    Location loc = yaml_location(file_root, name);
+    throw ConfigError(loc, "", "the config must be a YAML mapping of keys (see configs/quickstart.yaml)");
   }
+  std::vector<Selection> selections = select_components(global, file_root, name, overrides);
+  std::vector<std::pair<std::string, std::string>> chosen;
+  for (const auto& s : selections) chosen.emplace_back(s.group->section, s.final);
+  const Schema effective = global.selected(chosen);
+  Resolver r(effective, global, selections);
+  if (file_root.IsDefined() && !file_root.IsNull()) r.merge_file(file_root, "", name);
   for (const auto& o : overrides) r.apply_override(o);
 
   ExperimentConfig c;
@@ -339,7 +421,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   m.init = g("model.init").as<std::string>();
   m.init_gain = g("model.init_gain").as<double>();
   auto& t = c.train;
-  t.algorithm = g("train.algorithm").as<std::string>();
+  t.algorithm = g("rule.name").as<std::string>();
   t.loss = g("train.loss").as<std::string>();
   t.epochs = g("train.epochs").as<int64_t>();
   t.batch_size = g("train.batch_size").as<int64_t>();
@@ -384,6 +466,13 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
 }
 
 }  // namespace
+
+ExperimentConfig with_rule(const ExperimentConfig& cfg, const std::string& name) {
+  std::vector<std::string> overrides = cfg.overrides;
+  overrides.push_back("rule.name=" + name);
+  ExperimentConfig out = resolve(YAML::Clone(cfg.tree), cfg.source_file, overrides);
+  return out;
+}
 
 ExperimentConfig load_config_text(const std::string& text, const std::string& name,
                                   const std::vector<std::string>& overrides) {

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "bilevel/nn/activation.h"
-#include "bilevel/rules/learning_rule.h"
+#include "bilevel/registry.h"
 
 namespace bilevel {
 
@@ -18,6 +18,45 @@ std::string to_string(ValueType t) {
     case ValueType::FloatList: return "a list of numbers";
   }
   return "?";
+}
+
+const ComponentInfo* ConfigGroup::component(const std::string& name) const {
+  for (const auto& c : components)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+void Schema::add_group(ConfigGroup g) { groups_.push_back(std::move(g)); }
+
+Schema Schema::selected(const std::vector<std::pair<std::string, std::string>>& selection) const {
+  Schema out = *this;
+  for (const auto& [section, name] : selection)
+    for (const auto& g : groups_)
+      if (g.section == section)
+        if (const ComponentInfo* c = g.component(name))
+          for (KeySpec k : c->keys) {
+            k.path = section + "." + k.path;
+            if (k.help.find(':') == std::string::npos || k.help.find(':') > 24) k.help = name + ": " + k.help;
+            out.keys_.push_back(std::move(k));
+          }
+  return out;
+}
+
+std::string renamed_key(const std::string& old_path) {
+  static const std::vector<std::pair<std::string, std::string>> moved = {
+      {"train.algorithm", "rule.name"},
+      {"train.beta", "rule.beta"},
+      {"train.random_sign", "rule.random_sign"},
+      {"train.alpha", "rule.alpha"},
+      {"train.dp_inference", "rule.inference"},
+      {"train.dp_iterations", "rule.iterations"},
+      {"solver.implicit_method", "rule.linear_solver"},
+      {"solver.implicit_steps", "rule.linear_steps"},
+      {"solver.implicit_tol", "rule.linear_tol"},
+  };
+  for (const auto& [from, to] : moved)
+    if (from == old_path) return to;
+  return "";
 }
 
 Schema& Schema::add(KeySpec spec) {
@@ -149,8 +188,11 @@ void add_core_keys(Schema& s) {
       .choices = {"default", "xavier_uniform", "kaiming_uniform"};
   s.key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
 
-  s.key("train.algorithm", V::String, "backprop", "Learning rule").choices = rule_names();
-  s.key("train.loss", V::String, "cross_entropy", "Outer loss").choices = {"cross_entropy", "mse"};
+  s.key("rule.name", V::String, "backprop", "Learning rule (its keys: rule.KEY; see the list below)").choices =
+      rules().names();
+  s.key("solver.name", V::String, "fixed_point", "Inner solver of the energy-based rules (its keys: solver.KEY)")
+      .choices = inner_solvers().names();
+  s.key("train.loss", V::String, "cross_entropy", "Outer loss").choices = objectives().names();
   s.key("train.epochs", V::Int, "10", "Training epochs").min = 1;
   s.key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
   s.key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
@@ -164,8 +206,9 @@ void add_core_keys(Schema& s) {
   s.key("train.probe_every", V::Int, "0",
       "Every N epochs, compare the rule's gradient with train.probe_reference's on a fixed batch (0 = never)")
       .min = 0;
-  s.key("train.probe_reference", V::String, "backprop", "Reference rule for the gradient probe")
-      .choices = rule_names();
+  s.key("train.probe_reference", V::String, "backprop",
+      "Reference rule for the gradient probe (its keys: their defaults, or rule.KEY where the two rules share it)")
+      .choices = rules().names();
   s.key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
 
   s.key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
@@ -203,14 +246,25 @@ void add_core_keys(Schema& s) {
 }
 
 const Schema& Schema::global() {
-  static const Schema schema = [] {
+  static Schema schema;
+  static uint64_t built = ~uint64_t(0);
+  if (built != registry_generation()) {
     Schema s;
     add_core_keys(s);
-    add_energy_keys(s);
-    add_dual_keys(s);
     add_quant_keys(s);
-    return s;
-  }();
+    s.add_group(ConfigGroup{"rule", "rule", rules().infos()});
+    s.add_group(ConfigGroup{"solver", "inner solver", inner_solvers().infos()});
+    // Quantization solvers: every solver's keys under its own section (quantization.NAME.KEY); more than one can
+    // be in use (weights and activations), so they are not a selected group.
+    for (const auto& c : weight_solvers().infos())
+      for (KeySpec k : c.keys) {
+        k.path = "quantization." + c.name + "." + k.path;
+        if (k.help.rfind(c.name + ":", 0) != 0) k.help = c.name + ": " + k.help;
+        s.add(std::move(k));
+      }
+    schema = std::move(s);
+    built = registry_generation();  // after the build: the first use of a registry registers its built-ins
+  }
   return schema;
 }
 

@@ -2,6 +2,7 @@
 // keys (a solver's quantizers, bits per quantizer, which rules serve activation quantization) are checked by
 // validate_quantization() in src/quant/quantization.cpp.
 #include "bilevel/config/schema.h"
+#include "bilevel/registry.h"
 
 namespace bilevel {
 
@@ -17,7 +18,7 @@ void add_quant_keys(Schema& s) {
   s.key("quantization.weights.solver", V::String, "ste",
       "How the gradient passes through the weights' quantization: ste, adaste (binary), proxquant, mirror, "
       "lsq (uniform, learned step), flip (binary, no latent weights)")
-      .choices = {"ste", "adaste", "proxquant", "mirror", "lsq", "flip"};
+      .choices = weight_solvers().names();
   s.key("quantization.weights.granularity", V::String, "per_tensor", "One scale per layer, or per output channel")
       .choices = {"per_tensor", "per_channel"};
   s.key("quantization.weights.symmetric", V::Bool, "true", "uniform: symmetric grid (else asymmetric with a zero point)");
@@ -41,26 +42,6 @@ void add_quant_keys(Schema& s) {
       .choices = {"deterministic", "stochastic"};
   s.key("quantization.activations.full_precision_layers", V::IntList, "[]",
       "Hidden layers (1 = first) whose outputs stay in full precision").min = 1;
-  auto& clip = s.key("quantization.ste.clip", V::Float, "1.0",
-                   "ste (binary/ternary): latent clip |θ/s| <= clip and gradient mask (BinaryConnect: 1)");
-  clip.min = 0, clip.min_exclusive = true;
-  auto pos = [&](std::string path, std::string def, std::string help) {
-    auto& k = s.key(std::move(path), V::Float, std::move(def), std::move(help));
-    k.min = 0, k.min_exclusive = true;
-  };
-  pos("quantization.adaste.alpha", "0.01", "adaste: α of the inner problem (β stops growing at 1/α)");
-  pos("quantization.adaste.beta0", "0.01", "adaste: β at epoch 0");
-  s.key("quantization.adaste.growth", V::Float, "1.05", "adaste: β ← β·growth each epoch").min = 1;
-  pos("quantization.adaste.tau", "1.0", "adaste: step τ of the finite difference (w*(u) − w*(u − τ ĝ))/τ");
-  s.key("quantization.proxquant.rate", V::Float, "0.1",
-      "proxquant: λ_t = lr_t · rate · t (t in epochs; λ in units of the grid step)").min = 0;
-  s.key("quantization.proxquant.freeze_epoch", V::Int, "0",
-      "proxquant: from this epoch (1-based) on, weights are hard-quantized and frozen (0 = the last epoch)").min = 0;
-  pos("quantization.mirror.beta0", "1.0", "mirror: β at t = 0 of w = s·tanh(2βθ/s) (softmax over levels for k bits)");
-  s.key("quantization.mirror.growth", V::Float, "1.5", "mirror: β_t = beta0 · growth^t (t in epochs)").min = 1;
-  auto& g = s.key("quantization.flip.gamma", V::Float, "0.001", "flip: rate γ of the gradient moving average m");
-  g.min = 0, g.min_exclusive = true, g.max = 1;
-  s.key("quantization.flip.tau", V::Float, "1e-6", "flip: threshold τ; a weight flips when m·sign(w) > τ").min = 0;
 }
 
 }  // namespace bilevel

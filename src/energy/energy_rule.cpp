@@ -1,32 +1,32 @@
 #include "bilevel/energy/energy_rule.h"
 
+#include "bilevel/registry.h"
+
 #include <stdexcept>
 
 namespace bilevel {
 
 EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   EnergyRuleOptions o;
+  // A group's keys are those of the selected component: a rule or solver without a key keeps the default here.
   o.solver = cfg.get<std::string>("solver.name");
-  o.kernel = cfg.get<std::string>("solver.kernel");
-  o.free_steps = cfg.get<int64_t>("solver.free_steps");
-  o.nudged_steps = cfg.get<int64_t>("solver.nudged_steps");
-  o.tol = cfg.get<double>("solver.tol");
-  o.beta = cfg.get<double>("train.beta");
-  o.random_sign = cfg.get<bool>("train.random_sign");
+  o.kernel = cfg.get_or<std::string>("solver.kernel", o.kernel);
+  o.free_steps = cfg.get_or<int64_t>("solver.free_steps", o.free_steps);
+  o.nudged_steps = cfg.get_or<int64_t>("solver.nudged_steps", o.nudged_steps);
+  o.tol = cfg.get_or<double>("solver.tol", o.tol);
+  o.beta = cfg.get_or<double>("rule.beta", o.beta);
+  o.random_sign = cfg.get_or<bool>("rule.random_sign", o.random_sign);
   o.seed = uint64_t(cfg.seed);
-  o.implicit_method = cfg.get<std::string>("solver.implicit_method");
-  o.implicit_steps = cfg.get<int64_t>("solver.implicit_steps");
-  o.implicit_tol = cfg.get<double>("solver.implicit_tol");
+  o.implicit_method = cfg.get_or<std::string>("rule.linear_solver", o.implicit_method);
+  o.implicit_steps = cfg.get_or<int64_t>("rule.linear_steps", o.implicit_steps);
+  o.implicit_tol = cfg.get_or<double>("rule.linear_tol", o.implicit_tol);
+  if (const auto* e = inner_solvers().find(o.solver)) o.solver_instance = e->make(cfg);
   try {
     Neuron::from_activation(activation(cfg.model.activation));
   } catch (const std::invalid_argument& e) {
-    cfg.fail("model.activation", std::string(e.what()) + " (train.algorithm: " + cfg.train.algorithm + ")");
+    cfg.fail("model.activation", std::string(e.what()) + " (rule.name: " + cfg.train.algorithm + ")");
   }
-  try {
-    make_solver(o.solver);
-  } catch (const std::invalid_argument& e) {
-    cfg.fail("solver.name", e.what());
-  }
+  if (!o.solver_instance) cfg.fail("solver.name", "unknown inner solver '" + o.solver + "'");
   if (cfg.train.loss == "cross_entropy") {
     const bool has_hidden = !cfg.model.hidden.empty() || (cfg.model.kind == "conv" && !cfg.model.channels.empty());
     if (!has_hidden)
@@ -38,7 +38,7 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
 }
 
 EnergyRule::EnergyRule(std::unique_ptr<Objective> objective, EnergyRuleOptions options)
-    : LearningRule(std::move(objective)), opt_(std::move(options)), solver_(make_solver(opt_.solver, opt_.kernel)) {}
+    : LearningRule(std::move(objective)), opt_(std::move(options)), solver_(opt_.solver_instance ? opt_.solver_instance : std::shared_ptr<InnerSolver>(make_solver(opt_.solver, opt_.kernel))) {}
 
 LayeredEnergy EnergyRule::energy_of(LayeredNet& net) const {
   return LayeredEnergy(*net, Neuron::from_activation(net->rho()), *objective_);

@@ -4,6 +4,7 @@
 
 #include "bilevel/energy/fixed_point_solver.h"
 #include "bilevel/energy/layerwise_solver.h"
+#include "bilevel/registry.h"
 
 namespace bilevel {
 
@@ -14,7 +15,47 @@ std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::str
   throw std::invalid_argument("unknown solver '" + name + "' (expected fixed_point or layerwise)");
 }
 
-std::vector<std::string> solver_names() { return {"fixed_point", "layerwise"}; }
+std::vector<std::string> solver_names() { return inner_solvers().names(); }
+
+namespace {
+
+std::vector<KeySpec> sweep_keys() {
+  using V = ValueType;
+  auto free = component_key("free_steps", V::Int, "30", "sweeps of the free phase (T); also the BPTT unroll length");
+  free.min = 1;
+  auto nudged = component_key("nudged_steps", V::Int, "10", "sweeps of each nudged/clamped phase (K), started from "
+                                                            "the free state");
+  nudged.min = 1;
+  auto tol = component_key("tol", V::Float, "0.0",
+                           "stop a phase early when the max-abs change of the states over a sweep is below this "
+                           "(0 = never)");
+  tol.min = 0;
+  return {free, nudged, tol};
+}
+
+}  // namespace
+
+Registry<InnerSolver>& inner_solvers() {
+  static Registry<InnerSolver> registry("inner solver", [](Registry<InnerSolver>& r) {
+    auto kernel = component_key("kernel", ValueType::String, "auto",
+                                "on the CPU: fused = relax fully connected float32 networks in one fused kernel per "
+                                "block of examples (same dynamics; tol then applies per example), generic = LibTorch "
+                                "operators, auto = fused where it applies and the weights above the input layer fit "
+                                "in cache");
+    kernel.choices = {"auto", "fused", "generic"};
+    std::vector<KeySpec> fixed_point_keys = sweep_keys();
+    fixed_point_keys.push_back(kernel);
+    r.add({"fixed_point", "synchronous fixed-point dynamics s ← ρ(−∂E/∂s + s) of every layer at once",
+           fixed_point_keys},
+          [](const ExperimentConfig& cfg) {
+            return make_solver("fixed_point", cfg.get<std::string>("solver.kernel"));
+          });
+    r.add({"layerwise", "layer-wise exact minimisation: even layers, then odd (block coordinate descent)",
+           sweep_keys()},
+          [](const ExperimentConfig&) { return make_solver("layerwise"); });
+  });
+  return registry;
+}
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs_().max().item<double>();

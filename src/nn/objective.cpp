@@ -1,5 +1,7 @@
 #include "bilevel/nn/objective.h"
 
+#include "bilevel/registry.h"
+
 #include <stdexcept>
 
 namespace bilevel {
@@ -35,10 +37,22 @@ class CrossEntropy final : public Objective {
 
 }  // namespace
 
+Registry<Objective>& objectives() {
+  static Registry<Objective> registry("loss", [](Registry<Objective>& r) {
+    r.add({"cross_entropy", "−log softmax(s_L)_y on the output logits", {}},
+          [](const ExperimentConfig&) { return std::make_unique<CrossEntropy>(); });
+    r.add({"mse", "½ ‖s_L − onehot(y)‖² on the output states", {}},
+          [](const ExperimentConfig&) { return std::make_unique<SquaredError>(); });
+  });
+  return registry;
+}
+
 std::unique_ptr<Objective> make_objective(const std::string& name) {
-  if (name == "mse") return std::make_unique<SquaredError>();
-  if (name == "cross_entropy") return std::make_unique<CrossEntropy>();
-  throw std::invalid_argument("unknown loss '" + name + "' (expected mse or cross_entropy)");
+  static const ExperimentConfig none;  // the built-in losses have no keys
+  if (const auto* e = objectives().find(name)) return e->make(none);
+  std::string names;
+  for (const auto& n : objectives().names()) names += (names.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown loss '" + name + "' (expected one of: " + names + ")");
 }
 
 }  // namespace bilevel

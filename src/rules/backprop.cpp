@@ -19,11 +19,9 @@ StepStats Backprop::train_step(LayeredNet& net, const torch::Tensor& x, const to
 
 torch::Tensor Backprop::predict(LayeredNet& net, const torch::Tensor& x) { return net->forward(x); }
 
-void add_backprop_rules(std::vector<RuleEntry>& rules) {
-  rules.push_back({"backprop", "backpropagation through the feedforward pass (autograd)",
-                   [](const ExperimentConfig& cfg) {
-                     return std::make_unique<Backprop>(make_objective(cfg.train.loss));
-                   }});
+void add_backprop_rules(Registry<LearningRule>& rules) {
+  rules.add({"backprop", "backpropagation through the feedforward pass (autograd)", {}},
+            [](const ExperimentConfig& cfg) { return std::make_unique<Backprop>(objective_for(cfg)); });
 }
 
 }  // namespace bilevel

@@ -69,19 +69,19 @@ Dyad dyad(const Tensor& u, const Tensor& f, const Tensor& rho_u, const Activatio
 
 DualPropOptions DualPropOptions::from_config(const ExperimentConfig& cfg) {
   DualPropOptions o;
-  o.alpha = cfg.get<double>("train.alpha");
+  o.alpha = cfg.get<double>("rule.alpha");
   if (!(o.alpha >= 0.0 && o.alpha <= 1.0))
-    cfg.fail("train.alpha", "dual_prop weights its compartments as s̄ = α s⁺ + (1 − α) s⁻, so α must lie in [0, 1]");
-  o.beta = cfg.get<double>("train.beta");
+    cfg.fail("rule.alpha", "dual_prop weights its compartments as s̄ = α s⁺ + (1 − α) s⁻, so α must lie in [0, 1]");
+  o.beta = cfg.get<double>("rule.beta");
   if (!(std::isfinite(o.beta) && o.beta > 0.0))
-    cfg.fail("train.beta", "dual_prop divides the difference of the two compartments by the nudging strength β, so "
+    cfg.fail("rule.beta", "dual_prop divides the difference of the two compartments by the nudging strength β, so "
                            "β must be a positive number (e.g. 0.1)");
-  const auto inference = cfg.get<std::string>("train.dp_inference");
+  const auto inference = cfg.get<std::string>("rule.inference");
   if (inference == "closed_form") o.inference = Inference::ClosedForm;
   else if (inference == "iterative") o.inference = Inference::Iterative;
-  else cfg.fail("train.dp_inference", "expected closed_form or iterative, got '" + inference + "'");
-  o.iterations = cfg.get<int64_t>("train.dp_iterations");
-  if (o.iterations < 1) cfg.fail("train.dp_iterations", "needs at least one pass");
+  else cfg.fail("rule.inference", "expected closed_form or iterative, got '" + inference + "'");
+  o.iterations = cfg.get<int64_t>("rule.iterations");
+  if (o.iterations < 1) cfg.fail("rule.iterations", "needs at least one pass");
   return o;
 }
 
@@ -202,20 +202,31 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
   return out;
 }
 
-void add_dual_rules(std::vector<RuleEntry>& rules) {
-  rules.push_back({"dual_prop",
-                   "dual propagation: dyadic neurons, one forward + one backward sweep (Høier et al. 2023; DP⊤ of "
-                   "Høier & Zach 2024)",
-                   [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
-                     auto opt = DualPropOptions::from_config(cfg);
-                     std::unique_ptr<Objective> objective;
-                     try {
-                       objective = make_objective(cfg.train.loss);
-                     } catch (const std::invalid_argument& e) {
-                       cfg.fail("train.loss", e.what());
-                     }
-                     return std::make_unique<DualPropagation>(std::move(objective), opt);
-                   }});
+void add_dual_rules(Registry<LearningRule>& rules) {
+  using V = ValueType;
+  ComponentInfo info{"dual_prop",
+                     "dual propagation: dyadic neurons, one forward + one backward sweep (Høier et al. 2023; DP⊤ of "
+                     "Høier & Zach 2024)",
+                     {}};
+  auto alpha = component_key("alpha", V::Float, "0.5",
+                             "weight α of the s⁺ compartment in s̄ = α s⁺ + (1 − α) s⁻ (0.5: the original symmetric "
+                             "method; 0 or 1: asymmetric nudging, stable in the DP⊤ form used here)");
+  alpha.min = 0, alpha.max = 1;
+  auto beta = component_key("beta", V::Float, "0.1", "nudging strength β (> 0)");
+  beta.min = 0, beta.min_exclusive = true;
+  auto inference = component_key("inference", V::String, "closed_form",
+                                 "closed_form (forward pass + one top-down sweep) or iterative (rule.iterations "
+                                 "bottom-up passes of the layer-wise updates from the forward pass)");
+  inference.choices = {"closed_form", "iterative"};
+  auto iterations = component_key("iterations", V::Int, "10",
+                                  "with inference: iterative, the number of passes N (N >= number of layers reaches "
+                                  "the closed form exactly for α 0 or 1)");
+  iterations.min = 1;
+  info.keys = {alpha, beta, inference, iterations};
+  rules.add(info, [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
+    auto opt = DualPropOptions::from_config(cfg);
+    return std::make_unique<DualPropagation>(objective_for(cfg), opt);
+  });
 }
 
 }  // namespace bilevel

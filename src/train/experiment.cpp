@@ -30,9 +30,7 @@ Experiment prepare(const ExperimentConfig& cfg) {
   // Cheap checks first, so a typo fails before the data set is read.
   e.rule = make_rule(cfg);
   if (cfg.get<int64_t>("train.probe_every") > 0) {
-    ExperimentConfig ref = cfg;
-    ref.train.algorithm = cfg.get<std::string>("train.probe_reference");
-    e.probe_reference = make_rule(ref);
+    e.probe_reference = make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
   }
   validate_quantization(cfg);
   check_memory(cfg);  // before anything is allocated

@@ -37,7 +37,7 @@ struct ModelConfig {
 };
 
 struct TrainConfig {
-  std::string algorithm;
+  std::string algorithm;  // rule.name
   std::string loss;  // cross_entropy | mse
   int64_t epochs = 10;
   int64_t batch_size = 64;
@@ -83,9 +83,15 @@ struct ExperimentConfig {
   std::string source_file;
   std::vector<std::string> overrides;
 
-  // Generic typed access for component-specific keys, e.g. get<double>("train.beta").
+  // Generic typed access for component-specific keys, e.g. get<double>("rule.beta").
   template <class T>
   T get(const std::string& path) const;
+  // Whether the resolved config has the key (a group's keys are those of the selected component only).
+  bool has(const std::string& path) const;
+  template <class T>
+  T get_or(const std::string& path, T fallback) const {
+    return has(path) ? get<T>(path) : fallback;
+  }
   Location location(const std::string& path) const;
   // Throws ConfigError naming the key and where its value came from.
   [[noreturn]] void fail(const std::string& path, const std::string& message) const;
@@ -101,6 +107,10 @@ ExperimentConfig load_config(const std::string& file, const std::vector<std::str
 // The same from YAML text (tests); `name` stands in for the file name in messages.
 ExperimentConfig load_config_text(const std::string& text, const std::string& name,
                                   const std::vector<std::string>& overrides = {});
+
+// The same config with another learning rule (an override rule.name=NAME of the resolved config): keys of cfg's
+// rule that NAME also declares keep their values, the others are dropped, NAME's other keys take their defaults.
+ExperimentConfig with_rule(const ExperimentConfig& cfg, const std::string& name);
 
 // Looks up a dotted path in a YAML tree; returns an undefined node when absent.
 YAML::Node lookup(const YAML::Node& root, const std::string& path);

@@ -22,6 +22,31 @@ struct KeySpec {
   std::vector<std::string> choices;  // for String: allowed values (empty = any)
 };
 
+// A component of the framework as the config sees it (bilevel/registry.h): a name (what its group's `name` key
+// selects), a one-line help and its own keys, declared relative to its group's section (Hydra's config groups). A
+// learning rule's key "beta" is written `rule: {name: ep, beta: 0.1}`; two rules may both declare "beta", each
+// with its own default, range and help; a key of a component that is not selected is an error naming its owner.
+struct ComponentInfo {
+  std::string name;
+  std::string help;           // one line, for `--help`
+  std::vector<KeySpec> keys;  // paths relative to the group's section, e.g. "beta"
+};
+
+// A component's key: a KeySpec with a relative path. Set min/max/choices on the result as on any KeySpec.
+inline KeySpec component_key(std::string name, ValueType type, std::string default_yaml, std::string help) {
+  return KeySpec{std::move(name), type, std::move(default_yaml), std::move(help), {}, {}, false, {}};
+}
+
+// A config group (Hydra): the section whose `name` key selects one component; the selected component's own keys
+// are valid under the section (section.KEY), the other components' keys are not.
+struct ConfigGroup {
+  std::string section;  // "rule", "solver"
+  std::string kind;     // "rule", "inner solver": for messages
+  std::vector<ComponentInfo> components;
+  std::string selector() const { return section + ".name"; }
+  const ComponentInfo* component(const std::string& name) const;
+};
+
 class Schema {
  public:
   Schema& add(KeySpec spec);
@@ -35,18 +60,27 @@ class Schema {
   // The key closest to `path` by edit distance, or "" when nothing is close.
   std::string closest(const std::string& path) const;
 
-  // The project's schema: every component's keys.
+  // Groups: their selector keys are ordinary keys (add them too); their components' keys are added by selected().
+  void add_group(ConfigGroup g);
+  const std::vector<ConfigGroup>& groups() const { return groups_; }
+  // This schema plus the keys of the component each group's selector names in `selection` (section → name).
+  Schema selected(const std::vector<std::pair<std::string, std::string>>& selection) const;
+
+  // The project's schema: the core keys, and every registered component's keys and groups (rebuilt when a
+  // component is registered; bilevel/registry.h).
   static const Schema& global();
 
  private:
   std::vector<KeySpec> keys_;
+  std::vector<ConfigGroup> groups_;
 };
 
-// Each component adds its keys here (called by Schema::global; see src/config/schema.cpp).
+// Keys that moved when the config grew groups, old path → new path ("" when none). Used in error messages.
+std::string renamed_key(const std::string& old_path);
+
+// Keys that belong to no registered component (called by Schema::global; see src/config/schema.cpp).
 void add_core_keys(Schema& s);
-void add_energy_keys(Schema& s);  // solver.*, train.beta and the EP family's keys
-void add_dual_keys(Schema& s);
-void add_quant_keys(Schema& s);   // quantization.* (weights, activations, each solver's schedule)    // train.alpha, train.dp_* (dual propagation; reuses train.beta)
+void add_quant_keys(Schema& s);   // quantization.* (weights, activations; each solver's keys are its own)
 
 // The candidate closest to `word` by edit distance, or "" when none is close enough to be a typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -23,12 +23,14 @@ struct EnergyRuleOptions {
   int64_t free_steps = 30;             // solver.free_steps (T)
   int64_t nudged_steps = 10;           // solver.nudged_steps (K)
   double tol = 0.0;                    // solver.tol (0 = no early stop)
-  double beta = 0.1;                   // train.beta
-  bool random_sign = false;            // train.random_sign
+  double beta = 0.1;                   // rule.beta (ep, ep_symmetric)
+  bool random_sign = false;            // rule.random_sign (ep)
   uint64_t seed = 0;                   // seed (random sign)
-  std::string implicit_method = "minres";  // solver.implicit_method
-  int64_t implicit_steps = 100;        // solver.implicit_steps
-  double implicit_tol = 1e-8;          // solver.implicit_tol
+  std::string implicit_method = "minres";  // rule.linear_solver (implicit)
+  int64_t implicit_steps = 100;        // rule.linear_steps (implicit)
+  double implicit_tol = 1e-8;          // rule.linear_tol (implicit)
+  // The solver built by its registered factory (from_config); when null, make_solver(solver, kernel).
+  std::shared_ptr<InnerSolver> solver_instance;
 
   // Reads the keys and validates what the schema cannot (an activation that defines no energy, a
   // cross_entropy network without a hidden layer); throws ConfigError through cfg.fail.
@@ -58,7 +60,7 @@ class EnergyRule : public LearningRule {
   void output_stats(const LayeredEnergy& energy, StepStats& stats) const;
 
   EnergyRuleOptions opt_;
-  std::unique_ptr<InnerSolver> solver_;
+  std::shared_ptr<InnerSolver> solver_;
   EnergyBatch batch_;
   EnergyState free_;
 };

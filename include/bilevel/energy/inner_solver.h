@@ -1,5 +1,5 @@
 // Inner solvers: relax the states of a LayeredEnergy towards argmin_s E(s; θ, x) + nudge (the bilevel program's
-// inner problem). Config keys solver.* (src/config/schema_energy.cpp).
+// inner problem). Registered in inner_solvers() (bilevel/registry.h) with their keys: solver: {name: ..., KEY: ...}.
 //
 // Residual (reported and used for early stopping): the max-abs change of the states over one sweep,
 //   r_t = max_{k, example, unit} |s_k^{(t)} − s_k^{(t−1)}|,
@@ -31,9 +31,10 @@ class InnerSolver {
                            const Nudge& nudge, int64_t max_steps, double tol) const = 0;
 };
 
-// "fixed_point" or "layerwise"; throws std::invalid_argument otherwise. `kernel` (solver.kernel: auto, fused or
-// generic) applies to fixed_point; layerwise always runs on LibTorch operators.
+// The built-in solvers: "fixed_point" or "layerwise"; throws std::invalid_argument otherwise. `kernel`
+// (solver.kernel: auto, fused or generic) applies to fixed_point; layerwise always runs on LibTorch operators.
 std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel = "auto");
+// Every registered solver's name.
 std::vector<std::string> solver_names();
 
 // max |a − b| over all elements (a synchronising read).

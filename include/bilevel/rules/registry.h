@@ -1,27 +1,20 @@
-// Names in YAML (train.algorithm) → learning-rule factories. A factory validates its own hyperparameters and
-// throws ConfigError (through ExperimentConfig::fail) before anything runs.
+// The learning rules' registry (bilevel/registry.h: rules()): names in YAML (rule.name) → factories, each rule with
+// its own keys (rule.KEY). A factory validates its hyperparameters and throws ConfigError (through
+// ExperimentConfig::fail) before anything runs. The built-in families register through the public add(), as a
+// user's rule does.
 #pragma once
 
-#include <functional>
-#include <memory>
-#include <string>
-#include <vector>
-
+#include "bilevel/registry.h"
 #include "bilevel/rules/learning_rule.h"
 
 namespace bilevel {
 
-struct RuleEntry {
-  std::string name;
-  std::string help;  // one line for `--help`
-  std::function<std::unique_ptr<LearningRule>(const ExperimentConfig&)> make;
-};
+// Each family registers its rules (called on first use of rules(); see src/rules/registry.cpp).
+void add_backprop_rules(Registry<LearningRule>& rules);
+void add_energy_rules(Registry<LearningRule>& rules);  // ep, ep_symmetric, chl, bptt, implicit
+void add_dual_rules(Registry<LearningRule>& rules);    // dual_prop
 
-const std::vector<RuleEntry>& rule_registry();
-
-// Each family adds its entries (called once by rule_registry(); see src/rules/registry.cpp).
-void add_backprop_rules(std::vector<RuleEntry>& rules);
-void add_energy_rules(std::vector<RuleEntry>& rules);  // ep, ep_symmetric, chl, bptt, implicit
-void add_dual_rules(std::vector<RuleEntry>& rules);    // dual_prop
+// The objective named by train.loss; a ConfigError naming train.loss when there is none.
+std::unique_ptr<Objective> objective_for(const ExperimentConfig& cfg);
 
 }  // namespace bilevel

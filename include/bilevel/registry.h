@@ -1,0 +1,107 @@
+// Registries of the framework's components, keyed on a name, each with its config keys and a factory: learning
+// rules, inner solvers, quantization solvers and outer losses. The built-in components are registered through the
+// same add() as a user's (on first use of a registry), so a program that links the library adds its own with one
+// call or one BILEVEL_REGISTER line before bilevel::run_cli, and every command (`train --help`, validation, typo
+// suggestions, the resolved config.yaml) sees them:
+//
+//   BILEVEL_REGISTER(bilevel::rules(), {"dfa", "direct feedback alignment (Nøkland 2016)",
+//                                       {bilevel::component_key("feedback_scale", bilevel::ValueType::Float, "1.0",
+//                                                               "scale of the fixed random feedback matrices")}},
+//                    [](const bilevel::ExperimentConfig& cfg) { return std::make_unique<Dfa>(cfg); });
+//
+// The group a registry's components live in (its config section) and the key that selects one:
+//   rules()           rule:      {name: ..., <the rule's keys>}
+//   inner_solvers()   solver:    {name: ..., <the solver's keys>}
+//   weight_solvers()  quantization.<name>: {<the solver's keys>}, selected by quantization.{weights,activations}.solver
+//   objectives()      train.loss selects one (no keys)
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bilevel/config/config.h"
+#include "bilevel/config/schema.h"
+
+namespace bilevel {
+
+// Incremented by every add(): the config schema is rebuilt when it changed.
+uint64_t registry_generation();
+void bump_registry_generation();
+
+template <class Product>
+class Registry {
+ public:
+  using Factory = std::function<std::unique_ptr<Product>(const ExperimentConfig&)>;
+  struct Entry {
+    ComponentInfo info;
+    Factory make;
+  };
+
+  Registry(std::string kind, std::function<void(Registry&)> builtins)
+      : kind_(std::move(kind)), builtins_(std::move(builtins)) {}
+
+  // Adds a component; throws std::invalid_argument for an empty or already registered name or a bad key.
+  void add(ComponentInfo info, Factory make) {
+    load_builtins();
+    if (info.name.empty()) throw std::invalid_argument(kind_ + ": a component needs a name");
+    if (find(info.name)) throw std::invalid_argument(kind_ + " '" + info.name + "' is already registered");
+    for (const auto& k : info.keys)
+      if (k.path.empty() || k.path == "name")
+        throw std::invalid_argument(kind_ + " '" + info.name + "': a key may not be called '" + k.path + "'");
+    entries_.push_back(Entry{std::move(info), std::move(make)});
+    bump_registry_generation();
+  }
+  const Entry* find(const std::string& name) const {
+    const_cast<Registry*>(this)->load_builtins();
+    for (const auto& e : entries_)
+      if (e.info.name == name) return &e;
+    return nullptr;
+  }
+  const std::vector<Entry>& entries() const {
+    const_cast<Registry*>(this)->load_builtins();
+    return entries_;
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries()) out.push_back(e.info.name);
+    return out;
+  }
+  std::vector<ComponentInfo> infos() const {
+    std::vector<ComponentInfo> out;
+    for (const auto& e : entries()) out.push_back(e.info);
+    return out;
+  }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  void load_builtins() {
+    if (loaded_) return;
+    loaded_ = true;
+    if (builtins_) builtins_(*this);
+  }
+  std::string kind_;
+  std::function<void(Registry&)> builtins_;
+  std::vector<Entry> entries_;
+  bool loaded_ = false;
+};
+
+class LearningRule;
+class InnerSolver;
+class WeightSolver;
+class Objective;
+
+Registry<LearningRule>& rules();
+Registry<InnerSolver>& inner_solvers();
+Registry<WeightSolver>& weight_solvers();
+Registry<Objective>& objectives();
+
+}  // namespace bilevel
+
+#define BILEVEL_CONCAT_INNER(a, b) a##b
+#define BILEVEL_CONCAT(a, b) BILEVEL_CONCAT_INNER(a, b)
+// Registers a component at static initialisation: BILEVEL_REGISTER(registry, ComponentInfo, factory).
+#define BILEVEL_REGISTER(registry, ...) \
+  static const bool BILEVEL_CONCAT(bilevel_registered_, __LINE__) = ((registry).add(__VA_ARGS__), true)
