@@ -1,4 +1,5 @@
-// The `bilevel` command: a thin client of the bilevel library.
+// bilevel::run_cli: the `bilevel` command's whole command line (experiments/bilevel_main.cpp calls it; so can a user's
+// program that registers its own components first; bilevel/cli.h).
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <string>
 
+#include "bilevel/cli.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/io_error.h"
 #include "bilevel/util/threads.h"
@@ -66,7 +68,7 @@ std::string first_line(const char* what) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int bilevel::run_cli(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -17,14 +17,15 @@ using torch::optim::AdamParamState;
 
 namespace {
 
-// The optimizer's state map is keyed by the parameter's TensorImpl: as a string in LibTorch 1.x, a pointer in 2.x.
-template <class Map>
-typename Map::key_type key_of(const Tensor& p) {
-  using Key = typename Map::key_type;
+// The optimizer's state map is keyed by the parameter's TensorImpl: as a string in LibTorch 1.x (c10::guts::to_string
+// of the pointer, as torch::optim::Adam writes it), a pointer in 2.x. `impl`'s type is a template parameter so
+// that the branch not taken is never instantiated (2.x has no to_string for a pointer).
+template <class Key, class Impl>
+Key key_of(Impl* impl) {
   if constexpr (std::is_same_v<Key, std::string>)
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
+    return c10::guts::to_string(impl);
   else
-    return static_cast<Key>(p.unsafeGetTensorImpl());
+    return static_cast<Key>(impl);
 }
 
 bool fusable(const Tensor& p, const Tensor& g, const AdamOptions& o) {
@@ -59,7 +60,7 @@ kernels::AdamElement coefficients(const AdamOptions& o, int64_t step) {
 void FusedAdam::fuse(const Tensor& param, ParamStep step) { fused_[param.unsafeGetTensorImpl()] = std::move(step); }
 
 AdamParamState& FusedAdam::state_of(const Tensor& p) {
-  const auto key = key_of<std::decay_t<decltype(state_)>>(p);
+  const auto key = key_of<typename std::decay_t<decltype(state_)>::key_type>(p.unsafeGetTensorImpl());
   auto it = state_.find(key);
   if (it == state_.end()) {
     auto s = std::make_unique<AdamParamState>();
