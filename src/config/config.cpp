@@ -285,10 +285,19 @@ Location yaml_location(const YAML::Node& node, const std::string& file) {
 }
 
 YAML::Node lookup(const YAML::Node& root, const std::string& path) {
-  YAML::Node cur = YAML::Clone(root);
-  for (const auto& p : split_path(path)) {
-    if (!cur.IsMap() || !cur[p]) return YAML::Node(YAML::NodeType::Undefined);
-    cur = cur[p];
+  // Walks handles into `root` without copying it: Node::reset rebinds a handle (assignment would write into the
+  // tree), and operator[] on a const node never inserts.
+  YAML::Node cur;
+  cur.reset(root);
+  size_t begin = 0;
+  while (begin <= path.size()) {
+    const size_t dot = std::min(path.find('.', begin), path.size());
+    const YAML::Node& here = cur;
+    if (!here.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node next = here[path.substr(begin, dot - begin)];
+    if (!next) return YAML::Node(YAML::NodeType::Undefined);
+    cur.reset(next);
+    begin = dot + 1;
   }
   return cur;
 }
