@@ -729,3 +729,24 @@ TEST(Registration, AUserRuleGetsItsKeysValidationAndHelp) {
   // A second component of the same name is refused.
   EXPECT_THROW(rules().add({"scaled_backprop", "again", {}}, nullptr), std::invalid_argument);
 }
+
+namespace {
+torch::Tensor softsign(const torch::Tensor& x) { return x / (1 + x.abs()); }
+torch::Tensor softsign_d(const torch::Tensor& x) { return 1 / (1 + x.abs()).pow(2); }
+}  // namespace
+
+TEST(Registration, AUserActivationTrainsWithBackprop) {
+  if (!activations().find("softsign"))
+    activations().add({"softsign", "x / (1 + |x|)", {}}, [](const ExperimentConfig&) {
+      return std::make_unique<Activation>(Activation{"softsign", softsign, softsign_d, -1, 1});
+    });
+  const ExperimentConfig cfg = load_config_text(kSynthetic, "cfg.yaml", {"model.activation=softsign"});
+  Experiment x = prepare(cfg);
+  EXPECT_EQ(x.net->rho().name, "softsign");
+  const torch::Tensor in = torch::linspace(-3, 3, 7);
+  EXPECT_TRUE(torch::allclose(x.net->rho().f(in), in / (1 + in.abs())));
+  // The energy-based rules know their neurons' activations and refuse another, naming the key.
+  const auto e = prepare_error(kSynthetic, {"model.activation=softsign", "rule.name=ep", "train.loss=mse"});
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->key(), "model.activation") << e->what();
+}

@@ -1,5 +1,5 @@
 // Registries of the framework's components, keyed on a name, each with its config keys and a factory: learning
-// rules, inner solvers, quantization solvers and outer losses. The built-in components are registered through the
+// rules, inner solvers, quantization solvers, outer losses and activations. The built-in components are registered through the
 // same add() as a user's (on first use of a registry), so a program that links the library adds its own with one
 // call or one BILEVEL_REGISTER line before bilevel::run_cli, and every command (`train --help`, validation, typo
 // suggestions, the resolved config.yaml) sees them:
@@ -14,6 +14,8 @@
 //   inner_solvers()   solver:    {name: ..., <the solver's keys>}
 //   weight_solvers()  quantization.<name>: {<the solver's keys>}, selected by quantization.{weights,activations}.solver
 //   objectives()      train.loss selects one (no keys)
+//   activations()     model.activation selects one (no keys; an Activation: ρ, ρ' as functions of tensors, its
+//                     range). The energy-based rules' neurons and fused kernels know the built-ins only.
 #pragma once
 
 #include <functional>
@@ -92,11 +94,13 @@ class LearningRule;
 class InnerSolver;
 class WeightSolver;
 class Objective;
+struct Activation;
 
 Registry<LearningRule>& rules();
 Registry<InnerSolver>& inner_solvers();
 Registry<WeightSolver>& weight_solvers();
 Registry<Objective>& objectives();
+Registry<Activation>& activations();
 
 }  // namespace bilevel
 

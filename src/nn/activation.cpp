@@ -1,7 +1,10 @@
 #include "bilevel/nn/activation.h"
 
 #include <limits>
+#include <map>
 #include <stdexcept>
+
+#include "bilevel/registry.h"
 
 namespace bilevel {
 namespace {
@@ -39,35 +42,44 @@ Tensor silu_d(const Tensor& x) {
   return s * (1 + x * (1 - s));
 }
 
-const std::vector<Activation>& table() {
-  static const std::vector<Activation> t = {
-      {"identity", identity, identity_d, kInf, -kInf},
-      {"relu", relu, relu_d, kInf, -kInf},
-      {"tanh", tanh_f, tanh_d, -1, 1},
-      {"sigmoid", sigmoid, sigmoid_d, 0, 1},
-      {"hard_sigmoid", hard_sigmoid, hard_sigmoid_d, 0, 1},
-      {"sigmoid4", sigmoid4, sigmoid4_d, 0, 1},
-      {"hard_tanh", hard_tanh, hard_tanh_d, -1, 1},
-      {"softplus", softplus, softplus_d, kInf, -kInf},
-      {"silu", silu, silu_d, kInf, -kInf},
+// The built-ins, registered through the public add() on first use of activations().
+void add_builtin_activations(Registry<Activation>& r) {
+  const std::vector<std::pair<Activation, const char*>> builtins = {
+      {{"identity", identity, identity_d, kInf, -kInf}, "x"},
+      {{"relu", relu, relu_d, kInf, -kInf}, "max(x, 0)"},
+      {{"tanh", tanh_f, tanh_d, -1, 1}, "tanh x"},
+      {{"sigmoid", sigmoid, sigmoid_d, 0, 1}, "1 / (1 + e^−x)"},
+      {{"hard_sigmoid", hard_sigmoid, hard_sigmoid_d, 0, 1}, "clip(x, 0, 1) (Scellier & Bengio 2017)"},
+      {{"sigmoid4", sigmoid4, sigmoid4_d, 0, 1}, "sigmoid(4(x − ½)) (Ernoult et al. 2019)"},
+      {{"hard_tanh", hard_tanh, hard_tanh_d, -1, 1}, "clip(x, −1, 1)"},
+      {{"softplus", softplus, softplus_d, kInf, -kInf}, "log(1 + e^x)"},
+      {{"silu", silu, silu_d, kInf, -kInf}, "x · sigmoid(x)"},
   };
-  return t;
+  for (const auto& [a, help] : builtins)
+    r.add({a.name, help, {}}, [a = a](const ExperimentConfig&) { return std::make_unique<Activation>(a); });
 }
 
 }  // namespace
 
+Registry<Activation>& activations() {
+  static Registry<Activation> registry("activation", add_builtin_activations);
+  return registry;
+}
+
 const Activation& activation(const std::string& name) {
-  for (const auto& a : table())
-    if (a.name == name) return a;
+  // One instance per name, built on first use: the network keeps a pointer to it.
+  static std::map<std::string, std::unique_ptr<Activation>> built;
+  auto it = built.find(name);
+  if (it != built.end()) return *it->second;
+  if (const auto* e = activations().find(name)) {
+    static const ExperimentConfig none;  // activations have no keys
+    return *built.emplace(name, e->make(none)).first->second;
+  }
   std::string names;
-  for (const auto& a : table()) names += (names.empty() ? "" : ", ") + a.name;
+  for (const auto& n : activation_names()) names += (names.empty() ? "" : ", ") + n;
   throw std::invalid_argument("unknown activation '" + name + "' (expected one of: " + names + ")");
 }
 
-std::vector<std::string> activation_names() {
-  std::vector<std::string> out;
-  for (const auto& a : table()) out.push_back(a.name);
-  return out;
-}
+std::vector<std::string> activation_names() { return activations().names(); }
 
 }  // namespace bilevel
