@@ -1,8 +1,12 @@
 // The `bilevel` subcommands. Each takes the arguments after its name and returns the process exit code.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
+
+#include "bilevel/bench/report.h"
+#include "bilevel/bench/suite.h"
 
 namespace bilevel::cli {
 
@@ -22,6 +26,30 @@ int env(const Args& args);
 int bench(const Args& args);
 int export_model(const Args& args);
 int summary(const Args& args);
+// `bilevel train CONFIG -m key=a,b ...`: a multirun sweep (multirun.cpp).
+int multirun(const std::string& config, const Args& overrides, const Args& options, const std::string& command_line);
+
+// Suites (bench.cpp): a new one from its text, and the loop over a suite directory's runs, shared by `bench` and
+// multirun sweeps.
+struct SuiteRunOptions {
+  bool verbose = false;
+  bool plots = true;
+  int jobs = 1;  // runs at a time
+};
+struct NewSuite {
+  std::string text;                // the suite file's contents (written to SUITE_DIR/suite.yaml)
+  std::string file;                // its name in messages and state.yaml
+  std::filesystem::path base_dir;  // where relative config paths are resolved
+  Args overrides;                  // command-line overrides for every run
+  std::string folder = "bench";    // suites go to OUTPUT_ROOT/FOLDER/NAME/TIMESTAMP/
+  std::string command_line;
+};
+int start_suite(const NewSuite& suite, const SuiteRunOptions& options);
+int run_suite(const std::filesystem::path& dir, const bench::Suite& suite, bench::SuiteState& state,
+              const SuiteRunOptions& options);
+// "--jobs N": N in [1, 64], else UserError naming --jobs.
+int parse_jobs(const std::string& value);
+
 // `bilevel eval --model FILE [--batch-size N] [--threads N]`: integer inference of an exported model.
 int eval_model(const std::string& path, const Args& rest);
 

@@ -209,6 +209,7 @@ const Schema& Schema::global() {
     add_energy_keys(s);
     add_dual_keys(s);
     add_quant_keys(s);
+    add_dist_keys(s);
     return s;
   }();
   return schema;

@@ -47,6 +47,7 @@ void add_core_keys(Schema& s);
 void add_energy_keys(Schema& s);  // solver.*, train.beta and the EP family's keys
 void add_dual_keys(Schema& s);
 void add_quant_keys(Schema& s);   // quantization.* (weights, activations, each solver's schedule)    // train.alpha, train.dp_* (dual propagation; reuses train.beta)
+void add_dist_keys(Schema& s);    // dist.*, checkpoint.every_batches, train.preempt_signal
 
 // The candidate closest to `word` by edit distance, or "" when none is close enough to be a typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
