@@ -96,23 +96,24 @@ std::vector<torch::Tensor> final_parameters(const fs::path& run) {
 void expect_close_parameters(const fs::path& expected, const fs::path& actual, double rel) {
   const auto a = final_parameters(expected), b = final_parameters(actual);
   ASSERT_EQ(a.size(), b.size());
-  bool all_equal = true;
   for (size_t i = 0; i < a.size(); ++i) {
     const double scale = a[i].abs().max().item<double>();
     const double diff = (a[i] - b[i]).abs().max().item<double>();
     EXPECT_LE(diff, rel * scale) << "parameter " << i << ": max difference " << diff << ", scale " << scale;
-    all_equal = all_equal && torch::equal(a[i], b[i]);
   }
-  (void)all_equal;
 }
 
+// Loss, accuracy, learning rate and the quantization's columns. The rules' diagnostics (relaxation residuals and
+// steps) are statistics of each rank's shard, averaged over the ranks, not of the global batch: left out.
 void expect_close_metrics(const fs::path& expected, const fs::path& actual, double rel) {
   const Csv e = read_csv(expected), a = read_csv(actual);
   ASSERT_EQ(e.header, a.header);
   ASSERT_EQ(e.rows.size(), a.rows.size());
   for (size_t r = 0; r < e.rows.size(); ++r)
     for (const auto& c : e.header) {
-      if (c == "epoch_seconds") continue;
+      const bool compared = c == "epoch" || c == "lr" || c.find("_loss") != std::string::npos ||
+                            c.find("_accuracy") != std::string::npos || c.rfind("quant_", 0) == 0;
+      if (!compared) continue;
       const double x = e.value(r, c), y = a.value(r, c);
       EXPECT_LE(std::abs(x - y), rel * std::max(1.0, std::abs(x))) << "row " << r + 1 << ", column " << c;
     }
@@ -282,7 +283,8 @@ TEST(DataParallel, DualPropTwoRanksEqualOne) { two_ranks_equal_one(kDualProp); }
 TEST(DataParallel, QuantizedFlipTwoRanksEqualOne) {
   two_ranks_equal_one({"quantization.enabled=true", "quantization.weights.solver=flip",
                        "quantization.weights.learn_scale=true", "quantization.flip.tau=1e-5",
-                       "quantization.flip.gamma=0.01", "optimizer.name=adam", "optimizer.lr=0.01"});
+                       "quantization.flip.gamma=0.01", "optimizer.name=adam", "optimizer.lr=0.01",
+                       "optimizer.momentum=0"});
 }
 
 TEST(DataParallel, KilledRankResumesExactly) {

@@ -129,9 +129,17 @@ class CliProcess {
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
 
+    // An entry of `env` replaces the inherited variable of the same name (getenv would find the first).
+    auto overridden = [&](const char* e) {
+      for (const auto& v : env) {
+        const size_t eq = v.find('=');
+        if (eq != std::string::npos && std::strncmp(e, v.c_str(), eq + 1) == 0) return true;
+      }
+      return false;
+    };
     std::vector<std::string> env_s;
     for (char** e = environ; *e != nullptr; ++e)
-      if (std::strncmp(*e, "BILEVEL_CRASH_AT=", 17) != 0) env_s.push_back(*e);
+      if (std::strncmp(*e, "BILEVEL_CRASH_AT=", 17) != 0 && !overridden(*e)) env_s.push_back(*e);
     env_s.insert(env_s.end(), env.begin(), env.end());
     std::vector<char*> envp;
     for (auto& e : env_s) envp.push_back(e.data());
