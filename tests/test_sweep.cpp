@@ -84,3 +84,95 @@ TEST(SweepGrammar, MalformedSweepsNameThePosition) {
   }
   EXPECT_TRUE(contains(error_of({"seed=0,1", "seed=2,3"}), "key 'seed' is swept twice"));
 }
+
+// ================================================================ bilevel train -m
+
+namespace {
+namespace fs = std::filesystem;
+using namespace testutil;
+
+const char* kYaml = R"(experiment:
+  name: sweep
+seed: 0
+data:
+  name: synthetic
+  validation: 100
+  synthetic: {train: 400, test: 100, image_size: 3, classes: 4}
+model:
+  hidden: [8]
+train:
+  epochs: 2
+  batch_size: 50
+  threads: 1
+optimizer:
+  name: sgd
+  lr: 0.05
+)";
+}  // namespace
+
+TEST(SweepRun, GridRunsAsASuiteAndAnInterruptedSweepResumes) {
+  TempDir tmp;
+  const std::string cfg = tmp.write("cfg.yaml", kYaml);
+  const std::string out = "output.root=" + (tmp.path() / "out").string();
+  // Every run is killed in its second epoch: the sweep records them as failed.
+  CliResult killed = run_cli({"train", cfg, "-m", "optimizer.lr=0.05,0.1", "seed=0,1", out, "--jobs", "2",
+                              "--no-plots"},
+                             {"BILEVEL_CRASH_AT=batch:2.1"});
+  EXPECT_EQ(killed.exit_code, 1) << killed.describe();
+  const fs::path dir = killed.first_line();
+  ASSERT_TRUE(fs::is_directory(dir)) << killed.describe();
+  EXPECT_EQ(dir.parent_path().parent_path().filename(), "multirun");
+  EXPECT_EQ(read_csv(dir / "results.csv").rows.size(), 4u);
+
+  CliResult resumed = run_cli({"bench", "--resume", dir.string(), "--jobs", "2", "--no-plots"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
+  const std::string state = read_file(dir / "state.yaml");
+  size_t completed = 0;
+  for (size_t at = 0; (at = state.find("status: completed", at)) != std::string::npos; ++at) ++completed;
+  EXPECT_EQ(completed, 4u) << state;
+  // Each point's run has its own values, and equals a direct run of the same overrides.
+  bool compared = false;
+  for (const auto& entry : list_dir(dir / "runs")) {
+    for (const auto& seed_dir : list_dir(dir / "runs" / entry)) {
+      if (fs::path(seed_dir).extension() == ".log") continue;
+      const auto runs = list_dir(dir / "runs" / entry / seed_dir);
+      ASSERT_EQ(runs.size(), 1u) << seed_dir;
+      const fs::path run = dir / "runs" / entry / seed_dir / runs[0];
+      const std::string config = read_file(run / "config.yaml");
+      EXPECT_TRUE(contains(config, entry.find("lr-0.1") != std::string::npos ? "lr: 0.1" : "lr: 0.05")) << config;
+      if (seed_dir == "001_lr-0.1_seed1") {
+        CliResult direct = run_cli({"train", cfg, out, "optimizer.lr=0.1", "seed=1"});
+        ASSERT_EQ(direct.exit_code, 0) << direct.describe();
+        const Csv a = read_csv(run / "metrics.csv"), b = read_csv(fs::path(direct.first_line()) / "metrics.csv");
+        ASSERT_EQ(a.rows.size(), 2u);
+        EXPECT_EQ(a.values("test_loss"), b.values("test_loss"));
+        compared = true;
+      }
+    }
+  }
+  EXPECT_TRUE(compared);
+  EXPECT_TRUE(fs::exists(dir / "summary.md"));
+
+  // Resuming a finished sweep skips every point.
+  CliResult again = run_cli({"bench", "--resume", dir.string(), "--no-plots"});
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  size_t skipped = 0;
+  for (size_t at = 0; (at = again.err.find("completed earlier, skipped", at)) != std::string::npos; ++at) ++skipped;
+  EXPECT_EQ(skipped, 4u) << again.err;
+}
+
+TEST(SweepRun, MalformedSweepExitsTwoAndWritesNothing) {
+  TempDir tmp;
+  const std::string cfg = tmp.write("cfg.yaml", kYaml);
+  const fs::path out = tmp.path() / "out";
+  CliResult r = run_cli({"train", cfg, "-m", "optimizer.lr=0.1,,0.2", "output.root=" + out.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_TRUE(contains(r.err, "sweep 'optimizer.lr=0.1,,0.2', position 18: empty value")) << r.err;
+  CliResult bad_key = run_cli({"train", cfg, "-m", "optimizer.lrr=0.1,0.2", "output.root=" + out.string()});
+  EXPECT_EQ(bad_key.exit_code, 2) << bad_key.describe();
+  EXPECT_TRUE(contains(bad_key.err, "optimizer.lrr")) << bad_key.err;
+  CliResult nothing = run_cli({"train", cfg, "-m", "optimizer.lr=0.1", "output.root=" + out.string()});
+  EXPECT_EQ(nothing.exit_code, 2) << nothing.describe();
+  EXPECT_TRUE(contains(nothing.err, "nothing to sweep")) << nothing.err;
+  EXPECT_TRUE(list_dir(out).empty());
+}
