@@ -2,6 +2,8 @@
 // with the argument and the position named; `bilevel train -m` running a grid as a suite.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -175,4 +177,60 @@ TEST(SweepRun, MalformedSweepExitsTwoAndWritesNothing) {
   EXPECT_EQ(nothing.exit_code, 2) << nothing.describe();
   EXPECT_TRUE(contains(nothing.err, "nothing to sweep")) << nothing.err;
   EXPECT_TRUE(list_dir(out).empty());
+}
+
+// ================================================================ --launcher slurm
+
+namespace {
+// Whether a local Slurm answers (scripts/slurm-local start) with an idle node.
+bool slurm_available() {
+  return std::system("sinfo -h -o %t 2>/dev/null | grep -q idle") == 0;
+}
+}  // namespace
+
+TEST(SweepSlurm, DryRunPrintsTheArrayScriptAndWritesNothing) {
+  TempDir tmp;
+  const std::string cfg = tmp.write("cfg.yaml", kYaml);
+  const fs::path out = tmp.path() / "out";
+  CliResult r = run_cli({"train", cfg, "-m", "optimizer.lr=0.05,0.1", "seed=0,1", "output.root=" + out.string(),
+                         "--launcher", "slurm", "--max-parallel", "3", "--time", "00:10:00", "--partition", "local",
+                         "--ntasks-per-run", "2", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  for (const char* line : {"#SBATCH --array=0-3%3\n", "#SBATCH --signal=B:USR2@120\n", "#SBATCH --requeue\n",
+                           "#SBATCH --open-mode=append\n", "#SBATCH --time=00:10:00\n", "#SBATCH --partition=local\n",
+                           "#SBATCH --ntasks=2\n", "launch=(srun --ntasks=2 ", "trap 'kill -USR2 \"$child\""})
+    EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
+  // Every run's overrides, and a resume for a task that finds its run directory.
+  EXPECT_TRUE(contains(r.out, "'optimizer.lr=0.1'")) << r.out;
+  EXPECT_TRUE(contains(r.out, "'seed=1'")) << r.out;
+  EXPECT_TRUE(contains(r.out, "cmd=(resume \"$run\")")) << r.out;
+  EXPECT_FALSE(fs::exists(out));
+  // The script is valid bash.
+  const std::string script = tmp.write("array.sbatch", r.out);
+  EXPECT_EQ(std::system(("bash -n " + script).c_str()), 0);
+  // Slurm options without --launcher slurm are refused.
+  CliResult bad = run_cli({"bench", "x.yaml", "--dry-run"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.describe();
+}
+
+// A sweep as a real job array on the local Slurm (scripts/slurm-local start; skipped without it): every task
+// completes, and the collected results equal a local run's.
+TEST(SweepSlurm, JobArrayOnLocalSlurm) {
+  if (!slurm_available()) GTEST_SKIP() << "no local Slurm (scripts/slurm-local start)";
+  TempDir tmp;
+  const std::string cfg = tmp.write("cfg.yaml", kYaml);
+  const fs::path out = tmp.path() / "out";
+  CliResult r = run_cli({"train", cfg, "-m", "optimizer.lr=0.05,0.1", "output.root=" + out.string(), "--launcher",
+                         "slurm", "--no-plots"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path dir = r.first_line();
+  const Csv slurm = read_csv(dir / "results.csv");
+  ASSERT_EQ(slurm.rows.size(), 2u);
+  CliResult local = run_cli({"train", cfg, "-m", "optimizer.lr=0.05,0.1", "output.root=" + out.string(), "--no-plots"});
+  ASSERT_EQ(local.exit_code, 0) << local.describe();
+  const Csv here = read_csv(fs::path(local.first_line()) / "results.csv");
+  for (const char* c : {"final_test_accuracy", "best_val_accuracy"}) {
+    ASSERT_TRUE(here.has(c)) << c;
+    EXPECT_EQ(slurm.values(c), here.values(c)) << c;
+  }
 }

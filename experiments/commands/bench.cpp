@@ -51,7 +51,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace bilevel::bench;
 
-constexpr const char* kHelp = R"(usage: bilevel bench SUITE.yaml [key.path=value ...] [--jobs N] [--verbose] [--no-plots]
+constexpr const char* kHelp = R"(usage: bilevel bench SUITE.yaml [key.path=value ...] [--jobs N | --launcher slurm ...] [--verbose] [--no-plots]
        bilevel bench --resume SUITE_DIR [--jobs N] [--verbose] [--no-plots]
        bilevel bench --report SUITE_DIR
 
@@ -76,6 +76,11 @@ smoke test); output.root=DIR sets OUTPUT_ROOT (default: the suite's output_root,
                        runs/ENTRY/ENTRY_seedS.log and each run's train.log)
   --no-plots           skip gnuplot
   --jobs N             run N runs at a time (each with OMP_NUM_THREADS = CPUs / N unless set)
+  --launcher slurm     run the suite as one Slurm job array (SUITE_DIR/slurm/array.sbatch: --array=0-(n-1)%K,
+                       --signal=B:USR2@120, --requeue, --open-mode=append), follow it with squeue, then write
+                       state.yaml and the summary; a requeued task resumes its run from its checkpoint.
+                       Options: --partition P, --time T, --gpus-per-task G, --ntasks-per-run N (ranks per run,
+                       through srun), --max-parallel K, --dry-run (print the script; nothing is written)
 
 Ctrl-C (or SIGTERM) stops the current run after its batch and the suite after it; resume with --resume.
 A run that diverges (exit code 4, see train.on_nonfinite) is recorded as `diverged` and the suite goes on.
@@ -459,13 +464,6 @@ int start_suite(const NewSuite& n, const SuiteRunOptions& opt) {
   state.cli_overrides = split_cli_overrides(n.overrides, suite.output_root);
   // Everything is checked before anything is written.
   for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
-  // A fresh timestamped directory, never reused (RunDir's naming); a suite has no checkpoints of its own.
-  const fs::path dir =
-      fs::absolute(RunDir::create(fs::path(suite.output_root) / n.folder, suite.name).root).lexically_normal();
-  const DirLock lock = DirLock::acquire(dir);  // one bench per suite directory; the children do not inherit it
-  std::error_code ec;
-  fs::remove(dir / "checkpoints", ec);
-  write_file_atomic(dir / "suite.yaml", n.text);
   state.suite_file = n.file;
   state.base_dir = suite.base_dir.string();
   state.command_line = n.command_line;
@@ -476,12 +474,89 @@ int start_suite(const NewSuite& n, const SuiteRunOptions& opt) {
       rec.entry = e.name, rec.seed = seed;
       state.runs.push_back(rec);
     }
+  if (opt.launcher == "slurm" && opt.slurm.dry_run) {
+    // Nothing is written: the script names the directory a real submission would create.
+    const fs::path would_be = fs::absolute(fs::path(suite.output_root) / n.folder / suite.name / "TIMESTAMP");
+    return run_suite_on_slurm(would_be.lexically_normal(), suite, state, opt);
+  }
+  // A fresh timestamped directory, never reused (RunDir's naming); a suite has no checkpoints of its own.
+  const fs::path dir =
+      fs::absolute(RunDir::create(fs::path(suite.output_root) / n.folder, suite.name).root).lexically_normal();
+  const DirLock lock = DirLock::acquire(dir);  // one bench per suite directory; the children do not inherit it
+  std::error_code ec;
+  fs::remove(dir / "checkpoints", ec);
+  write_file_atomic(dir / "suite.yaml", n.text);
   save_state(dir, state);
   std::cout << dir.string() << std::endl;
   attach_log_file(dir / "bench.log");
   spdlog::info("suite {}: {} entries × {} seed{} = {} runs in {}", suite.name, suite.entries.size(),
                suite.seeds.size(), suite.seeds.size() > 1 ? "s" : "", state.runs.size(), dir.string());
+  if (opt.launcher == "slurm") return run_suite_on_slurm(dir, suite, state, opt);
   return run_suite(dir, suite, state, opt);
+}
+
+int collect_suite(const fs::path& dir, const Suite& suite, SuiteState& state, const SuiteRunOptions& opt) {
+  bool all_done = true;
+  for (auto& rec : state.runs) {
+    const fs::path parent = run_parent(dir / "runs", entry_named(suite, rec.entry), rec.seed);
+    if (rec.run_dir.empty()) {
+      const std::string found = find_unrecorded_run(parent);
+      if (!found.empty()) rec.run_dir = fs::relative(found, dir).string();
+    }
+    const std::string status = rec.run_dir.empty() ? "" : meta_status(dir / rec.run_dir);
+    if (status == "completed" && fs::exists(dir / rec.run_dir / "final.pt")) rec.status = "completed";
+    else if (status == "diverged") rec.status = "diverged";
+    else if (status == "failed") rec.status = "failed";
+    else if (status.empty()) rec.status = "pending";
+    else rec.status = "interrupted";  // running (killed), interrupted, preempted
+    all_done = all_done && (rec.status == "completed" || rec.status == "diverged");
+  }
+  save_state(dir, state);
+  report(dir, suite, state, opt.plots);
+  spdlog::info("suite {}: summary: {}", suite.name, (dir / "summary.md").string());
+  if (!all_done) spdlog::warn("some runs did not complete; continue with: bilevel bench --resume {}", dir.string());
+  return all_done ? 0 : 1;
+}
+
+bool take_launcher_option(const Args& args, size_t& i, SuiteRunOptions& opt) {
+  const std::string& a = args[i];
+  auto value = [&]() -> std::string {
+    if (i + 1 >= args.size()) throw UserError(a + " needs a value");
+    return args[++i];
+  };
+  auto count = [&](int64_t min) {
+    const std::string v = value();
+    size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != v.size() || n < min)
+      throw UserError(a + " " + v + ": expected an integer >= " + std::to_string(min));
+    return int64_t(n);
+  };
+  if (a == "--launcher") {
+    opt.launcher = value();
+    if (opt.launcher != "local" && opt.launcher != "slurm")
+      throw UserError("--launcher " + opt.launcher + ": expected local or slurm");
+  } else if (a == "--partition") {
+    opt.slurm.partition = value();
+  } else if (a == "--time") {
+    opt.slurm.time = value();
+  } else if (a == "--gpus-per-task") {
+    opt.slurm.gpus_per_task = count(0);
+  } else if (a == "--ntasks-per-run") {
+    opt.slurm.ntasks_per_run = count(1);
+  } else if (a == "--max-parallel") {
+    opt.slurm.max_parallel = count(1);
+  } else if (a == "--dry-run") {
+    opt.slurm.dry_run = true;
+  } else {
+    return false;
+  }
+  return true;
 }
 
 int bench(const Args& args) {
@@ -496,6 +571,8 @@ int bench(const Args& args) {
     else if (a == "--jobs") {
       if (i + 1 >= args.size()) throw UserError("bilevel bench: --jobs needs a number");
       opt.jobs = parse_jobs(args[++i]);
+    } else if (take_launcher_option(args, i, opt)) {
+      continue;
     } else if (a == "--resume" || a == "--report") {
       if (i + 1 >= args.size()) throw UserError("bilevel bench: " + a + " needs a SUITE_DIR");
       (a == "--resume" ? resume_dir : report_dir) = args[++i];
@@ -507,6 +584,9 @@ int bench(const Args& args) {
   }
   init_console_logging();
 
+  if ((opt.slurm.dry_run || opt.slurm.ntasks_per_run > 1 || !opt.slurm.partition.empty()) && opt.launcher != "slurm")
+    throw UserError("bilevel bench: --dry-run, --partition, --time, --gpus-per-task, --ntasks-per-run and "
+                    "--max-parallel go with --launcher slurm");
   if (resume_dir.empty() && report_dir.empty()) {
     if (rest.empty()) throw UserError("bilevel bench: expected a suite file (see `bilevel bench --help`)");
     if (rest[0].find('=') != std::string::npos)
@@ -544,6 +624,7 @@ int bench(const Args& args) {
   std::cout << dir.string() << std::endl;
   attach_log_file(dir / "bench.log");
   spdlog::info("suite {}: resuming {} runs in {}", suite.name, state.runs.size(), dir.string());
+  if (opt.launcher == "slurm") return run_suite_on_slurm(dir, suite, state, opt);
   return run_suite(dir, suite, state, opt);
 }
 

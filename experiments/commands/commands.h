@@ -1,6 +1,7 @@
 // The `bilevel` subcommands. Each takes the arguments after its name and returns the process exit code.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -31,11 +32,25 @@ int multirun(const std::string& config, const Args& overrides, const Args& optio
 
 // Suites (bench.cpp): a new one from its text, and the loop over a suite directory's runs, shared by `bench` and
 // multirun sweeps.
+// --launcher slurm (slurm_launcher.cpp).
+struct SlurmOptions {
+  std::string partition, time;  // --partition, --time (sbatch's own formats); empty = the cluster's defaults
+  int64_t gpus_per_task = 0;    // --gpus-per-task
+  int64_t ntasks_per_run = 1;   // --ntasks-per-run: ranks per run (through srun)
+  int64_t max_parallel = 0;     // --max-parallel: array tasks at a time (0 = all)
+  bool dry_run = false;         // --dry-run: print the sbatch script, submit nothing, write nothing
+  int poll_seconds = 5;
+};
 struct SuiteRunOptions {
   bool verbose = false;
   bool plots = true;
-  int jobs = 1;  // runs at a time
+  int jobs = 1;                // runs at a time (local)
+  std::string launcher = "local";  // local | slurm
+  SlurmOptions slurm;
 };
+// Parses the launcher options at args[i] (--launcher, --partition, ...), advancing i past a value; false when
+// args[i] is none of them.
+bool take_launcher_option(const Args& args, size_t& i, SuiteRunOptions& opt);
 struct NewSuite {
   std::string text;                // the suite file's contents (written to SUITE_DIR/suite.yaml)
   std::string file;                // its name in messages and state.yaml
@@ -49,6 +64,15 @@ int run_suite(const std::filesystem::path& dir, const bench::Suite& suite, bench
               const SuiteRunOptions& options);
 // "--jobs N": N in [1, 64], else UserError naming --jobs.
 int parse_jobs(const std::string& value);
+// The suite's runs as one Slurm job array: submit, follow, collect (or, with --dry-run, print the script).
+std::string slurm_array_script(const std::filesystem::path& dir, const bench::Suite& suite,
+                               const bench::SuiteState& state, const SlurmOptions& slurm);
+int run_suite_on_slurm(const std::filesystem::path& dir, const bench::Suite& suite, bench::SuiteState& state,
+                       const SuiteRunOptions& options);
+// Records what the runs' directories hold in state.yaml (their directory and status) and writes the reports;
+// returns 0 when every run completed (or diverged), else 1.
+int collect_suite(const std::filesystem::path& dir, const bench::Suite& suite, bench::SuiteState& state,
+                  const SuiteRunOptions& options);
 
 // `bilevel eval --model FILE [--batch-size N] [--threads N]`: integer inference of an exported model.
 int eval_model(const std::string& path, const Args& rest);

@@ -48,6 +48,8 @@ int multirun(const std::string& config, const Args& overrides, const Args& optio
       opt.plots = false;
     } else if (options[i] == "--verbose") {
       opt.verbose = true;
+    } else if (take_launcher_option(options, i, opt)) {
+      continue;
     } else {
       throw UserError("bilevel train -m: unknown option '" + options[i] + "'");
     }
@@ -107,7 +109,7 @@ int multirun(const std::string& config, const Args& overrides, const Args& optio
   n.folder = "multirun";
   n.command_line = command_line;
   init_console_logging();
-  return start_suite(n, opt);
+  return start_suite(n, opt);  // --launcher slurm: as a job array
 }
 
 }  // namespace bilevel::cli

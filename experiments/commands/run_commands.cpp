@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <string>
 
 #include "bilevel/config/schema.h"
@@ -34,6 +35,8 @@ int exit_code(const RunOutcome& out) {
 void print_train_help() {
   std::printf(R"(usage: bilevel train CONFIG.yaml [key.path=value ...] [--nproc N]
        bilevel train CONFIG.yaml -m key=a,b key2=range(a,b[,step]) seed=0,1,2 [--jobs N] [--no-plots]
+                     [--launcher slurm [--partition P] [--time T] [--gpus-per-task G] [--ntasks-per-run N]
+                      [--max-parallel K] [--dry-run]]
 
 Validates the config (file + overrides), loads the data, creates a run directory
 OUTPUT_ROOT/EXPERIMENT_NAME/YYYY-MM-DD_HH-MM-SS/ and trains. The run directory is printed on stdout;
@@ -86,8 +89,10 @@ int train(const Args& all_args) {
     Args overrides, options;
     for (size_t i = 1; i < args.size(); ++i) {
       if (args[i] == "-m" || args[i] == "--multirun") continue;
-      if (args[i] == "--jobs" && i + 1 < args.size()) options.push_back(args[i]), options.push_back(args[++i]);
-      else if (args[i].rfind("--", 0) == 0 || args[i] == "--jobs") options.push_back(args[i]);
+      static const std::set<std::string> with_value{"--jobs",          "--launcher",       "--partition", "--time",
+                                                    "--gpus-per-task", "--ntasks-per-run", "--max-parallel"};
+      if (with_value.count(args[i]) && i + 1 < args.size()) options.push_back(args[i]), options.push_back(args[++i]);
+      else if (args[i].rfind("--", 0) == 0) options.push_back(args[i]);
       else overrides.push_back(args[i]);
     }
     return multirun(args[0], overrides, options, command_line("train", all_args));
