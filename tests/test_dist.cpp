@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <set>
@@ -381,4 +382,29 @@ TEST(DataParallel, MissingRankTimesOut) {
   EXPECT_EQ(r.exit_code, 2) << r.describe();
   EXPECT_TRUE(contains(r.err, "rank(s) 1 of 2 did not join")) << r.describe();
   EXPECT_TRUE(list_dir(w.out()).empty());
+}
+
+// ================================================================ under srun (scripts/slurm-local; skipped without it)
+
+TEST(DataParallel, TwoRanksUnderSrun) {
+  if (std::system("sinfo -h -o %t 2>/dev/null | grep -q idle") != 0) GTEST_SKIP() << "no local Slurm";
+  Workspace w;
+  CliResult local = w.train({}, 2);
+  ASSERT_EQ(local.exit_code, 0) << local.describe();
+  std::vector<std::string> args{"srun", "-n", "2", "--kill-on-bad-exit=1", BILEVEL_CLI};
+  const auto train = w.args({});
+  args.insert(args.end(), train.begin(), train.end());
+  std::string command;
+  for (const auto& a : args) command += "'" + a + "' ";
+  const TempDir capture;
+  const fs::path out_file = capture.path() / "out";
+  const int rc = std::system((command + "> " + out_file.string() + " 2>/dev/null").c_str());
+  ASSERT_EQ(rc, 0);
+  const std::string out = read_file(out_file);
+  const fs::path run = out.substr(0, out.find('\n'));
+  ASSERT_TRUE(fs::is_directory(run)) << out;
+  YAML::Node meta = meta_of(run);
+  EXPECT_EQ(meta["distributed"]["launcher"].as<std::string>(), "srun");
+  EXPECT_EQ(meta["distributed"]["world_size"].as<int>(), 2);
+  expect_same_metrics(fs::path(local.first_line()) / "metrics.csv", run / "metrics.csv");
 }

@@ -107,6 +107,7 @@ int run_suite_on_slurm(const fs::path& dir, const Suite& suite, SuiteState& stat
   write_file_atomic(file, script);
   const std::string submitted = shell("sbatch --parsable " + quoted(file.string()));
   const std::string job = submitted.substr(0, submitted.find_first_of(";\n"));
+  write_file_atomic(dir / "slurm" / "job_id", job + "\n");
   spdlog::info("submitted {} runs as Slurm job array {} ({}); following it with squeue", state.runs.size(), job,
                file.string());
   // Follow the array until no task of it is pending or running.
