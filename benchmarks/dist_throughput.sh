@@ -3,7 +3,7 @@
 # loopback, each rank half of every batch) against 1 rank × 1 thread, for backprop and ep:
 #
 #   benchmarks/dist_throughput.sh [BUILD_DIR]   (environment: REPS=3 EPOCHS=3 TRAIN_LIMIT=20000 OUT=bench_dist,
-#                                                RULES="backprop ep")
+#                                                RULES="backprop ep", EXTRA="key=value ..." for every run)
 #
 # Each run trains EPOCHS epochs on the first TRAIN_LIMIT Fashion-MNIST training examples (1000 held out for
 # validation, 2000 test examples) with the rule's configs/fmnist_mlp_*.yaml and train.threads=1. The figure is
@@ -19,6 +19,7 @@ EPOCHS=${EPOCHS:-3}
 TRAIN_LIMIT=${TRAIN_LIMIT:-20000}
 OUT=${OUT:-bench_dist}
 RULES=${RULES:-"backprop ep"}
+read -r -a extra <<< "${EXTRA:-}"
 [ -x "$BIN" ] || { echo "dist_throughput.sh: $BIN not built (cmake --build $BUILD_DIR --target bilevel_cli)" >&2; exit 2; }
 mkdir -p "$OUT"
 unset OMP_NUM_THREADS RANK WORLD_SIZE MASTER_ADDR MASTER_PORT
@@ -40,7 +41,7 @@ for rep in $(seq 1 "$REPS"); do
       [ "$ranks" -gt 1 ] && nproc=(--nproc "$ranks")
       run=$("$BIN" train $(config_of "$rule") train.threads=1 train.epochs="$EPOCHS" data.train_limit="$TRAIN_LIMIT" \
             data.validation=1000 data.test_limit=2000 scheduler.name=none checkpoint.every=1000 \
-            output.root="$OUT/runs" experiment.name="${rule}_r${ranks}" "${nproc[@]}" 2>/dev/null | head -1)
+            output.root="$OUT/runs" experiment.name="${rule}_r${ranks}" "${extra[@]}" "${nproc[@]}" 2>/dev/null | head -1)
       awk -F, -v rule="$rule" -v ranks="$ranks" -v rep="$rep" -v n="$train_examples" '
         NR==1 {for (i=1;i<=NF;i++) if ($i=="epoch_seconds") c=i; next}
         {printf "%s,%s,%s,%s,%s,%.1f\n", rule, ranks, rep, $1, $c, n/$c}' "$run/metrics.csv" >> "$OUT/results.csv"

@@ -1,6 +1,7 @@
 // Multirun sweeps: the grammar (lists, brackets, range, choice), the grid's order, and malformed sweeps rejected
 // with the argument and the position named; `bilevel train -m` running a grid as a suite.
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -233,4 +234,58 @@ TEST(SweepSlurm, JobArrayOnLocalSlurm) {
     ASSERT_TRUE(here.has(c)) << c;
     EXPECT_EQ(slurm.values(c), here.values(c)) << c;
   }
+}
+
+// One task of the array preempted as a cluster would (`scancel --signal=USR2 --batch`, to the batch shell): the
+// task checkpoints, requeues itself and, once Slurm starts it again (after its requeue delay, about 2 minutes),
+// resumes its run mid-epoch; the collected accuracies equal a local sweep's.
+TEST(SweepSlurm, PreemptedTaskIsRequeuedAndResumes) {
+  if (!slurm_available()) GTEST_SKIP() << "no local Slurm (scripts/slurm-local start)";
+  TempDir tmp;
+  const std::string cfg = tmp.write("cfg.yaml", kYaml);
+  const fs::path out = tmp.path() / "out";
+  const std::vector<std::string> sweep{"train", cfg, "-m", "optimizer.lr=0.05,0.1", "data.synthetic.train=3000",
+                                       "data.synthetic.image_size=6", "model.hidden=[64]", "train.batch_size=16",
+                                       "train.epochs=150", "output.root=" + out.string(), "--no-plots"};
+  std::vector<std::string> on_slurm = sweep;
+  on_slurm.insert(on_slurm.end(), {"--launcher", "slurm"});
+  CliProcess p(on_slurm);
+  fs::path dir, run;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto found = list_dir(out / "multirun" / "sweep");
+        if (found.size() != 1) return false;
+        dir = out / "multirun" / "sweep" / found[0];
+        const fs::path parent = dir / "runs" / "000_lr-0.05" / "000_lr-0.05_seed0";
+        const auto runs = list_dir(parent);
+        if (runs.size() != 1 || !fs::exists(dir / "slurm" / "job_id")) return false;
+        run = parent / runs[0];
+        return complete_rows(run / "metrics.csv") >= 3;
+      },
+      std::chrono::seconds(120)))
+      << "task 0 did not start";
+  std::string job = read_file(dir / "slurm" / "job_id");
+  job = job.substr(0, job.find('\n'));
+  ASSERT_EQ(std::system(("scancel --signal=USR2 --batch " + job + "_0").c_str()), 0);
+  CliResult r = p.wait();
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  YAML::Node meta = YAML::LoadFile((run / "meta.yaml").string());
+  EXPECT_EQ(meta["status"].as<std::string>(), "completed");
+  ASSERT_TRUE(meta["resumes"].IsSequence()) << read_file(run / "meta.yaml");
+  EXPECT_EQ(meta["resumes"].size(), 1u);
+  EXPECT_TRUE(contains(read_file(dir / "slurm" / "task_0.log"), "scontrol requeue " + job + "_0: ok"));
+
+  CliResult local = run_cli(sweep);
+  ASSERT_EQ(local.exit_code, 0) << local.describe();
+  const Csv a = read_csv(dir / "results.csv"), b = read_csv(fs::path(local.first_line()) / "results.csv");
+  for (const char* c : {"final_test_accuracy", "best_val_accuracy", "test_accuracy_at_best_epoch"}) {
+    ASSERT_TRUE(b.has(c)) << c;
+    EXPECT_EQ(a.values(c), b.values(c)) << c;
+  }
+  // And the preempted run's every loss, epoch by epoch, equals the local run's.
+  const int col = b.column("run_dir");
+  ASSERT_GE(col, 0);
+  const Csv m = read_csv(run / "metrics.csv");
+  const Csv l = read_csv(fs::path(local.first_line()) / b.rows.at(0).at(size_t(col)) / "metrics.csv");
+  for (const char* c : {"train_loss", "val_loss", "test_loss"}) EXPECT_EQ(m.values(c), l.values(c)) << c;
 }

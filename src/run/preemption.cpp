@@ -25,7 +25,8 @@ extern "C" void on_interrupt(int sig) {
 }
 
 extern "C" void on_preempt(int sig) {
-  g_received = sig;
+  int none = 0;
+  g_received.compare_exchange_strong(none, sig);  // the first signal is the reason; later ones (the requeue's SIGTERM) are not
   preempt_requested() = true;
 }
 
