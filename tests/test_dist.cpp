@@ -306,6 +306,9 @@ TEST(DataParallel, KilledRankResumesExactly) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
   expect_same_metrics(fs::path(ref.first_line()) / "metrics.csv", run / "metrics.csv");
   EXPECT_EQ(meta_of(run)["resumes"][0]["from_batch"].as<int>(), 3);
+  EXPECT_EQ(meta_of(run)["resumes"][0]["distributed"]["world_size"].as<int>(), 2);
+  // Only rank 0 printed the run directory.
+  EXPECT_EQ(resumed.out, run.string() + "\n");
 }
 
 // Only rank 1 gets the preemption signal; the flag is reduced, so both stop after the same batch.

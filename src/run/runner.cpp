@@ -95,7 +95,8 @@ void check_world(const ExperimentConfig& cfg) {
   if (const auto world = detect_world()) validate_world(cfg, world->size);
 }
 
-void record_world(YAML::Node& meta, const Experiment& x) {
+// meta.yaml's `distributed:` (a run's start) or a resume entry's (each resume may use another world size).
+void record_world(YAML::Node meta, const Experiment& x) {
   if (!x.dist) return;
   const World& w = x.dist->world();
   YAML::Node d;
@@ -281,7 +282,7 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
     Experiment x = prepare(cfg);
     join_world(x);
     TrainProgress start;
-    if (!share_start(x, start, false)) return RunOutcome{dir, "completed", start};
+    if (!share_start(x, start, false)) return RunOutcome{RunDir{}, "completed", start};  // rank 0 prints
     return train_as_helper(x, start);
   }
   const DirLock lock = DirLock::acquire(dir.root);  // before anything is read: a second process fails at once
@@ -309,13 +310,13 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   if (start.position.batch > 0) resume_entry["from_batch"] = start.position.batch;
   resume_entry["command_line"] = command_line;
   resume_entry["git_commit"] = build_info().git_commit;
+  record_world(resume_entry, x);
   meta["resumes"].push_back(resume_entry);
   meta["status"] = "running";
   meta.remove("end_time");
   meta.remove("error");
   meta.remove("diverged_at");
   meta.remove("preempted_at");
-  record_world(meta, x);
   write_yaml(dir.meta(), meta);
   return train_and_record(x, dir, meta, start);
 }
