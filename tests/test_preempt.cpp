@@ -310,3 +310,15 @@ TEST(Preempt, PositionalCheckpointOrdering) {
   EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"epoch_0002.pt", "epoch_0002_batch_000012.pt",
                                                       "epoch_0002_batch_7.pt.tmp", "epoch_0003.pt"}));
 }
+
+// A preemption that arrives while the run starts (before the data is loaded) is honoured at the first batch
+// rather than ending the process.
+TEST(Preempt, SignalDuringStartUpCheckpointsBeforeTheFirstBatch) {
+  Workspace w;
+  CliResult r = w.train({}, {"BILEVEL_CRASH_AT=start:train=USR2"});
+  ASSERT_EQ(r.exit_code, 75) << r.describe();
+  const fs::path run = r.first_line();
+  EXPECT_EQ(list_dir(run / "checkpoints"), std::vector<std::string>{"epoch_0000_batch_000000.pt"});
+  EXPECT_EQ(meta_of(run)["preempted_at"]["batch"].as<int>(), 0);
+  resume_and_compare(run, kBackprop);
+}

@@ -11,6 +11,7 @@
 #include "bilevel/dist/world.h"
 #include "bilevel/run/build_info.h"
 #include "bilevel/util/clock.h"
+#include "bilevel/util/crash_points.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/dir_lock.h"
 #include "bilevel/run/environment.h"
@@ -55,7 +56,6 @@ void record_failure(const RunDir& dir, YAML::Node meta, const std::exception& e)
 
 // A rank other than 0 of a data-parallel run: trains in step with the others and writes nothing.
 RunOutcome train_as_helper(Experiment& x, TrainProgress start) {
-  StopSignals signals(preempt_signal_number(x.cfg.get<std::string>("train.preempt_signal")));
   RunOutcome out{RunDir{}, "failed", start};
   try {
     Trainer trainer(x, RunDir{});
@@ -112,7 +112,6 @@ void record_world(YAML::Node meta, const Experiment& x) {
 
 // Trains and keeps meta.yaml's status true whatever happens.
 RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, TrainProgress start) {
-  StopSignals signals(preempt_signal_number(x.cfg.get<std::string>("train.preempt_signal")));
   RunOutcome out{dir, "failed", start};
   try {
     Trainer trainer(x, dir);
@@ -237,8 +236,16 @@ TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const Experime
 
 ExperimentConfig run_config(const RunDir& dir) { return load_config(dir.config().string()); }
 
+// The stop signals' handlers (run/preemption.h), from before the data is loaded: a preemption that arrives during
+// start-up is honoured at the first batch rather than killing the process.
+static int preempt_signal_of(const ExperimentConfig& cfg) {
+  return preempt_signal_number(cfg.get<std::string>("train.preempt_signal"));
+}
+
 RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_line,
                      const std::function<void(const RunDir&)>& on_created) {
+  StopSignals signals(preempt_signal_of(cfg));
+  crash_point("start", "train");
   check_world(cfg);
   Experiment x = prepare(cfg);  // every user-input check happens here, before anything is written
   join_world(x);
@@ -278,6 +285,7 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   if (world && world->rank != 0) {
     // Another rank of a data-parallel resume: the run's config, then rank 0's state.
     ExperimentConfig cfg = run_config(dir);
+    StopSignals signals(preempt_signal_of(cfg));
     validate_world(cfg, world->size);
     Experiment x = prepare(cfg);
     join_world(x);
@@ -287,6 +295,7 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   }
   const DirLock lock = DirLock::acquire(dir.root);  // before anything is read: a second process fails at once
   ExperimentConfig cfg = run_config(dir);
+  StopSignals signals(preempt_signal_of(cfg));
   check_world(cfg);
   Experiment x = prepare(cfg);
   join_world(x);
