@@ -120,16 +120,6 @@ void expect_close_metrics(const fs::path& expected, const fs::path& actual, doub
     }
 }
 
-void expect_same_metrics(const fs::path& expected, const fs::path& actual) {
-  const Csv e = read_csv(expected), a = read_csv(actual);
-  ASSERT_EQ(e.header, a.header);
-  ASSERT_EQ(e.rows.size(), a.rows.size()) << read_file(actual);
-  for (size_t r = 0; r < e.rows.size(); ++r)
-    for (size_t c = 0; c < e.header.size(); ++c)
-      if (e.header[c] != "epoch_seconds")
-        EXPECT_EQ(e.rows[r].at(c), a.rows[r].at(c)) << "row " << r + 1 << ", column " << e.header[c];
-}
-
 YAML::Node meta_of(const fs::path& run) { return YAML::LoadFile((run / "meta.yaml").string()); }
 
 // 2 ranks × B/2 against 1 rank × B.

@@ -81,16 +81,6 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
   return a;
 }
 
-void expect_same_metrics(const fs::path& expected, const fs::path& actual) {
-  const Csv e = read_csv(expected), a = read_csv(actual);
-  ASSERT_EQ(e.header, a.header);
-  ASSERT_EQ(e.rows.size(), a.rows.size()) << read_file(actual);
-  for (size_t r = 0; r < e.rows.size(); ++r)
-    for (size_t c = 0; c < e.header.size(); ++c)
-      if (e.header[c] != "epoch_seconds")
-        EXPECT_EQ(e.rows[r].at(c), a.rows[r].at(c)) << "row " << r + 1 << ", column " << e.header[c];
-}
-
 std::string eval_text(const fs::path& run, const std::vector<std::string>& extra = {}) {
   CliResult e = run_cli(std::vector<std::string>{"eval", run.string()} + extra);
   EXPECT_EQ(e.exit_code, 0) << e.describe();

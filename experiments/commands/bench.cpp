@@ -42,6 +42,7 @@
 #include "bilevel/util/error.h"
 #include "bilevel/util/io_error.h"
 #include "bilevel/util/log.h"
+#include "bilevel/util/parse_int.h"
 #include "bilevel/util/threads.h"
 #include "commands.h"
 
@@ -526,16 +527,9 @@ bool take_launcher_option(const Args& args, size_t& i, SuiteRunOptions& opt) {
   };
   auto count = [&](int64_t min) {
     const std::string v = value();
-    size_t used = 0;
-    long long n = 0;
-    try {
-      n = std::stoll(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != v.size() || n < min)
-      throw UserError(a + " " + v + ": expected an integer >= " + std::to_string(min));
-    return int64_t(n);
+    const auto n = parse_integer(v, min, 1LL << 40);
+    if (!n) throw UserError(a + " " + v + ": expected an integer >= " + std::to_string(min));
+    return int64_t(*n);
   };
   if (a == "--launcher") {
     opt.launcher = value();
@@ -629,16 +623,10 @@ int bench(const Args& args) {
 }
 
 int parse_jobs(const std::string& value) {
-  size_t used = 0;
-  long n = 0;
-  try {
-    n = std::stol(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size() || n < 1 || n > kMaxJobs)
+  const auto n = parse_integer(value, 1, kMaxJobs);
+  if (!n)
     throw UserError("--jobs " + value + ": expected a number of parallel runs in [1, " + std::to_string(kMaxJobs) + "]");
-  return int(n);
+  return int(*n);
 }
 
 }  // namespace bilevel::cli

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/parse_int.h"
 #include "bilevel/util/threads.h"
 
 extern char** environ;
@@ -62,17 +63,10 @@ int take_nproc(std::vector<std::string>& args) {
     } else {
       continue;
     }
-    size_t used = 0;
-    long n = 0;
-    try {
-      n = std::stol(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != value.size() || n < 1 || n > kMaxRanks)
-      throw UserError("--nproc " + value + ": expected a number of ranks in [1, " + std::to_string(kMaxRanks) + "]");
+    const auto n = parse_integer(value, 1, kMaxRanks);
+    if (!n) throw UserError("--nproc " + value + ": expected a number of ranks in [1, " + std::to_string(kMaxRanks) + "]");
     args.erase(args.begin() + long(i), args.begin() + long(i + drop));
-    return int(n);
+    return int(*n);
   }
   return 0;
 }

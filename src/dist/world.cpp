@@ -3,22 +3,17 @@
 #include <cstdlib>
 
 #include "bilevel/util/error.h"
+#include "bilevel/util/parse_int.h"
 
 namespace bilevel {
 namespace {
 
 int parse_int(const std::string& name, const std::string& value, int min, int max) {
-  size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size() || v < min || v > max)
+  const auto v = parse_integer(value, min, max);
+  if (!v)
     throw UserError("environment variable " + name + "='" + value + "': expected an integer in [" +
                     std::to_string(min) + ", " + std::to_string(max) + "]");
-  return int(v);
+  return int(*v);
 }
 
 std::string need(const EnvLookup& env, const std::string& name, const std::string& launcher) {
