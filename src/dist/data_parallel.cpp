@@ -50,6 +50,15 @@ std::string this_host() {
   return buf;
 }
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// LibTorch 2.x's TCPStore may use libuv, which a build without it refuses; the classic server works in every
+// version. The option does not exist in 1.x: set it only where it does.
+template <class Options>
+auto use_classic_store(Options& o, int) -> decltype(o.useLibUV = false, void()) {
+  o.useLibUV = false;
+}
+template <class Options>
+void use_classic_store(Options&, long) {}
 }  // namespace
 
 #if BILEVEL_WITH_GLOO
@@ -85,6 +94,7 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
   opts.numWorkers = size_t(world.size);
   opts.waitWorkers = false;
   opts.timeout = m.timeout;
+  use_classic_store(opts, 0);
   try {
     m.store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, opts);
   } catch (const std::exception& e) {
