@@ -27,7 +27,8 @@ bool gloo_available() {
 void validate_world(const ExperimentConfig& cfg, int world_size) {
   const std::string backend = cfg.get<std::string>("dist.backend");
   if (backend == "nccl")
-    cfg.fail("dist.backend", "nccl needs a CUDA build of LibTorch with NCCL, and this build is CPU-only; use gloo");
+    cfg.fail("dist.backend", "nccl is not available: this build's data parallelism is CPU-only (no CUDA build of "
+                             "LibTorch with NCCL is linked); use gloo");
   if (!gloo_available())
     cfg.fail("dist.backend", "this build has no Gloo backend (LibTorch without USE_C10D_GLOO, or built without "
                              "libgloo-dev's headers), so it cannot run as one of " + std::to_string(world_size) +
