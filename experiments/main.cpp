@@ -23,6 +23,7 @@ Train and evaluate neural networks as bilevel problems (backprop, equilibrium pr
 
 commands:
   train CONFIG.yaml [key.path=value ...]   start a run; prints the run directory on stdout
+                                            (--nproc N: N data-parallel ranks on this machine)
   resume RUN_DIR [--checkpoint FILE]        continue an interrupted run from its latest usable checkpoint
   eval RUN_DIR [--checkpoint FILE]          loss and accuracy on the test split
   eval --model FILE                         integer inference of an exported quantized model
@@ -36,7 +37,7 @@ commands:
 `bilevel <command> --help` describes each command. Exit codes: 0 success, 1 a file could not be
 written (disk full, I/O error, permissions) or an internal error, 2 bad input (config, data, command line, a
 directory another process holds), 3 environment mismatch (env --check), 4 training diverged (non-finite loss or
-gradient), 130 interrupted.
+gradient), 75 preempted (SIGTERM or train.preempt_signal; resume continues mid-epoch), 130 interrupted.
 )";
 
 // The first line of a message (LibTorch appends a backtrace).

@@ -105,17 +105,6 @@ fs::path only_run(const fs::path& root) {
   return names.size() == 1 ? root / "faults" / names[0] : fs::path();
 }
 
-// metrics.csv files equal value for value in every column but epoch_seconds.
-void expect_same_metrics(const fs::path& expected_file, const fs::path& actual_file) {
-  const Csv e = read_csv(expected_file), a = read_csv(actual_file);
-  ASSERT_EQ(e.header, a.header);
-  ASSERT_EQ(e.rows.size(), a.rows.size()) << read_file(actual_file);
-  for (size_t r = 0; r < e.rows.size(); ++r)
-    for (size_t c = 0; c < e.header.size(); ++c)
-      if (e.header[c] != "epoch_seconds")
-        EXPECT_EQ(e.rows[r].at(c), a.rows[r].at(c)) << "row " << r + 1 << ", column " << e.header[c];
-}
-
 // One uninterrupted run per set of overrides, shared by the tests of this program.
 fs::path reference_run(const std::vector<std::string>& overrides = {}) {
   static std::map<std::vector<std::string>, fs::path> cache;

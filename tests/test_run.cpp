@@ -80,22 +80,6 @@ struct Workspace {
 
 YAML::Node load_meta(const fs::path& run) { return YAML::LoadFile((run / "meta.yaml").string()); }
 
-// metrics.csv files are equal value for value in every column but epoch_seconds.
-void expect_same_metrics(const fs::path& expected_file, const fs::path& actual_file) {
-  const Csv e = read_csv(expected_file), a = read_csv(actual_file);
-  ASSERT_EQ(e.header, a.header);
-  ASSERT_EQ(e.rows.size(), a.rows.size()) << read_file(actual_file);
-  ASSERT_FALSE(e.rows.empty());
-  for (size_t r = 0; r < e.rows.size(); ++r) {
-    ASSERT_EQ(e.rows[r].size(), e.header.size());
-    ASSERT_EQ(a.rows[r].size(), e.header.size());
-    for (size_t c = 0; c < e.header.size(); ++c) {
-      if (e.header[c] == "epoch_seconds") continue;
-      EXPECT_EQ(e.rows[r][c], a.rows[r][c]) << "row " << r + 1 << ", column " << e.header[c];
-    }
-  }
-}
-
 std::vector<fs::path> temp_files_in(const fs::path& run) {
   std::vector<fs::path> found;
   for (const auto& e : fs::recursive_directory_iterator(run))

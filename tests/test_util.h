@@ -129,9 +129,17 @@ class CliProcess {
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
 
+    // An entry of `env` replaces the inherited variable of the same name (getenv would find the first).
+    auto overridden = [&](const char* e) {
+      for (const auto& v : env) {
+        const size_t eq = v.find('=');
+        if (eq != std::string::npos && std::strncmp(e, v.c_str(), eq + 1) == 0) return true;
+      }
+      return false;
+    };
     std::vector<std::string> env_s;
     for (char** e = environ; *e != nullptr; ++e)
-      if (std::strncmp(*e, "BILEVEL_CRASH_AT=", 17) != 0) env_s.push_back(*e);
+      if (std::strncmp(*e, "BILEVEL_CRASH_AT=", 17) != 0 && !overridden(*e)) env_s.push_back(*e);
     env_s.insert(env_s.end(), env.begin(), env.end());
     std::vector<char*> envp;
     for (auto& e : env_s) envp.push_back(e.data());
@@ -246,6 +254,22 @@ inline Csv parse_csv(const std::string& text) {
 }
 
 inline Csv read_csv(const fs::path& path) { return parse_csv(read_file(path)); }
+
+// metrics.csv files are equal value for value in every column but epoch_seconds.
+inline void expect_same_metrics(const fs::path& expected_file, const fs::path& actual_file) {
+  const Csv e = read_csv(expected_file), a = read_csv(actual_file);
+  ASSERT_EQ(e.header, a.header);
+  ASSERT_EQ(e.rows.size(), a.rows.size()) << read_file(actual_file);
+  ASSERT_FALSE(e.rows.empty());
+  for (size_t r = 0; r < e.rows.size(); ++r) {
+    ASSERT_EQ(e.rows[r].size(), e.header.size());
+    ASSERT_EQ(a.rows[r].size(), e.header.size());
+    for (size_t c = 0; c < e.header.size(); ++c) {
+      if (e.header[c] == "epoch_seconds") continue;
+      EXPECT_EQ(e.rows[r][c], a.rows[r][c]) << "row " << r + 1 << ", column " << e.header[c];
+    }
+  }
+}
 
 // Number of complete data rows (newline-terminated lines after the header) in a CSV file; 0 when absent.
 inline int complete_rows(const fs::path& path) {

@@ -1,10 +1,15 @@
 // bilevel train / resume / eval.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <string>
 
 #include "bilevel/config/schema.h"
+#include "bilevel/dist/data_parallel.h"
+#include "bilevel/dist/local_launcher.h"
 #include "bilevel/rules/registry.h"
+#include "bilevel/run/preemption.h"
 #include "bilevel/run/runner.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/log.h"
@@ -22,17 +27,34 @@ std::string command_line(const std::string& command, const Args& args) {
 int exit_code(const RunOutcome& out) {
   if (out.status == "completed") return 0;
   if (out.status == "interrupted") return 130;
+  if (out.status == "preempted") return kExitPreempted;
   if (out.status == "diverged") return 4;
   return 1;
 }
 
 void print_train_help() {
-  std::printf(R"(usage: bilevel train CONFIG.yaml [key.path=value ...]
+  std::printf(R"(usage: bilevel train CONFIG.yaml [key.path=value ...] [--nproc N]
+       bilevel train CONFIG.yaml -m key=a,b key2=range(a,b[,step]) seed=0,1,2 [--jobs N] [--no-plots]
+                     [--launcher slurm [--partition P] [--time T] [--gpus-per-task G] [--ntasks-per-run N]
+                      [--max-parallel K] [--dry-run]]
 
 Validates the config (file + overrides), loads the data, creates a run directory
 OUTPUT_ROOT/EXPERIMENT_NAME/YYYY-MM-DD_HH-MM-SS/ and trains. The run directory is printed on stdout;
 progress and logs go to stderr and to RUN_DIR/train.log. Ctrl-C stops after the current batch
-(resume later with `bilevel resume RUN_DIR`).
+(resume later with `bilevel resume RUN_DIR`). SIGTERM or train.preempt_signal (SIGUSR2) preempts: the
+current batch finishes, a checkpoint records the position inside the epoch, and the run exits with code 75
+(under Slurm, the preemption signal also requeues the job); `bilevel resume` continues with the next batch.
+
+Data parallelism: --nproc N starts N ranks on this machine (loopback); under torchrun (RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT) or srun (SLURM_PROCID, SLURM_NTASKS) this process is one rank. Each rank trains on
+its shard of every batch (train.batch_size / N examples) and the gradients are averaged (dist.backend: gloo).
+Rank 0 owns the run directory and prints it.
+
+Multirun (-m): every override whose value is a list (a,b,c; brackets keep [1,2] one value), range(a,b[,step])
+or choice(a,b) is swept; the grid's points (x seeds) run as a suite under OUTPUT_ROOT/multirun/NAME/TIMESTAMP/
+(printed on stdout), one run directory each, then results.csv and summary.md (mean ± std over seeds per point)
+as `bilevel bench` writes them. --jobs N runs N at a time; `bilevel bench --resume SWEEP_DIR` continues an
+interrupted sweep, skipping finished points.
 
 Overrides use Hydra's grammar: key.path=value (typed: 3, 0.1, true, adam, [256,128]);
 +key=value is accepted too; ~key resets a key to its default.
@@ -64,24 +86,48 @@ Config keys (default in brackets):
 
 }  // namespace
 
-int train(const Args& args) {
-  if (wants_help(args)) return print_train_help(), 0;
+int train(const Args& all_args) {
+  if (wants_help(all_args)) return print_train_help(), 0;
+  Args args = all_args;
+  const int nproc = take_nproc(args);
   if (args.empty() || args[0].find('=') != std::string::npos)
     throw UserError("bilevel train: expected a config file first (see `bilevel train --help`)");
+  // -m / --multirun: a sweep over the overrides (multirun.cpp); --jobs, --no-plots and --verbose are its options.
+  if (std::find(args.begin(), args.end(), "-m") != args.end() ||
+      std::find(args.begin(), args.end(), "--multirun") != args.end()) {
+    if (nproc > 0) throw UserError("bilevel train: --nproc and -m together are not supported yet");
+    Args overrides, options;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "-m" || args[i] == "--multirun") continue;
+      static const std::set<std::string> with_value{"--jobs",          "--launcher",       "--partition", "--time",
+                                                    "--gpus-per-task", "--ntasks-per-run", "--max-parallel"};
+      if (with_value.count(args[i]) && i + 1 < args.size()) options.push_back(args[i]), options.push_back(args[++i]);
+      else if (args[i].rfind("--", 0) == 0) options.push_back(args[i]);
+      else overrides.push_back(args[i]);
+    }
+    return multirun(args[0], overrides, options, command_line("train", all_args));
+  }
   init_console_logging();
   Args overrides(args.begin() + 1, args.end());
   for (const auto& o : overrides)
     if (o.rfind("--", 0) == 0) throw UserError("bilevel train: unknown option '" + o + "'");
   ExperimentConfig cfg = load_config(args[0], overrides);
+  if (nproc > 1) {
+    // Every check that does not need the data, before any rank starts.
+    validate_world(cfg, nproc);
+    Args command{"train"};
+    command.insert(command.end(), args.begin(), args.end());
+    return launch_local_ranks(nproc, command);
+  }
   RunOutcome out = start_run(cfg, command_line("train", args), [](const RunDir& d) {
     std::cout << d.root.string() << std::endl;
   });
   return exit_code(out);
 }
 
-int resume(const Args& args) {
-  if (wants_help(args)) {
-    std::printf(R"(usage: bilevel resume RUN_DIR [--checkpoint FILE]
+int resume(const Args& all_args) {
+  if (wants_help(all_args)) {
+    std::printf(R"(usage: bilevel resume RUN_DIR [--checkpoint FILE] [--nproc N]
 
 Continues an interrupted, killed or failed run to the configured number of epochs, with the run's own
 config.yaml, from its newest checkpoint that loads and matches the config (a truncated or foreign one is
@@ -89,9 +135,14 @@ skipped with a warning and renamed FILE.skipped). --checkpoint FILE (a path, or 
 resumes from that one instead; later checkpoints are renamed FILE.superseded. metrics.csv rows after the
 checkpoint are dropped and recomputed: on CPU the finished metrics.csv equals that of an uninterrupted run (all
 columns but epoch_seconds). Only one process may work in a run directory: another one exits with code 2.
+A positional checkpoint (written on preemption or every checkpoint.every_batches batches) continues with the
+next batch of the same shuffle. --nproc N resumes as N local data-parallel ranks (any world size that divides
+train.batch_size: the global batches are the same).
 )");
     return 0;
   }
+  Args args = all_args;
+  const int nproc = take_nproc(args);
   std::string dir, checkpoint;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--checkpoint") {
@@ -107,8 +158,14 @@ columns but epoch_seconds). Only one process may work in a run directory: anothe
   }
   if (dir.empty()) throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
   init_console_logging();
+  if (nproc > 1) {
+    validate_world(run_config(RunDir::open(dir)), nproc);
+    Args command{"resume"};
+    command.insert(command.end(), args.begin(), args.end());
+    return launch_local_ranks(nproc, command);
+  }
   RunOutcome out = resume_run(dir, command_line("resume", args), checkpoint);
-  std::cout << out.dir.root.string() << std::endl;
+  if (!out.dir.root.empty()) std::cout << out.dir.root.string() << std::endl;
   return exit_code(out);
 }
 

@@ -252,6 +252,7 @@ const Schema& Schema::global() {
     Schema s;
     add_core_keys(s);
     add_quant_keys(s);
+    add_dist_keys(s);
     s.add_group(ConfigGroup{"rule", "rule", rules().infos()});
     s.add_group(ConfigGroup{"solver", "inner solver", inner_solvers().infos()});
     // Quantization solvers: every solver's keys under its own section (quantization.NAME.KEY); more than one can

@@ -7,11 +7,15 @@
 #include <ctime>
 
 #include "bilevel/data/batches.h"
+#include "bilevel/dist/data_parallel.h"
+#include "bilevel/dist/world.h"
 #include "bilevel/run/build_info.h"
 #include "bilevel/util/clock.h"
+#include "bilevel/util/crash_points.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/dir_lock.h"
 #include "bilevel/run/environment.h"
+#include "bilevel/run/preemption.h"
 #include "bilevel/train/divergence.h"
 #include "bilevel/util/atomic_file.h"
 #include "bilevel/util/io_error.h"
@@ -34,24 +38,6 @@ void write_yaml(const fs::path& path, const YAML::Node& node) {
   write_file_atomic(path, std::string(e.c_str()) + "\n");
 }
 
-extern "C" void on_stop_signal(int sig) {
-  stop_requested() = true;
-  // A second Ctrl-C kills at once.
-  std::signal(sig, SIG_DFL);
-}
-
-struct SignalScope {
-  SignalScope() {
-    stop_requested() = false;
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
-  }
-  ~SignalScope() {
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-  }
-};
-
 // Writes meta.yaml after a failure. When even that fails (the disk that failed the run is still full), the run's
 // own error is what matters: it is reported, with a note that meta.yaml still says `running`.
 void record_failure(const RunDir& dir, YAML::Node meta, const std::exception& e) {
@@ -68,14 +54,71 @@ void record_failure(const RunDir& dir, YAML::Node meta, const std::exception& e)
   }
 }
 
+// A rank other than 0 of a data-parallel run: trains in step with the others and writes nothing.
+RunOutcome train_as_helper(Experiment& x, TrainProgress start) {
+  RunOutcome out{RunDir{}, "failed", start};
+  try {
+    Trainer trainer(x, RunDir{});
+    out.progress = trainer.run(start);
+    out.status = out.progress.epoch >= x.cfg.train.epochs ? "completed"
+                 : trainer.preempted()                     ? "preempted"
+                                                           : "interrupted";
+  } catch (const DivergedError& d) {
+    out.status = "diverged";
+  }
+  return out;
+}
+
+// Data parallelism: every rank starts from rank 0's state (model, quantization state, optimizer, progress).
+// Returns false on the other ranks when rank 0 has nothing to train (`bytes` empty).
+bool share_start(Experiment& x, TrainProgress& start, bool train) {
+  if (!x.dist) return train;
+  std::string bytes;
+  if (x.dist->rank() == 0 && train) bytes = checkpoint_bytes(*x.net, *x.optimizer.impl, start, x.cfg.hash());
+  x.dist->broadcast_bytes(bytes);
+  if (bytes.empty()) return false;
+  if (x.dist->rank() != 0) start = load_checkpoint_bytes(bytes, *x.net, *x.optimizer.impl, x.cfg.hash());
+  return true;
+}
+
+// Joins the other ranks when a launcher started this process as one of several (dist/world.h). Everything that
+// can fail on input (the config against the world size, the rendezvous, the config hash) fails here, before
+// rank 0 writes anything.
+void join_world(Experiment& x) {
+  const auto world = detect_world();
+  if (!world) return;
+  x.dist = DataParallel::join(*world, x.cfg);
+  if (world->rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports for all
+}
+
+void check_world(const ExperimentConfig& cfg) {
+  if (const auto world = detect_world()) validate_world(cfg, world->size);
+}
+
+// meta.yaml's `distributed:` (a run's start) or a resume entry's (each resume may use another world size).
+void record_world(YAML::Node meta, const Experiment& x) {
+  if (!x.dist) return;
+  const World& w = x.dist->world();
+  YAML::Node d;
+  d["world_size"] = w.size;
+  d["backend"] = x.dist->backend();
+  d["launcher"] = w.launcher;
+  d["master"] = w.master_addr + ":" + std::to_string(w.master_port);
+  d["hosts"] = YAML::Node(YAML::NodeType::Sequence);
+  for (const auto& h : x.dist->hosts()) d["hosts"].push_back(h);
+  d["per_rank_batch_size"] = x.cfg.train.batch_size / w.size;
+  meta["distributed"] = d;
+}
+
 // Trains and keeps meta.yaml's status true whatever happens.
 RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, TrainProgress start) {
-  SignalScope signals;
   RunOutcome out{dir, "failed", start};
   try {
     Trainer trainer(x, dir);
     out.progress = trainer.run(start);
-    out.status = out.progress.epoch >= x.cfg.train.epochs ? "completed" : "interrupted";
+    out.status = out.progress.epoch >= x.cfg.train.epochs ? "completed"
+                 : trainer.preempted()                     ? "preempted"
+                                                           : "interrupted";
     if (out.status == "completed") save_model(dir.final_model(), *x.net);
     check_log_file();
   } catch (const DivergedError& d) {
@@ -104,8 +147,25 @@ RunOutcome train_and_record(Experiment& x, const RunDir& dir, YAML::Node meta, T
     meta["model_selection"]["best_val_accuracy"] = out.progress.best_val_accuracy;
     meta["model_selection"]["test_accuracy_at_best_epoch"] = out.progress.best_test_accuracy;
   }
+  if (out.status == "preempted") {
+    meta["preempted_at"]["epoch"] = out.progress.epoch + 1;
+    meta["preempted_at"]["batch"] = out.progress.position.batch;
+    meta["preempted_at"]["signal"] = signal_name(StopSignals::received());
+    // Requeue only on the preemption signal: SIGTERM is also what `scancel` sends.
+    const std::string job = slurm_job_to_requeue();
+    if (!job.empty() && StopSignals::received() != SIGTERM) {
+      const std::string requeue = slurm_requeue(job);
+      meta["preempted_at"]["requeue"] = requeue;
+      spdlog::info("{}", requeue);
+    }
+  }
   write_yaml(dir.meta(), meta);
-  if (out.status == "interrupted")
+  if (out.status == "preempted")
+    spdlog::warn("preempted ({}) in epoch {} after batch {}; a checkpoint holds the position; continue with: "
+                 "bilevel resume {}",
+                 signal_name(StopSignals::received()), out.progress.epoch + 1, out.progress.position.batch,
+                 dir.root.string());
+  else if (out.status == "interrupted")
     spdlog::warn("interrupted after epoch {}; continue with: bilevel resume {}", out.progress.epoch,
                  dir.root.string());
   else
@@ -132,10 +192,13 @@ TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const Experime
     if (!fs::exists(file) && fs::exists(dir.checkpoints() / file)) file = dir.checkpoints() / file;
     if (!fs::is_regular_file(file)) throw UserError(explicit_file.string() + ": no such checkpoint");
     const TrainProgress p = load_checkpoint(file, *x.net, *x.optimizer.impl, cfg.hash());
-    spdlog::info("resuming {} from {} (epoch {}, as asked)", dir.root.string(), file.string(), p.epoch);
+    spdlog::info("resuming {} from {} (epoch {}, batch {}, as asked)", dir.root.string(), file.string(), p.epoch,
+                 p.position.batch);
     // Later checkpoints belong to a history this resume replaces.
+    const fs::path chosen = p.position.batch > 0 ? checkpoint_path("", p.epoch, p.position.batch)
+                                                  : checkpoint_path("", p.epoch);
     for (const auto& c : all)
-      if (fs::exists(c) && !fs::equivalent(c, file) && c.filename() > checkpoint_path("", p.epoch).filename()) {
+      if (fs::exists(c) && !fs::equivalent(c, file) && c.filename() > chosen.filename()) {
         spdlog::warn("setting aside {} (after the chosen checkpoint) as {}.superseded", c.filename().string(),
                      c.filename().string());
         set_aside(c, "superseded");
@@ -147,14 +210,17 @@ TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const Experime
   for (const auto& c : all) {
     try {
       const TrainProgress p = load_checkpoint(c, *x.net, *x.optimizer.impl, cfg.hash());
-      spdlog::info("resuming {} from {} (epoch {})", dir.root.string(), c.filename().string(), p.epoch);
+      spdlog::info("resuming {} from {} (epoch {}, batch {})", dir.root.string(), c.filename().string(), p.epoch,
+                   p.position.batch);
       for (const auto& s : skipped) set_aside(s, "skipped");
       return p;
     } catch (const UserError& e) {
       spdlog::warn("skipping checkpoint {}", e.what());
       reasons.push_back(e.what());
       skipped.push_back(c);
+      auto dist = x.dist;
       x = prepare(cfg);  // a failed load may have overwritten part of the model or optimizer
+      x.dist = dist;
     }
   }
   if (!all.empty()) {
@@ -170,9 +236,22 @@ TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const Experime
 
 ExperimentConfig run_config(const RunDir& dir) { return load_config(dir.config().string()); }
 
+// The stop signals' handlers (run/preemption.h), from before the data is loaded: a preemption that arrives during
+// start-up is honoured at the first batch rather than killing the process.
+static int preempt_signal_of(const ExperimentConfig& cfg) {
+  return preempt_signal_number(cfg.get<std::string>("train.preempt_signal"));
+}
+
 RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_line,
                      const std::function<void(const RunDir&)>& on_created) {
+  StopSignals signals(preempt_signal_of(cfg));
+  crash_point("start", "train");
+  check_world(cfg);
   Experiment x = prepare(cfg);  // every user-input check happens here, before anything is written
+  join_world(x);
+  TrainProgress start;
+  share_start(x, start, true);
+  if (x.dist && x.dist->rank() != 0) return train_as_helper(x, start);
   RunDir dir = RunDir::create(cfg.output_root, cfg.name);
   const DirLock lock = DirLock::acquire(dir.root);  // held until the run ends: a resume of it meanwhile is refused
   write_file_atomic(dir.config(), cfg.to_yaml());
@@ -190,26 +269,44 @@ RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_lin
   meta["status"] = "running";
   meta["seed"] = cfg.seed;
   meta["device"] = x.device.str();
+  record_world(meta, x);
   meta["environment"] = environment_yaml(collect_environment());
   write_yaml(dir.meta(), meta);
   spdlog::info("run directory: {}", dir.root.string());
   spdlog::info("{} on {} ({} train / {} validation / {} test examples), {} epochs", cfg.train.algorithm,
                cfg.data.name, x.data.train.size(), x.data.validation.size(), x.data.test.size(), cfg.train.epochs);
   if (on_created) on_created(dir);
-  return train_and_record(x, dir, meta, TrainProgress{});
+  return train_and_record(x, dir, meta, start);
 }
 
 RunOutcome resume_run(const fs::path& path, const std::string& command_line, const fs::path& checkpoint) {
   RunDir dir = RunDir::open(path);
+  const auto world = detect_world();
+  if (world && world->rank != 0) {
+    // Another rank of a data-parallel resume: the run's config, then rank 0's state.
+    ExperimentConfig cfg = run_config(dir);
+    StopSignals signals(preempt_signal_of(cfg));
+    validate_world(cfg, world->size);
+    Experiment x = prepare(cfg);
+    join_world(x);
+    TrainProgress start;
+    if (!share_start(x, start, false)) return RunOutcome{RunDir{}, "completed", start};  // rank 0 prints
+    return train_as_helper(x, start);
+  }
   const DirLock lock = DirLock::acquire(dir.root);  // before anything is read: a second process fails at once
   ExperimentConfig cfg = run_config(dir);
+  StopSignals signals(preempt_signal_of(cfg));
+  check_world(cfg);
   Experiment x = prepare(cfg);
+  join_world(x);
   YAML::Node meta = fs::exists(dir.meta()) ? YAML::LoadFile(dir.meta().string()) : YAML::Node();
-  const TrainProgress start = load_resume_point(x, dir, cfg, checkpoint);
+  TrainProgress start = load_resume_point(x, dir, cfg, checkpoint);
   if (checkpoint.empty() && start.epoch >= cfg.train.epochs && fs::exists(dir.final_model())) {
     spdlog::info("{} already completed {} epochs; nothing to do", dir.root.string(), start.epoch);
+    share_start(x, start, false);
     return RunOutcome{dir, "completed", start};
   }
+  share_start(x, start, true);
   fs::create_directories(dir.checkpoints());  // when it vanished, training writes it anew
   // Stale temporary files from a write that was cut short are never read; remove them.
   for (const auto& sub : {dir.root, dir.checkpoints()})
@@ -219,13 +316,16 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   YAML::Node resume_entry;
   resume_entry["time"] = now_iso();
   resume_entry["from_epoch"] = start.epoch;
+  if (start.position.batch > 0) resume_entry["from_batch"] = start.position.batch;
   resume_entry["command_line"] = command_line;
   resume_entry["git_commit"] = build_info().git_commit;
+  record_world(resume_entry, x);
   meta["resumes"].push_back(resume_entry);
   meta["status"] = "running";
   meta.remove("end_time");
   meta.remove("error");
   meta.remove("diverged_at");
+  meta.remove("preempted_at");
   write_yaml(dir.meta(), meta);
   return train_and_record(x, dir, meta, start);
 }

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -17,15 +18,18 @@ using torch::optim::AdamParamState;
 
 namespace {
 
-// The optimizer's state map is keyed by the parameter's TensorImpl: as a string in LibTorch 1.x (c10::guts::to_string
-// of the pointer, as torch::optim::Adam writes it), a pointer in 2.x. `impl`'s type is a template parameter so
-// that the branch not taken is never instantiated (2.x has no to_string for a pointer).
-template <class Key, class Impl>
-Key key_of(Impl* impl) {
-  if constexpr (std::is_same_v<Key, std::string>)
-    return c10::guts::to_string(impl);
-  else
-    return static_cast<Key>(impl);
+// The optimizer's state map is keyed by the parameter's TensorImpl: in LibTorch 1.x as the pointer printed to a
+// string (what c10::guts::to_string writes, which torch::optim::Adam and its serialization use), in 2.x as the
+// pointer itself.
+template <class Key>
+Key key_of(const void* impl) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << impl;
+    return os.str();
+  } else {
+    return static_cast<Key>(const_cast<void*>(impl));
+  }
 }
 
 bool fusable(const Tensor& p, const Tensor& g, const AdamOptions& o) {

@@ -5,12 +5,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
 namespace bilevel {
 
 namespace {
+// BILEVEL_CRASH_RANK=R limits the crash point to the data-parallel rank R (RANK in the environment).
 const char* spec() {
-  static const char* s = std::getenv("BILEVEL_CRASH_AT");
+  static const char* s = [] {
+    const char* at = std::getenv("BILEVEL_CRASH_AT");
+    const char* only = std::getenv("BILEVEL_CRASH_RANK");
+    const char* rank = std::getenv("RANK");
+    if (at && only && std::strcmp(only, rank ? rank : "0") != 0) return static_cast<const char*>(nullptr);
+    return at;
+  }();
   return s;
 }
 }  // namespace
@@ -23,6 +31,13 @@ void crash_point(const std::string& point, const std::string& tag, const std::fi
     std::raise(SIGSTOP);
     return;
   }
+  // A signal from outside (a cluster's preemption warning, Ctrl-C) arriving at that point; the process goes on.
+  for (const auto& [name, sig] : {std::pair<const char*, int>{"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+                                  {"TERM", SIGTERM}, {"INT", SIGINT}})
+    if (at + "=" + name == s) {
+      std::raise(sig);
+      return;
+    }
   if (at != s) return;
   if (!partial.empty()) {
     std::error_code ec;

@@ -81,6 +81,7 @@ std::string renamed_key(const std::string& old_path);
 // Keys that belong to no registered component (called by Schema::global; see src/config/schema.cpp).
 void add_core_keys(Schema& s);
 void add_quant_keys(Schema& s);   // quantization.* (weights, activations; each solver's keys are its own)
+void add_dist_keys(Schema& s);    // dist.*, checkpoint.every_batches, train.preempt_signal
 
 // The candidate closest to `word` by edit distance, or "" when none is close enough to be a typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -65,6 +65,10 @@ class QuantizationImpl : public torch::nn::Module {
   std::vector<std::string> columns() const;
   void begin_epoch();
   std::vector<double> epoch_values(const QuantClock& c) const;
+  // The snapshot begin_epoch took (per layer; undefined for full-precision layers), for a checkpoint written
+  // inside an epoch, and its restoration when such a checkpoint is resumed.
+  const std::vector<torch::Tensor>& epoch_codes() const { return epoch_codes_; }
+  void set_epoch_codes(std::vector<torch::Tensor> codes) { epoch_codes_ = std::move(codes); }
 
   // Integer codes of layer l's weights (what export writes), and its grid.
   torch::Tensor codes(size_t layer) const;

@@ -13,6 +13,8 @@
 
 namespace bilevel {
 
+class DataParallel;
+
 struct Experiment {
   ExperimentConfig cfg;
   DataSplits data;
@@ -22,6 +24,8 @@ struct Experiment {
   Quantization quant{nullptr};  // quantization.enabled: the network's submodule "quant"
   Optimizer optimizer;
   torch::Device device{torch::kCPU};
+  // Set when this process is one rank of several (bilevel/dist/data_parallel.h); null when it trains alone.
+  std::shared_ptr<DataParallel> dist;
 };
 
 // Seeds every RNG, applies determinism and thread settings, checks data files, loads the data, builds the

@@ -32,24 +32,41 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
 StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
                       const torch::Tensor& yb, const std::function<void(const StepStats&)>& before_step = {});
 
-// Set by SIGINT/SIGTERM handlers; the trainer stops after the current batch.
+// Set by the SIGINT handler; the trainer stops after the current batch (run/preemption.h).
 std::atomic<bool>& stop_requested();
+// Set by the SIGTERM and train.preempt_signal handlers; the trainer finishes the current batch, writes a
+// positional checkpoint and returns (run/preemption.h).
+std::atomic<bool>& preempt_requested();
 
 class Trainer {
  public:
   Trainer(Experiment& experiment, RunDir run);
   // The metrics.csv columns, in order.
   std::vector<std::string> columns() const;
-  // Trains from `start` (epoch 0 for a new run) to cfg.train.epochs. Returns the final progress; when a stop was
-  // requested, returns early with progress.epoch < epochs.
+  // Trains from `start` (epoch 0 for a new run; a positional checkpoint's progress continues inside its epoch) to
+  // cfg.train.epochs. Returns the final progress; when a stop or a preemption was requested, returns early with
+  // progress.epoch < epochs (after a preemption, progress.position is where the positional checkpoint stands).
   TrainProgress run(TrainProgress start);
+  // After run(): whether it returned early because of a preemption (agreed by every rank).
+  bool preempted() const { return preempted_; }
 
  private:
+  // The stop flags every rank agrees on (kStopInterrupt, kStopPreempt; data_parallel.h).
+  unsigned stop_flags(bool collective);
+  // Σ over the ranks of an epoch's running sums (identity when training alone).
+  EpochPosition reduced(const EpochPosition& local);
+  // Evaluation split across the ranks, the results combined.
+  EvalResult evaluate_split(const Dataset& data);
+  // Writes the positional checkpoint of `progress` (inside epoch progress.epoch) and removes older ones.
+  void save_position(TrainProgress progress);
+
   // Alignment of the rule's gradient with the reference rule's on the probe batch (NaN on epochs not probed).
   std::vector<double> run_probe(int64_t epoch);
 
   Experiment& x_;
   RunDir run_;
+  bool writer_ = true;  // rank 0 (or alone): owns the run directory
+  bool preempted_ = false;
 };
 
 }  // namespace bilevel

@@ -1,11 +1,15 @@
 // Fault injection for the resume and fault tests. BILEVEL_CRASH_AT=<point>:<tag> makes the process SIGKILL itself
 // at that point, as a power cut or an OOM killer would. Points: "atomic_write:<file name>" (after the temporary
 // file is half written, before the rename), "epoch_end:<epoch>" (after the epoch's metrics row, before its
-// checkpoint), "batch:<epoch>.<batch>" (before that batch).
+// checkpoint), "batch:<epoch>.<batch>" (before that batch), "start:train" (as `train` starts, before the data is
+// loaded).
 //   <point>:<tag>=STOP     stops the process there (SIGSTOP) instead, still holding its files and locks.
+//   <point>:<tag>=USR2     raises that signal there and goes on (also USR1, TERM, INT), as a preemption warning or
+//                          a Ctrl-C arriving during the batch would.
 //   <point>:<tag>=ENOSPC   (or EIO, EACCES, EROFS, ENOENT, EDQUOT) makes the write at that point fail with that
 //                          system error, as a full disk would: "atomic_write:<file name>" (half the bytes are
 //                          written first), "metrics_row:<epoch>", "log_write:<log file name>".
+// BILEVEL_CRASH_RANK=R applies the crash point only in data-parallel rank R (the RANK variable; 0 when unset).
 // Unset in normal use; costs one getenv per call.
 #pragma once
 

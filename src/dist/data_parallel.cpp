@@ -1,0 +1,242 @@
+#include "bilevel/dist/data_parallel.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+
+#include "bilevel/util/error.h"
+
+#if BILEVEL_WITH_GLOO
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+namespace bilevel {
+
+bool gloo_available() {
+#if BILEVEL_WITH_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+void validate_world(const ExperimentConfig& cfg, int world_size) {
+  const std::string backend = cfg.get<std::string>("dist.backend");
+  if (backend == "nccl")
+    cfg.fail("dist.backend", "nccl is not available: this build's data parallelism is CPU-only (no CUDA build of "
+                             "LibTorch with NCCL is linked); use gloo");
+  if (!gloo_available())
+    cfg.fail("dist.backend", "this build has no Gloo backend (LibTorch without USE_C10D_GLOO, or built without "
+                             "libgloo-dev's headers), so it cannot run as one of " + std::to_string(world_size) +
+                             " ranks");
+  if (cfg.train.device != "cpu")
+    cfg.fail("train.device", "data-parallel training runs on the CPU (gloo); cuda with several ranks needs nccl");
+  if (cfg.train.batch_size % world_size != 0)
+    cfg.fail("train.batch_size", std::to_string(cfg.train.batch_size) + " does not divide into " +
+                                     std::to_string(world_size) + " equal per-rank batches (the world size must "
+                                     "divide the batch size)");
+  if (cfg.get_or<bool>("rule.random_sign", false))
+    cfg.fail("rule.random_sign", "draws β's sign from the batch's labels, which differ between the ranks' shards; "
+                                  "not supported with several ranks");
+}
+
+namespace {
+std::string this_host() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// LibTorch 2.x's TCPStore may use libuv, which a build without it refuses; the classic server works in every
+// version. The option does not exist in 1.x: set it only where it does.
+template <class Options>
+auto use_classic_store(Options& o, int) -> decltype(o.useLibUV = false, void()) {
+  o.useLibUV = false;
+}
+template <class Options>
+void use_classic_store(Options&, long) {}
+}  // namespace
+
+#if BILEVEL_WITH_GLOO
+
+struct DataParallel::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::chrono::milliseconds timeout{0};
+
+  template <class Work>
+  void wait(const Work& work, const char* what) {
+    try {
+      work->wait(timeout);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("distributed ") + what + " failed (another rank failed or stopped, or "
+                               "dist.timeout passed): " + first_line(e.what()));
+    }
+  }
+};
+
+std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg) {
+  std::shared_ptr<DataParallel> dp(new DataParallel());
+  dp->world_ = world;
+  dp->impl_ = std::make_unique<Impl>();
+  Impl& m = *dp->impl_;
+  m.timeout = std::chrono::milliseconds(int64_t(cfg.get<double>("dist.timeout") * 1000));
+  const std::string master = world.master_addr + ":" + std::to_string(world.master_port);
+  const std::string seconds = std::to_string(int64_t(cfg.get<double>("dist.timeout"))) + " s (dist.timeout)";
+
+  c10d::TCPStoreOptions opts;
+  opts.port = uint16_t(world.master_port);
+  opts.isServer = world.rank == 0;
+  opts.numWorkers = size_t(world.size);
+  opts.waitWorkers = false;
+  opts.timeout = m.timeout;
+  use_classic_store(opts, 0);
+  try {
+    m.store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, opts);
+  } catch (const std::exception& e) {
+    throw UserError(std::string(world.rank == 0 ? "rank 0 cannot host" : "rank " + std::to_string(world.rank) +
+                                                                              " cannot reach") +
+                    " the rendezvous at MASTER_ADDR:MASTER_PORT = " + master + " within " + seconds + ": " +
+                    first_line(e.what()));
+  }
+
+  // Every rank announces its config hash and host; rank 0 checks them and announces the verdict.
+  const std::string key = "bilevel/rank/" + std::to_string(world.rank);
+  const std::string mine = cfg.hash() + " " + this_host();
+  m.store->set(key, std::vector<uint8_t>(mine.begin(), mine.end()));
+  auto get = [&](const std::string& k) {
+    const auto v = m.store->get(k);
+    return std::string(v.begin(), v.end());
+  };
+  std::vector<std::string> announced(size_t(world.size));
+  if (world.rank == 0) {
+    std::string verdict = "ok";
+    std::vector<std::string> keys;
+    for (int r = 0; r < world.size; ++r) keys.push_back("bilevel/rank/" + std::to_string(r));
+    try {
+      m.store->wait(keys, m.timeout);
+    } catch (const std::exception&) {
+      std::string missing;
+      for (int r = 1; r < world.size; ++r)
+        if (!m.store->check({keys[size_t(r)]})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      throw UserError("rank(s) " + missing + " of " + std::to_string(world.size) + " did not join the rendezvous at " +
+                      master + " within " + seconds);
+    }
+    for (int r = 0; r < world.size; ++r) announced[size_t(r)] = get(keys[size_t(r)]);
+    for (int r = 1; r < world.size && verdict == "ok"; ++r) {
+      const std::string hash = announced[size_t(r)].substr(0, announced[size_t(r)].find(' '));
+      if (hash != cfg.hash())
+        verdict = "rank " + std::to_string(r) + " has a different config (hash " + hash + ") than rank 0 (hash " +
+                  cfg.hash() + "); every rank must get the same config file and overrides";
+    }
+    m.store->set("bilevel/verdict", std::vector<uint8_t>(verdict.begin(), verdict.end()));
+    if (verdict != "ok") throw UserError(verdict);
+  } else {
+    std::string verdict;
+    try {
+      m.store->wait({"bilevel/verdict"}, m.timeout);
+      verdict = get("bilevel/verdict");
+    } catch (const std::exception& e) {
+      throw UserError("rank " + std::to_string(world.rank) + ": no word from rank 0 at " + master + " within " +
+                      seconds + ": " + first_line(e.what()));
+    }
+    if (verdict != "ok") throw UserError(verdict);
+    for (int r = 0; r < world.size; ++r) announced[size_t(r)] = get("bilevel/rank/" + std::to_string(r));
+  }
+  for (const auto& a : announced) dp->hosts_.push_back(a.substr(a.find(' ') + 1));
+
+  auto options = c10d::ProcessGroupGloo::Options::create(m.timeout);
+  const bool loopback = world.master_addr == "localhost" || world.master_addr.rfind("127.", 0) == 0;
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (loopback)
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  options->threads = 1;
+  try {
+    m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo", m.store), world.rank, world.size, options);
+  } catch (const std::exception& e) {
+    throw UserError("rank " + std::to_string(world.rank) + ": cannot connect the Gloo process group: " +
+                    first_line(e.what()));
+  }
+  return dp;
+}
+
+DataParallel::~DataParallel() = default;
+
+unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& params, unsigned stop_flags) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  const auto dtype = grads.empty() ? torch::kFloat32 : grads.front().scalar_type();
+  std::vector<torch::Tensor> pieces;
+  for (const auto& g : grads) pieces.push_back(g.reshape({-1}).to(dtype));
+  pieces.push_back(torch::tensor({double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)},
+                                 torch::TensorOptions().dtype(dtype)));
+  std::vector<torch::Tensor> flat{torch::cat(pieces)};
+  impl_->wait(impl_->group->allreduce(flat), "gradient allreduce");
+  // Divide after the wait: the buffer holds the sum only once the collective is complete.
+  torch::Tensor sum = flat[0];
+  const int64_t n = sum.numel();
+  const auto flags = sum.narrow(0, n - 2, 2).to(torch::kFloat64);
+  sum.narrow(0, 0, n - 2).div_(double(size()));
+  int64_t offset = 0;
+  for (auto& g : grads) {
+    g.copy_(sum.narrow(0, offset, g.numel()).view_as(g));
+    offset += g.numel();
+  }
+  agreed_ = (flags[0].item<double>() > 0 ? kStopInterrupt : 0u) | (flags[1].item<double>() > 0 ? kStopPreempt : 0u);
+  return agreed_;
+}
+
+unsigned DataParallel::agree(unsigned stop_flags) {
+  std::vector<double> v{double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)};
+  allreduce_sum(v);
+  agreed_ = (v[0] > 0 ? kStopInterrupt : 0u) | (v[1] > 0 ? kStopPreempt : 0u);
+  return agreed_;
+}
+
+void DataParallel::allreduce_sum(std::vector<double>& values) {
+  if (values.empty()) return;
+  std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
+  impl_->wait(impl_->group->allreduce(t), "allreduce");
+  const auto out = t[0].contiguous();
+  for (size_t i = 0; i < values.size(); ++i) values[i] = out.data_ptr<double>()[i];
+}
+
+void DataParallel::broadcast_bytes(std::string& bytes) {
+  std::vector<torch::Tensor> size{torch::tensor({int64_t(bytes.size())}, torch::kInt64)};
+  impl_->wait(impl_->group->broadcast(size), "broadcast");
+  const int64_t n = size[0].item<int64_t>();
+  std::vector<torch::Tensor> data{rank() == 0 ? torch::from_blob(bytes.data(), {n}, torch::kUInt8).clone()
+                                              : torch::empty({n}, torch::kUInt8)};
+  impl_->wait(impl_->group->broadcast(data), "broadcast");
+  bytes.assign(reinterpret_cast<const char*>(data[0].data_ptr<uint8_t>()), size_t(n));
+}
+
+#else  // no Gloo in this build
+
+struct DataParallel::Impl {};
+
+std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg) {
+  throw UserError("this bilevel was built without distributed training (LibTorch without Gloo, or without "
+                  "libgloo-dev's headers); it cannot run as rank " + std::to_string(world.rank) + " of " +
+                  std::to_string(world.size));
+}
+DataParallel::~DataParallel() = default;
+unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>&, unsigned f) { return f; }
+unsigned DataParallel::agree(unsigned f) { return f; }
+void DataParallel::allreduce_sum(std::vector<double>&) {}
+void DataParallel::broadcast_bytes(std::string&) {}
+
+#endif
+
+}  // namespace bilevel
