@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -45,13 +46,19 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 // Seconds for `batches` training steps of `variant` from the config's initial weights.
+// The data set is loaded once per distinct (data keys, seed) and shared by the variants.
 double time_steps(const std::string& file, std::vector<std::string> overrides, const std::string& variant,
                   int64_t batches) {
   const auto parts = split(variant, '+');
   overrides.push_back("rule.name=" + parts.at(0));
   overrides.insert(overrides.end(), parts.begin() + 1, parts.end());
   ExperimentConfig cfg = load_config(file, overrides);
-  Experiment x = prepare(cfg);
+  check_experiment(cfg);
+  static std::map<std::string, DataSplits> loaded;
+  const std::string key = YAML::Dump(lookup(cfg.tree, "data")) + "\nseed: " + std::to_string(cfg.seed);
+  auto it = loaded.find(key);
+  if (it == loaded.end()) it = loaded.emplace(key, load_experiment_data(cfg)).first;
+  Experiment x = build_experiment(cfg, it->second);
   Batches order(x.data.train, cfg.train.batch_size, true, cfg.seed, 0);
   const int64_t n = std::min(batches, order.count());
   std::vector<std::pair<torch::Tensor, torch::Tensor>> data;

@@ -213,9 +213,10 @@ TEST(Bench, ResumeSkipsFinishedRunsAndContinuesUnfinishedOnes) {
 }
 
 TEST(Bench, SigtermStopsTheSuiteAndResumeFinishesIt) {
-  // Longer runs, so that the signal arrives while the suite is under way.
+  // Longer runs, so that the signal arrives while the suite is under way (the three runs after the first must
+  // outlast the refused second bench below; with 8 hidden units they did not on a fast machine).
   SuiteFixture s;
-  CliProcess p(s.args({"--no-plots", "data.synthetic.train=3000", "train.epochs=6"}));
+  CliProcess p(s.args({"--no-plots", "data.synthetic.train=3000", "train.epochs=6", "model.hidden=[96]"}));
   const fs::path out = s.out() / "bench" / "tiny";
   // Wait for the first run to complete (state.yaml records it), then stop the bench only.
   auto first_done = [&] {

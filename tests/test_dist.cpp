@@ -38,21 +38,7 @@ EnvLookup env_of(const std::map<std::string, std::string>& vars) {
 }
 
 // 500 training examples, batches of 50 (10 per epoch, 25 per rank with 2 ranks): no padding.
-const char* kYaml = R"(experiment:
-  name: dist
-seed: 5
-data:
-  name: synthetic
-  validation: 100
-  synthetic:
-    train: 600
-    test: 200
-    image_size: 3
-    classes: 8
-model:
-  kind: mlp
-  hidden: [16]
-train:
+const std::string kYaml = small_synthetic_yaml("dist", 5, R"(train:
   epochs: 2
   batch_size: 50
   threads: 1
@@ -62,7 +48,7 @@ optimizer:
   momentum: 0.9
 dist:
   timeout: 60
-)";
+)");
 
 const std::vector<std::string> kBackprop{};
 const std::vector<std::string> kEp{"rule.name=ep", "train.loss=mse", "model.activation=sigmoid4",

@@ -38,21 +38,7 @@ using namespace testutil;
 namespace {
 
 // 5 epochs of a small synthetic problem, a checkpoint every epoch, a validation split (so best.pt is written).
-const char* kFaultYaml = R"(experiment:
-  name: faults
-seed: 3
-data:
-  name: synthetic
-  validation: 100
-  synthetic:
-    train: 600
-    test: 200
-    image_size: 3
-    classes: 8
-model:
-  kind: mlp
-  hidden: [16]
-train:
+const std::string kFaultYaml = small_synthetic_yaml("faults", 3, R"(train:
   epochs: 5
   batch_size: 32
   threads: 1
@@ -61,7 +47,7 @@ optimizer:
   lr: 0.05
 checkpoint:
   every: 1
-)";
+)");
 
 struct Workspace {
   TempDir tmp{"bilevel_test_faults"};

@@ -25,21 +25,7 @@ using namespace testutil;
 namespace {
 
 // 500 training examples in batches of 32: 16 batches per epoch, the last one of 20.
-const char* kYaml = R"(experiment:
-  name: preempt
-seed: 3
-data:
-  name: synthetic
-  validation: 100
-  synthetic:
-    train: 600
-    test: 200
-    image_size: 3
-    classes: 8
-model:
-  kind: mlp
-  hidden: [16]
-train:
+const std::string kYaml = small_synthetic_yaml("preempt", 3, R"(train:
   epochs: 4
   batch_size: 32
   threads: 1
@@ -48,7 +34,7 @@ optimizer:
   lr: 0.01
 checkpoint:
   every: 1
-)";
+)");
 constexpr int kBatches = 16;
 
 const std::vector<std::string> kBackprop{};

@@ -37,21 +37,7 @@ using namespace testutil;
 namespace {
 
 // A small synthetic problem that is not solved in one epoch (8 classes of 3x3 images), so metrics move.
-const char* kRunYaml = R"(experiment:
-  name: runtest
-seed: 1
-data:
-  name: synthetic
-  validation: 100
-  synthetic:
-    train: 600
-    test: 200
-    image_size: 3
-    classes: 8
-model:
-  kind: mlp
-  hidden: [16]
-train:
+const std::string kRunYaml = small_synthetic_yaml("runtest", 1, R"(train:
   epochs: 5
   batch_size: 32
   threads: 1
@@ -60,7 +46,7 @@ optimizer:
   lr: 0.05
 checkpoint:
   every: 1
-)";
+)");
 
 // A test's own folder with the config in it; runs go to out().
 struct Workspace {

@@ -296,4 +296,23 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
   return pred();
 }
 
+
+// The small synthetic problem the run, fault, preemption and data-parallel tests share: 8 classes of 3x3 images,
+// 500 training + 100 validation + 200 test examples, a 16-unit MLP. `rest` appends the caller's own sections
+// (train:, optimizer:, checkpoint:, ...).
+inline std::string small_synthetic_yaml(const std::string& name, int seed, const std::string& rest) {
+  return "experiment:\n  name: " + name + "\nseed: " + std::to_string(seed) + "\n" + R"(data:
+  name: synthetic
+  validation: 100
+  synthetic:
+    train: 600
+    test: 200
+    image_size: 3
+    classes: 8
+model:
+  kind: mlp
+  hidden: [16]
+)" + rest;
+}
+
 }  // namespace testutil

@@ -135,7 +135,17 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
                   cfg.hash() + "); every rank must get the same config file and overrides";
     }
     m.store->set("bilevel/verdict", std::vector<uint8_t>(verdict.begin(), verdict.end()));
-    if (verdict != "ok") throw UserError(verdict);
+    if (verdict != "ok") {
+      // Rank 0 hosts the store: leaving at once would close it before the others have read the verdict (LibTorch
+      // 2.x's store then fails their read), so wait a little for each to say it has.
+      std::vector<std::string> seen;
+      for (int r = 1; r < world.size; ++r) seen.push_back("bilevel/verdict_seen/" + std::to_string(r));
+      try {
+        m.store->wait(seen, std::min<std::chrono::milliseconds>(m.timeout, std::chrono::seconds(10)));
+      } catch (const std::exception&) {
+      }
+      throw UserError(verdict);
+    }
   } else {
     std::string verdict;
     try {
@@ -145,7 +155,14 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
       throw UserError("rank " + std::to_string(world.rank) + ": no word from rank 0 at " + master + " within " +
                       seconds + ": " + first_line(e.what()));
     }
-    if (verdict != "ok") throw UserError(verdict);
+    if (verdict != "ok") {
+      const std::string seen = "1";
+      try {
+        m.store->set("bilevel/verdict_seen/" + std::to_string(world.rank), std::vector<uint8_t>(seen.begin(), seen.end()));
+      } catch (const std::exception&) {
+      }
+      throw UserError(verdict);
+    }
     for (int r = 0; r < world.size; ++r) announced[size_t(r)] = get("bilevel/rank/" + std::to_string(r));
   }
   for (const auto& a : announced) dp->hosts_.push_back(a.substr(a.find(' ') + 1));

@@ -20,27 +20,33 @@ void apply_runtime_settings(const ExperimentConfig& cfg) {
   apply_cpu_threads(static_cast<int>(cfg.train.threads));
 }
 
-Experiment prepare(const ExperimentConfig& cfg) {
-  Experiment e;
-  e.cfg = cfg;
-  if (cfg.train.device == "cuda") {
-    if (!torch::cuda::is_available()) cfg.fail("train.device", "cuda requested but no CUDA device is available");
-    e.device = torch::Device(torch::kCUDA);
-  }
+void check_experiment(const ExperimentConfig& cfg) {
+  if (cfg.train.device == "cuda" && !torch::cuda::is_available())
+    cfg.fail("train.device", "cuda requested but no CUDA device is available");
   // Cheap checks first, so a typo fails before the data set is read.
-  e.rule = make_rule(cfg);
-  if (cfg.get<int64_t>("train.probe_every") > 0) {
-    e.probe_reference = make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
-  }
+  make_rule(cfg);
+  if (cfg.get<int64_t>("train.probe_every") > 0)
+    make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
   validate_quantization(cfg);
   check_memory(cfg);  // before anything is allocated
   for (const auto& f : required_files(cfg.data))
     if (!std::filesystem::exists(f))
       cfg.fail("data.root", "data file " + f + " does not exist (for data.name: " + cfg.data.name +
                                 (cfg.data.name == "fashion_mnist" ? "; install Debian's dataset-fashion-mnist" : "") + ")");
-  e.data = load_data(cfg.data, cfg.seed);
   if (cfg.model.kind == "conv" && cfg.model.channels.empty())
     cfg.fail("model.channels", "a conv model needs at least one conv block");
+}
+
+DataSplits load_experiment_data(const ExperimentConfig& cfg) { return load_data(cfg.data, cfg.seed); }
+
+Experiment build_experiment(const ExperimentConfig& cfg, const DataSplits& data) {
+  Experiment e;
+  e.cfg = cfg;
+  if (cfg.train.device == "cuda") e.device = torch::Device(torch::kCUDA);
+  e.rule = make_rule(cfg);
+  if (cfg.get<int64_t>("train.probe_every") > 0)
+    e.probe_reference = make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
+  e.data = data;
   apply_runtime_settings(cfg);
   try {
     e.net = LayeredNet(cfg.model, e.data.train.example_shape(), e.data.train.num_classes,
@@ -55,6 +61,11 @@ Experiment prepare(const ExperimentConfig& cfg) {
   e.net->to(e.device);
   e.optimizer = make_optimizer(cfg, e.net, e.quant.is_empty() ? nullptr : e.quant.get());
   return e;
+}
+
+Experiment prepare(const ExperimentConfig& cfg) {
+  check_experiment(cfg);
+  return build_experiment(cfg, load_experiment_data(cfg));
 }
 
 }  // namespace bilevel

@@ -28,10 +28,19 @@ struct Experiment {
   std::shared_ptr<DataParallel> dist;
 };
 
-// Seeds every RNG, applies determinism and thread settings, checks data files, loads the data, builds the
-// network (initialised from cfg.seed), the rule and the optimizer. Throws ConfigError / DataError.
-// With load_data=false the data shape is taken from the data set's name (for `eval`, the test split is loaded).
+// prepare() = check_experiment + load_experiment_data + build_experiment: seeds every RNG, applies determinism and
+// thread settings, checks data files, loads the data, builds the network (initialised from cfg.seed), the rule and
+// the optimizer. Throws ConfigError / DataError before anything is written.
 Experiment prepare(const ExperimentConfig& cfg);
+
+// Every check that needs no data: the rule and the probe's reference rule build, quantization, the memory bound,
+// the data files exist.
+void check_experiment(const ExperimentConfig& cfg);
+// The data set cfg.data names, split (validation from cfg.seed).
+DataSplits load_experiment_data(const ExperimentConfig& cfg);
+// Network, rule, quantization and optimizer for cfg on data already loaded (for the same cfg.data and cfg.seed:
+// e.g. several variants of one config timed on one copy of the data, benchmarks/bench_epoch.cpp).
+Experiment build_experiment(const ExperimentConfig& cfg, const DataSplits& data);
 
 // Seeds LibTorch's global RNG and applies cfg.deterministic and cfg.train.threads.
 void apply_runtime_settings(const ExperimentConfig& cfg);
