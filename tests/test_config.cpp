@@ -674,6 +674,9 @@ TEST(ConfigGroups, SwitchingTheRuleByAnOverrideKeepsOnlySharedKeys) {
   EXPECT_FALSE(bp.has("rule.beta"));
   // But naming an unselected component's key explicitly is still an error.
   EXPECT_THROW(load_config_text(yaml, "cfg.yaml", {"rule.name=backprop", "rule.beta=0.2"}), ConfigError);
+  // The selection reads an override's value as every override is read (YAML: quotes, ++key).
+  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"rule.name='dual_prop'"}).train.algorithm, "dual_prop");
+  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"++rule.name=backprop"}).train.algorithm, "backprop");
   // with_rule (the gradient probe's reference rule) switches the same way.
   const ExperimentConfig ref = with_rule(load_config_text(yaml, "cfg.yaml"), "ep_symmetric");
   EXPECT_EQ(ref.train.algorithm, "ep_symmetric");

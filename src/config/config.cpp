@@ -142,6 +142,48 @@ void set_path(YAML::Node root, const std::string& path, const YAML::Node& value)
   chain.back()[parts.back()] = value;
 }
 
+// One command-line override: "key=value", "+key=value", "++key=value" (the same), or "~key" (reset to the default).
+struct Override {
+  std::string text;
+  bool reset = false;
+  std::string key;  // "" when there is no "key=" (an error unless reset)
+  std::string raw;  // the text after '='
+
+  Location location() const {
+    Location loc;
+    loc.origin = "command-line override '" + text + "'";
+    return loc;
+  }
+  // The value as YAML reads it; a string key keeps the text when YAML reads null (e.g. an empty or "null" value).
+  YAML::Node value(const KeySpec& spec) const {
+    YAML::Node v;
+    try {
+      v = raw.empty() ? YAML::Node(std::string()) : YAML::Load(raw);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(location(), key, "cannot parse value '" + raw + "': " + e.msg);
+    }
+    if (spec.type == ValueType::String && (v.IsNull() || !v.IsDefined())) v = YAML::Node(raw);
+    return v;
+  }
+};
+
+Override parse_override(const std::string& text) {
+  Override o;
+  o.text = text;
+  std::string body = text;
+  if (!body.empty() && body[0] == '~') o.reset = true, body = body.substr(1);
+  else if (body.size() > 1 && body[0] == '+' && body[1] == '+') body = body.substr(2);
+  else if (!body.empty() && body[0] == '+') body = body.substr(1);
+  const auto eq = body.find('=');
+  if (o.reset) {
+    o.key = eq == std::string::npos ? body : body.substr(0, eq);
+  } else if (eq != std::string::npos && eq != 0) {
+    o.key = body.substr(0, eq);
+    o.raw = body.substr(eq + 1);
+  }
+  return o;
+}
+
 // A group's component as the file selects it and as the overrides leave it.
 struct Selection {
   const ConfigGroup* group = nullptr;
@@ -233,44 +275,26 @@ struct Resolver {
   }
 
   void apply_override(const std::string& text) {
-    Location loc;
-    loc.origin = "command-line override '" + text + "'";
-    std::string body = text;
-    bool remove = false;
-    if (!body.empty() && body[0] == '~') remove = true, body = body.substr(1);
-    else if (body.size() > 1 && body[0] == '+' && body[1] == '+') body = body.substr(2);
-    else if (!body.empty() && body[0] == '+') body = body.substr(1);
-    auto eq = body.find('=');
-    if (remove) {
-      std::string key = eq == std::string::npos ? body : body.substr(0, eq);
-      const KeySpec* spec = schema.find(key);
-      if (!spec) unknown(key, loc);
+    const Override o = parse_override(text);
+    const Location loc = o.location();
+    if (o.reset) {
+      const KeySpec* spec = schema.find(o.key);
+      if (!spec) unknown(o.key, loc);
       Location def;
       def.origin = "default (reset by " + loc.origin + ")";
-      set_path(tree, key, check_value(*spec, YAML::Load(spec->default_yaml), def));
-      where[key] = def;
+      set_path(tree, o.key, check_value(*spec, YAML::Load(spec->default_yaml), def));
+      where[o.key] = def;
       return;
     }
-    if (eq == std::string::npos || eq == 0)
-      throw ConfigError(loc, "", "expected key.path=value (e.g. train.epochs=3)");
-    const std::string key = body.substr(0, eq);
-    const std::string raw = body.substr(eq + 1);
-    const KeySpec* spec = schema.find(key);
+    if (o.key.empty()) throw ConfigError(loc, "", "expected key.path=value (e.g. train.epochs=3)");
+    const KeySpec* spec = schema.find(o.key);
     if (!spec) {
-      if (schema.is_section(key))
-        throw ConfigError(loc, key, "is a section; override one of its keys, e.g. " + key + ".KEY=value");
-      unknown(key, loc);
+      if (schema.is_section(o.key))
+        throw ConfigError(loc, o.key, "is a section; override one of its keys, e.g. " + o.key + ".KEY=value");
+      unknown(o.key, loc);
     }
-    YAML::Node value;
-    try {
-      value = raw.empty() ? YAML::Node(std::string()) : YAML::Load(raw);
-    } catch (const YAML::Exception& e) {
-      throw ConfigError(loc, key, "cannot parse value '" + raw + "': " + e.msg);
-    }
-    // A quoted or plain string value stays a string even if YAML reads "null".
-    if (spec->type == ValueType::String && (value.IsNull() || !value.IsDefined())) value = YAML::Node(raw);
-    set_path(tree, key, check_value(*spec, value, loc));
-    where[key] = loc;
+    set_path(tree, o.key, check_value(*spec, o.value(*spec), loc));
+    where[o.key] = loc;
   }
 };
 
@@ -368,16 +392,11 @@ std::vector<Selection> select_components(const Schema& global, const YAML::Node&
         s.final = s.in_file = check_value(*spec, n, where).as<std::string>();
       }
     }
-    for (const auto& o : overrides) {
-      std::string body = o;
-      while (!body.empty() && body[0] == '+') body = body.substr(1);
-      if (body == "~" + g.selector() || body.rfind("~" + g.selector() + "=", 0) == 0) {
-        s.final = YAML::Load(spec->default_yaml).as<std::string>();
-      } else if (body.rfind(g.selector() + "=", 0) == 0) {
-        Location loc;
-        loc.origin = "command-line override '" + o + "'";
-        s.final = check_value(*spec, YAML::Node(body.substr(g.selector().size() + 1)), loc).as<std::string>();
-      }
+    for (const auto& text : overrides) {
+      const Override o = parse_override(text);
+      if (o.key != g.selector()) continue;
+      s.final = o.reset ? YAML::Load(spec->default_yaml).as<std::string>()
+                        : check_value(*spec, o.value(*spec), o.location()).as<std::string>();
     }
     out.push_back(s);
   }

@@ -28,17 +28,24 @@ const ComponentInfo* ConfigGroup::component(const std::string& name) const {
 
 void Schema::add_group(ConfigGroup g) { groups_.push_back(std::move(g)); }
 
+namespace {
+
+// A component's key as the schema holds it: under `section`, its help naming the component.
+KeySpec owned_key(const ComponentInfo& c, const std::string& section, KeySpec k) {
+  k.path = section + "." + k.path;
+  if (k.help.rfind(c.name + ":", 0) != 0) k.help = c.name + ": " + k.help;
+  return k;
+}
+
+}  // namespace
+
 Schema Schema::selected(const std::vector<std::pair<std::string, std::string>>& selection) const {
   Schema out = *this;
   for (const auto& [section, name] : selection)
     for (const auto& g : groups_)
       if (g.section == section)
         if (const ComponentInfo* c = g.component(name))
-          for (KeySpec k : c->keys) {
-            k.path = section + "." + k.path;
-            if (k.help.find(':') == std::string::npos || k.help.find(':') > 24) k.help = name + ": " + k.help;
-            out.keys_.push_back(std::move(k));
-          }
+          for (const KeySpec& k : c->keys) out.keys_.push_back(owned_key(*c, section, k));
   return out;
 }
 
@@ -258,11 +265,7 @@ const Schema& Schema::global() {
     // Quantization solvers: every solver's keys under its own section (quantization.NAME.KEY); more than one can
     // be in use (weights and activations), so they are not a selected group.
     for (const auto& c : weight_solvers().infos())
-      for (KeySpec k : c.keys) {
-        k.path = "quantization." + c.name + "." + k.path;
-        if (k.help.rfind(c.name + ":", 0) != 0) k.help = c.name + ": " + k.help;
-        s.add(std::move(k));
-      }
+      for (const KeySpec& k : c.keys) s.add(owned_key(c, "quantization." + c.name, k));
     schema = std::move(s);
     built = registry_generation();  // after the build: the first use of a registry registers its built-ins
   }

@@ -208,12 +208,8 @@ void QuantizationImpl::after_backward(const QuantClock& c) {
     if (!p) continue;
     Tensor g = p->weight.grad().defined() ? p->weight.grad().detach() : torch::zeros_like(p->weight);
     solver_->backward(*p, *quantizer_, g, c);
-    if (learn_scale_ && !solver_->writes_scale_grad()) {
-      // w = s·f(θ/s) with f held fixed (the map's output in units of s): ∂ℓ/∂s = Σ g·w/s per channel.
-      const int64_t channels = p->grid.scale.numel();
-      Tensor gw = g * p->weight.detach() / Quantizer::broadcast(p->grid.scale.detach(), g);
-      p->grid.scale.mutable_grad() = Quantizer::channel_sum(gw, channels);
-    }
+    if (learn_scale_ && !solver_->writes_scale_grad())
+      p->grid.scale.mutable_grad() = WeightSolver::scale_grad(g, p->weight.detach(), p->grid.scale);
   }
 }
 

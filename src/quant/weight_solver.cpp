@@ -14,8 +14,12 @@ Tensor WeightSolver::normalised(const QuantParam& p) {
 }
 
 Tensor WeightSolver::scale_grad(const Tensor& g, const Tensor& w, const Tensor& scale) {
-  const Tensor gc = g.contiguous(), wc = w.contiguous(), s = scale.detach().to(torch::kCPU).contiguous();
-  const int64_t channels = s.numel(), rows = gc.size(0), inner = gc.numel() / rows;
+  const int64_t channels = scale.numel();
+  if (!g.device().is_cpu() || g.scalar_type() != torch::kFloat32 || w.scalar_type() != torch::kFloat32 ||
+      scale.scalar_type() != torch::kFloat32)
+    return Quantizer::channel_sum(g * w / Quantizer::broadcast(scale.detach(), g), channels);
+  const Tensor gc = g.contiguous(), wc = w.contiguous(), s = scale.detach().contiguous();
+  const int64_t rows = gc.size(0), inner = gc.numel() / rows;
   std::vector<float> row(size_t(rows), 0.f);
   const float *gp = gc.data_ptr<float>(), *wp = wc.data_ptr<float>(), *sp = s.data_ptr<float>();
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {

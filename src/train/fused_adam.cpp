@@ -34,7 +34,7 @@ Key key_of(const void* impl) {
 
 bool fusable(const Tensor& p, const Tensor& g, const AdamOptions& o) {
   return !o.amsgrad() && p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous() &&
-         g.scalar_type() == torch::kFloat32 && g.sizes() == p.sizes() && !g.is_sparse();
+         g.scalar_type() == torch::kFloat32 && g.sizes() == p.sizes() && !g.is_sparse() && g.is_contiguous();
 }
 
 // LibTorch's formula with its operators, for what the single pass does not take.
@@ -97,7 +97,7 @@ Tensor FusedAdam::step(LossClosure closure) {
       if (o.amsgrad() && !s.max_exp_avg_sq().defined())
         s.max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
       s.step(s.step() + 1);
-      if (!fusable(p, g, o) || !g.is_contiguous()) {
+      if (!fusable(p, g, o)) {
         operator_step(p, g, s, o);
         continue;
       }

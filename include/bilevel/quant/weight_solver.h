@@ -96,7 +96,8 @@ class WeightSolver {
   virtual double saturation() const { return INFINITY; }
 
   // A learned scale's gradient when the map's output in units of s is held fixed, w = s·f(θ/s): ∂ℓ/∂s = Σ g·w/s
-  // per output channel (rows of g are channels; one channel: the whole tensor). g, w: contiguous float32 on the CPU.
+  // per output channel (rows of g are channels; one channel: the whole tensor); one pass on the CPU (float32),
+  // LibTorch operators elsewhere.
   static torch::Tensor scale_grad(const torch::Tensor& g, const torch::Tensor& w, const torch::Tensor& scale);
   // The latent in grid units, θ/s + z (broadcast per channel).
   static torch::Tensor normalised(const QuantParam& p);
