@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Data-parallel throughput on one machine, in one run: 2 ranks × 1 thread (`bilevel train --nproc 2`, Gloo on
-# loopback, each rank half of every batch) against 1 rank × 1 thread, for backprop and ep:
+# Data-parallel throughput on one machine, in one run: 2 ranks × 1 thread (`bilevel train --nproc 2`, on one host
+# the gradients go through shared memory, everything else through Gloo on loopback) against 1 rank × 1 thread,
+# for backprop and ep, in two settings:
+#   same global batch   each rank takes half of every batch of the config (the N-rank run computes the same
+#                       batches as the 1-rank run: strong scaling);
+#   same per-rank batch each rank takes a whole batch of the config, so the global batch doubles (weak scaling,
+#                       what PyTorch's DDP measures when it keeps the per-process batch).
 #
 #   benchmarks/dist_throughput.sh [BUILD_DIR]   (environment: REPS=3 EPOCHS=3 TRAIN_LIMIT=20000 OUT=bench_dist,
 #                                                RULES="backprop ep", EXTRA="key=value ..." for every run)
@@ -8,8 +13,8 @@
 # Each run trains EPOCHS epochs on the first TRAIN_LIMIT Fashion-MNIST training examples (1000 held out for
 # validation, 2000 test examples) with the rule's configs/fmnist_mlp_*.yaml and train.threads=1. The figure is
 # training examples per second of epoch time (metrics.csv's epoch_seconds: training plus the evaluation, which the
-# ranks split too), the median over the epochs after the first and over REPS repetitions; 1-rank and 2-rank runs
-# alternate so that drift on a shared machine spreads over both. Writes OUT/results.csv and prints the speed-ups.
+# ranks split too), the median over the epochs after the first and over REPS repetitions; the settings alternate
+# so that drift on a shared machine spreads over all of them. Writes OUT/results.csv and prints the speed-ups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-${BUILD_DIR:-build}}
@@ -31,26 +36,32 @@ config_of() {
     *) echo "unknown rule $1" >&2; exit 2 ;;
   esac
 }
-echo "rule,ranks,rep,epoch,epoch_seconds,examples_per_second" > "$OUT/results.csv"
+batch_of() { awk '/^train:/{t=1;next} /^[^ ]/{t=0} t && $1=="batch_size:"{print $2; exit}' "$1"; }
+echo "rule,setting,rep,epoch,epoch_seconds,examples_per_second" > "$OUT/results.csv"
 "$BIN" env | grep -E '^(cpus_available|cpu_model|blas):' || true
 train_examples=$((TRAIN_LIMIT - 1000))
 for rep in $(seq 1 "$REPS"); do
   for rule in $RULES; do
-    for ranks in 1 2; do
-      nproc=()
-      [ "$ranks" -gt 1 ] && nproc=(--nproc "$ranks")
-      run=$("$BIN" train $(config_of "$rule") train.threads=1 train.epochs="$EPOCHS" data.train_limit="$TRAIN_LIMIT" \
+    config=$(config_of "$rule")
+    batch=$(batch_of "$config")
+    for setting in one same_global same_per_rank; do
+      case $setting in
+        one) args=() ;;
+        same_global) args=(--nproc 2) ;;
+        same_per_rank) args=(--nproc 2 train.batch_size=$((2 * batch))) ;;
+      esac
+      run=$("$BIN" train "$config" train.threads=1 train.epochs="$EPOCHS" data.train_limit="$TRAIN_LIMIT" \
             data.validation=1000 data.test_limit=2000 scheduler.name=none checkpoint.every=1000 \
-            output.root="$OUT/runs" experiment.name="${rule}_r${ranks}" "${extra[@]}" "${nproc[@]}" 2>/dev/null | head -1)
-      awk -F, -v rule="$rule" -v ranks="$ranks" -v rep="$rep" -v n="$train_examples" '
+            output.root="$OUT/runs" experiment.name="${rule}_${setting}" "${extra[@]}" "${args[@]}" 2>/dev/null | head -1)
+      awk -F, -v rule="$rule" -v setting="$setting" -v rep="$rep" -v n="$train_examples" '
         NR==1 {for (i=1;i<=NF;i++) if ($i=="epoch_seconds") c=i; next}
-        {printf "%s,%s,%s,%s,%s,%.1f\n", rule, ranks, rep, $1, $c, n/$c}' "$run/metrics.csv" >> "$OUT/results.csv"
-      echo "rep $rep $rule ranks=$ranks: $(tail -n +2 "$run/metrics.csv" | wc -l) epochs in $run" >&2
+        {printf "%s,%s,%s,%s,%s,%.1f\n", rule, setting, rep, $1, $c, n/$c}' "$run/metrics.csv" >> "$OUT/results.csv"
+      echo "rep $rep $rule $setting: $(tail -n +2 "$run/metrics.csv" | wc -l) epochs in $run" >&2
     done
   done
 done
-echo "examples/s (median over epochs 2..$EPOCHS of $REPS repetitions), 2 ranks × 1 thread against 1 rank × 1 thread:"
+echo "training examples/s (median over epochs 2..$EPOCHS of $REPS repetitions); speed-up of 2 ranks × 1 thread over 1 rank × 1 thread:"
 awk -F, 'NR>1 && $4>1 {v[$1","$2]=v[$1","$2]" "$6; if(!($1 in seen)){seen[$1]=1; rules[++n]=$1}}
   function med(s,   a,k,i,j,t){k=split(s,a," "); for(i=1;i<=k;i++)for(j=i+1;j<=k;j++)if(a[j]+0<a[i]+0){t=a[i];a[i]=a[j];a[j]=t} return a[int((k+1)/2)]}
-  END{for(i=1;i<=n;i++){r=rules[i]; one=med(v[r",1"]); two=med(v[r",2"]);
-      printf "%-10s 1 rank %8.0f/s   2 ranks %8.0f/s   speed-up %.2fx\n", r, one, two, two/one}}' "$OUT/results.csv"
+  END{for(i=1;i<=n;i++){r=rules[i]; one=med(v[r",one"]); g=med(v[r",same_global"]); p=med(v[r",same_per_rank"]);
+      printf "%-10s 1 rank %8.0f/s | 2 ranks, same global batch %8.0f/s (%.2fx) | 2 ranks, same per-rank batch %8.0f/s (%.2fx)\n", r, one, g, g/one, p, p/one}}' "$OUT/results.csv"

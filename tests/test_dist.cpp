@@ -108,12 +108,15 @@ void expect_close_metrics(const fs::path& expected, const fs::path& actual, doub
 
 YAML::Node meta_of(const fs::path& run) { return YAML::LoadFile((run / "meta.yaml").string()); }
 
-// 2 ranks × B/2 against 1 rank × B.
-void two_ranks_equal_one(const std::vector<std::string>& rule) {
+// 2 ranks × B/2 against 1 rank × B. dist.backend=auto on one host averages the gradients through shared memory
+// (dist/shm_allreduce.h); gloo sends them over loopback.
+void two_ranks_equal_one(const std::vector<std::string>& rule, const std::string& backend = "auto") {
   Workspace w;
   CliResult one = w.train(rule);
   ASSERT_EQ(one.exit_code, 0) << one.describe();
-  CliResult two = w.train(rule, 2);
+  std::vector<std::string> overrides = rule;
+  overrides.push_back("dist.backend=" + backend);
+  CliResult two = w.train(overrides, 2);
   ASSERT_EQ(two.exit_code, 0) << two.describe();
   // Only rank 0 prints, and only one run directory exists per run.
   EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'), 1) << two.out;
@@ -125,6 +128,7 @@ void two_ranks_equal_one(const std::vector<std::string>& rule) {
   EXPECT_EQ(meta["status"].as<std::string>(), "completed");
   EXPECT_EQ(meta["distributed"]["world_size"].as<int>(), 2);
   EXPECT_EQ(meta["distributed"]["backend"].as<std::string>(), "gloo");
+  EXPECT_EQ(meta["distributed"]["gradient_allreduce"].as<std::string>(), backend == "auto" ? "shm" : "gloo");
   EXPECT_EQ(meta["distributed"]["launcher"].as<std::string>(), "nproc");
   EXPECT_EQ(meta["distributed"]["hosts"].size(), 2u);
   EXPECT_EQ(meta["distributed"]["per_rank_batch_size"].as<int>(), 25);
@@ -254,6 +258,8 @@ TEST(Shards, RanksTogetherReadTheOneRankBatches) {
 TEST(DataParallel, BackpropTwoRanksEqualOne) { two_ranks_equal_one(kBackprop); }
 TEST(DataParallel, EpTwoRanksEqualOne) { two_ranks_equal_one(kEp); }
 TEST(DataParallel, DualPropTwoRanksEqualOne) { two_ranks_equal_one(kDualProp); }
+TEST(DataParallel, BackpropTwoRanksEqualOneOverGloo) { two_ranks_equal_one(kBackprop, "gloo"); }
+TEST(DataParallel, EpTwoRanksEqualOneOverGloo) { two_ranks_equal_one(kEp, "gloo"); }
 
 // A quantized run: the flip rule's state and the learned scales stay identical on both ranks (else their next
 // steps would differ and the result would not match one rank).

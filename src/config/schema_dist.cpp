@@ -7,8 +7,9 @@ namespace bilevel {
 void add_dist_keys(Schema& s) {
   using V = ValueType;
   s.key("dist.backend", V::String, "auto",
-      "Data-parallel collectives when started as one rank of several (torchrun, srun, --nproc): gloo (CPU); nccl "
-      "is refused with a named error (not built: data parallelism is CPU-only so far); auto = gloo")
+      "Data-parallel collectives when started as one rank of several (torchrun, srun, --nproc): gloo (CPU) for "
+      "everything; auto = gloo, except that the per-batch gradient allreduce goes through shared memory when every "
+      "rank is on one host; nccl is refused with a named error (not built: data parallelism is CPU-only so far)")
       .choices = {"auto", "gloo", "nccl"};
   s.key("dist.timeout", V::Float, "300",
       "Seconds a rank waits for the others (rendezvous, every collective) before the run fails")

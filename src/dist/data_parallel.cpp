@@ -1,11 +1,13 @@
 #include "bilevel/dist/data_parallel.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
 
+#include "bilevel/dist/shm_allreduce.h"
 #include "bilevel/util/error.h"
 
 #if BILEVEL_WITH_GLOO
@@ -68,6 +70,8 @@ struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
   std::chrono::milliseconds timeout{0};
+  // The gradients' path when every rank is on this host; gradients that are views of it keep it mapped.
+  std::shared_ptr<ShmAllreduce> shm;
 
   template <class Work>
   void wait(const Work& work, const char* what) {
@@ -80,7 +84,60 @@ struct DataParallel::Impl {
   }
 };
 
-std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg) {
+namespace {
+// Sets up the shared-memory gradient allreduce when every rank runs on this host. Rank 0 creates the segment and
+// publishes its name (or why it could not) through the store; every rank says whether it could map it; rank 0
+// announces the verdict and removes the name. Every rank ends with the same answer: a segment, or Gloo.
+std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& world, size_t capacity, double timeout) {
+  auto set = [&](const std::string& k, const std::string& v) { store.set(k, std::vector<uint8_t>(v.begin(), v.end())); };
+  auto get = [&](const std::string& k) {
+    store.wait({k});
+    const auto v = store.get(k);
+    return std::string(v.begin(), v.end());
+  };
+  std::unique_ptr<ShmAllreduce> shm;
+  std::string problem;
+  if (world.rank == 0) {
+    const std::string name = "/bilevel-dp-" + std::to_string(::getpid()) + "-" + std::to_string(world.master_port);
+    try {
+      shm = ShmAllreduce::create(name, 0, world.size, capacity, timeout);
+      set("bilevel/shm", name);
+    } catch (const std::exception& e) {
+      problem = e.what();
+      set("bilevel/shm", "!" + problem);
+    }
+    for (int r = 1; r < world.size; ++r) {
+      const std::string said = get("bilevel/shm_mapped/" + std::to_string(r));
+      if (said != "ok" && problem.empty()) problem = "rank " + std::to_string(r) + ": " + said;
+    }
+    set("bilevel/shm_verdict", problem.empty() ? "ok" : problem);
+    if (shm) shm->unlink();
+  } else {
+    const std::string name = get("bilevel/shm");
+    std::string said = "ok";
+    if (name.rfind('!', 0) == 0)
+      said = "no segment";
+    else
+      try {
+        shm = ShmAllreduce::open(name, world.rank, world.size, capacity, timeout);
+      } catch (const std::exception& e) {
+        said = e.what();
+      }
+    set("bilevel/shm_mapped/" + std::to_string(world.rank), said);
+    const std::string verdict = get("bilevel/shm_verdict");
+    if (verdict != "ok") problem = verdict;
+  }
+  if (!problem.empty()) {
+    if (world.rank == 0)
+      spdlog::warn("data parallelism: the gradients go through Gloo instead of shared memory ({})", problem);
+    return nullptr;
+  }
+  return shm;
+}
+}  // namespace
+
+std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg,
+                                                 const std::vector<torch::Tensor>& params) {
   std::shared_ptr<DataParallel> dp(new DataParallel());
   dp->world_ = world;
   dp->impl_ = std::make_unique<Impl>();
@@ -183,10 +240,29 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
     throw UserError("rank " + std::to_string(world.rank) + ": cannot connect the Gloo process group: " +
                     first_line(e.what()));
   }
+
+  bool one_host = true;
+  for (const auto& h : dp->hosts_) one_host = one_host && h == dp->hosts_.front();
+  if (one_host && cfg.get<std::string>("dist.backend") == "auto" && !params.empty()) {
+    size_t elements = 2, elem_size = 4;  // the two stop flags ride at the end
+    for (const auto& p : params) {
+      elements += size_t(p.numel());
+      elem_size = std::max(elem_size, size_t(p.element_size()));
+    }
+    m.shm = local_reduce(*m.store, world, elements * elem_size, cfg.get<double>("dist.timeout"));
+  }
   return dp;
 }
 
 DataParallel::~DataParallel() = default;
+
+std::string DataParallel::gradient_transport() const { return impl_->shm ? "shm" : "gloo"; }
+
+namespace {
+unsigned flags_of(double interrupt, double preempt) {
+  return (interrupt > 0 ? kStopInterrupt : 0u) | (preempt > 0 ? kStopPreempt : 0u);
+}
+}  // namespace
 
 unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& params, unsigned stop_flags) {
   torch::NoGradGuard no_grad;
@@ -194,6 +270,46 @@ unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& param
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   const auto dtype = grads.empty() ? torch::kFloat32 : grads.front().scalar_type();
+  int64_t total = 2;
+  for (const auto& g : grads) total += g.numel();
+  const auto options = torch::TensorOptions().dtype(dtype);
+  if (impl_->shm && (dtype == torch::kFloat32 || dtype == torch::kFloat64) &&
+      size_t(total) * c10::elementSize(dtype) <= impl_->shm->capacity()) {
+    // Every gradient comes to live in this rank's slot and is averaged there in place: after the first step the
+    // backward pass accumulates straight into the slot (LibTorch 1.x's zero_grad keeps the tensors; 2.x's frees
+    // them, and the copy below runs each step).
+    char* const slot = static_cast<char*>(impl_->shm->slot());
+    const size_t elem = c10::elementSize(dtype);
+    int64_t offset = 0;
+    for (auto& p : params) {
+      if (!p.grad().defined()) continue;
+      char* const at = slot + size_t(offset) * elem;
+      const torch::Tensor& g = p.grad();
+      if (g.data_ptr() != at || !g.is_contiguous() || g.scalar_type() != dtype) {
+        // Its own tensor over this part of the slot (not a view: zero_grad detaches gradients in place).
+        torch::Tensor mine = torch::from_blob(at, p.sizes(), [keep = impl_->shm](void*) {}, options);
+        mine.copy_(g);
+        p.mutable_grad() = mine;
+      }
+      offset += p.numel();
+    }
+    char* const tail = slot + size_t(total - 2) * elem;
+    const double f[2] = {double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)};
+    if (dtype == torch::kFloat32)
+      for (int i = 0; i < 2; ++i) reinterpret_cast<float*>(tail)[i] = float(f[i]);
+    else
+      for (int i = 0; i < 2; ++i) reinterpret_cast<double*>(tail)[i] = f[i];
+    try {
+      impl_->shm->allreduce_mean(size_t(total), elem);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("distributed gradient allreduce failed: ") + e.what());
+    }
+    const auto mean = [&](int i) {
+      return dtype == torch::kFloat32 ? double(reinterpret_cast<float*>(tail)[i]) : reinterpret_cast<double*>(tail)[i];
+    };
+    agreed_ = flags_of(mean(0), mean(1));
+    return agreed_;
+  }
   std::vector<torch::Tensor> pieces;
   for (const auto& g : grads) pieces.push_back(g.reshape({-1}).to(dtype));
   pieces.push_back(torch::tensor({double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)},
@@ -210,7 +326,7 @@ unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& param
     g.copy_(sum.narrow(0, offset, g.numel()).view_as(g));
     offset += g.numel();
   }
-  agreed_ = (flags[0].item<double>() > 0 ? kStopInterrupt : 0u) | (flags[1].item<double>() > 0 ? kStopPreempt : 0u);
+  agreed_ = flags_of(flags[0].item<double>(), flags[1].item<double>());
   return agreed_;
 }
 
@@ -243,12 +359,14 @@ void DataParallel::broadcast_bytes(std::string& bytes) {
 
 struct DataParallel::Impl {};
 
-std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg) {
+std::shared_ptr<DataParallel> DataParallel::join(const World& world, const ExperimentConfig& cfg,
+                                                 const std::vector<torch::Tensor>&) {
   throw UserError("this bilevel was built without distributed training (LibTorch without Gloo, or without "
                   "libgloo-dev's headers); it cannot run as rank " + std::to_string(world.rank) + " of " +
                   std::to_string(world.size));
 }
 DataParallel::~DataParallel() = default;
+std::string DataParallel::gradient_transport() const { return "none"; }
 unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>&, unsigned f) { return f; }
 unsigned DataParallel::agree(unsigned f) { return f; }
 void DataParallel::allreduce_sum(std::vector<double>&) {}

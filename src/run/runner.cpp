@@ -87,7 +87,7 @@ bool share_start(Experiment& x, TrainProgress& start, bool train) {
 void join_world(Experiment& x) {
   const auto world = detect_world();
   if (!world) return;
-  x.dist = DataParallel::join(*world, x.cfg);
+  x.dist = DataParallel::join(*world, x.cfg, x.net->parameters());
   if (world->rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports for all
 }
 
@@ -102,6 +102,7 @@ void record_world(YAML::Node meta, const Experiment& x) {
   YAML::Node d;
   d["world_size"] = w.size;
   d["backend"] = x.dist->backend();
+  d["gradient_allreduce"] = x.dist->gradient_transport();
   d["launcher"] = w.launcher;
   d["master"] = w.master_addr + ":" + std::to_string(w.master_port);
   d["hosts"] = YAML::Node(YAML::NodeType::Sequence);

@@ -36,7 +36,11 @@ class DataParallel {
   // Meets the other ranks (rank 0 hosts the store), checks that every rank has the same config hash, and builds
   // the process group; cfg's dist.backend and dist.timeout apply. Throws UserError naming the problem (an
   // unreachable master, a rank that did not join in time, a different config) before anything is written.
-  static std::shared_ptr<DataParallel> join(const World& world, const ExperimentConfig& cfg);
+  // `params` are the model's parameters: when every rank is on one host and dist.backend is auto, their gradients
+  // are averaged through a shared-memory segment sized for them (dist/shm_allreduce.h) rather than Gloo's
+  // loopback sockets; if the segment cannot be made (e.g. /dev/shm full), a warning says so and Gloo is used.
+  static std::shared_ptr<DataParallel> join(const World& world, const ExperimentConfig& cfg,
+                                            const std::vector<torch::Tensor>& params = {});
   ~DataParallel();
 
   int rank() const { return world_.rank; }
@@ -44,6 +48,8 @@ class DataParallel {
   const World& world() const { return world_; }
   const std::vector<std::string>& hosts() const { return hosts_; }  // every rank's host name, by rank
   std::string backend() const { return "gloo"; }
+  // How the gradients travel: "shm" (one host, shared memory) or "gloo".
+  std::string gradient_transport() const;
 
   // Averages the gradients of `params` (those with a defined grad) over the ranks in place, in one allreduce, and
   // returns the OR over the ranks of `stop_flags`.
