@@ -17,7 +17,7 @@
 #include "bilevel/quant/integer_model.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/run_dir.h"
-#include "bilevel/run/runner.h"
+#include "bilevel/runner.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/threads.h"

@@ -1,6 +1,7 @@
 // bilevel::run_cli: the `bilevel` command's whole command line (experiments/bilevel_main.cpp calls it; so can a user's
 // program that registers its own components first; bilevel/cli.h).
 #include <c10/util/Exception.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "bilevel/cli.h"
 #include "bilevel/util/error.h"
@@ -17,7 +19,7 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: bilevel <command> [options]
+constexpr const char* kUsage = R"(usage: bilevel [--plugin LIB.so ...] <command> [options]
 
 Train and evaluate neural networks as bilevel problems (backprop, equilibrium propagation and friends).
 
@@ -33,6 +35,10 @@ commands:
   env [--check FILE]                        versions this binary was built with and runs with
   bench SUITE.yaml [key.path=value ...]     run a benchmark suite (every algorithm against backprop);
                                             `bench --resume SUITE_DIR` continues one
+
+--plugin LIB.so loads a shared library whose components (rules, solvers, quantizers, data sets, ...) register
+themselves (docs/extending.md); repeatable; also read from BILEVEL_PLUGINS (paths separated by ':'), which
+child processes (--nproc ranks, sweeps, Slurm jobs) inherit. Resume a run with the plugins it was trained with.
 
 `bilevel <command> --help` describes each command. Exit codes: 0 success, 1 a file could not be
 written (disk full, I/O error, permissions) or an internal error, 2 bad input (config, data, command line, a
@@ -67,9 +73,76 @@ std::string first_line(const char* what) {
   ::_exit(1);
 }
 
+// The plugins named by BILEVEL_PLUGINS and by leading `--plugin FILE` / `--plugin=FILE` options (consumed from
+// argv), each once, as absolute paths; the whole list goes back into BILEVEL_PLUGINS for the processes this one
+// starts (the passive-wait re-exec included). Returns false after printing the error for a bad option.
+bool take_plugins(int& argc, char** argv, std::vector<std::string>& paths) {
+  auto add = [&](const std::string& p) {
+    if (p.empty()) return;
+    std::error_code ec;
+    const std::string abs = std::filesystem::absolute(p, ec).string();
+    for (const auto& q : paths)
+      if (q == abs) return;
+    paths.push_back(abs);
+  };
+  if (const char* env = std::getenv("BILEVEL_PLUGINS")) {
+    std::string list = env;
+    for (size_t a = 0; a <= list.size();) {
+      const size_t b = std::min(list.find(':', a), list.size());
+      add(list.substr(a, b - a));
+      a = b + 1;
+    }
+  }
+  int i = 1;
+  while (i < argc) {
+    const std::string arg = argv[i];
+    if (arg == "--plugin") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "error: --plugin needs a shared library's path\n");
+        return false;
+      }
+      add(argv[i + 1]);
+      i += 2;
+    } else if (arg.rfind("--plugin=", 0) == 0) {
+      add(arg.substr(9));
+      i += 1;
+    } else {
+      break;
+    }
+  }
+  // The command follows the plugin options: argv[0], then the rest.
+  if (i > 1) {
+    for (int k = i; k <= argc; ++k) argv[k - i + 1] = argv[k];
+    argc -= i - 1;
+  }
+  std::string joined;
+  for (const auto& p : paths) joined += (joined.empty() ? "" : ":") + p;
+  if (!paths.empty()) ::setenv("BILEVEL_PLUGINS", joined.c_str(), 1);
+  return true;
+}
+
+// Loads the plugins; their static registrations run as each loads. Returns false after printing the error.
+bool open_plugins(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    try {
+      if (!::dlopen(p.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+        const char* why = ::dlerror();
+        std::fprintf(stderr, "error: cannot load plugin %s: %s\n", p.c_str(), why ? why : "unknown error");
+        return false;
+      }
+    } catch (const std::exception& e) {  // a registration that throws (e.g. a name taken twice)
+      std::fprintf(stderr, "error: plugin %s: %s\n", p.c_str(), first_line(e.what()).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int bilevel::run_cli(int argc, char** argv) {
+  std::vector<std::string> plugins;
+  if (!take_plugins(argc, argv, plugins)) return 2;
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -77,6 +150,8 @@ int bilevel::run_cli(int argc, char** argv) {
   // Before any work: libgomp has read OMP_WAIT_POLICY already, so a command that should not spin starts again
   // once (costs one more load of LibTorch's libraries, ~0.35 s; not for the usage text above).
   bilevel::reexec_with_passive_wait_policy(argv);
+  // Plugins before any command (or its --help) reads a registry.
+  if (!open_plugins(plugins)) return 2;
   std::set_terminate(on_terminate);
   const std::string command = argv[1];
   bilevel::cli::Args args(argv + 2, argv + argc);

@@ -13,7 +13,7 @@
 #include "bilevel/nn/objective.h"
 #include "bilevel/rules/backprop.h"
 #include "bilevel/run/run_dir.h"
-#include "bilevel/run/runner.h"
+#include "bilevel/runner.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/train/trainer.h"
 #include "test_util.h"

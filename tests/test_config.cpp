@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "bilevel/config/config.h"
+#include "bilevel/data/data_source.h"
+#include "bilevel/quant/quantizer.h"
 #include "bilevel/registry.h"
 #include "bilevel/rules/registry.h"
 #include "bilevel/config/schema.h"
@@ -752,4 +754,90 @@ TEST(Registration, AUserActivationTrainsWithBackprop) {
   const auto e = prepare_error(kSynthetic, {"model.activation=softsign", "rule.name=ep", "train.loss=mse"});
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->key(), "model.activation") << e->what();
+}
+
+namespace {
+// A five-level grid {−2..2}·s with nearest rounding, registered from the test as a user would.
+class FiveLevels final : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+  std::string name() const override { return "five_levels"; }
+  int storage_bits() const override { return 3; }
+  float code_min() const override { return -2.f; }
+  float code_max() const override { return 2.f; }
+  GridParams fit(const torch::Tensor& theta) const override { return {mean_abs(theta), torch::Tensor()}; }
+  float code(float x) const override { return std::min(2.f, std::max(-2.f, std::nearbyint(x))); }
+  float code_stochastic(float x, float u) const override {
+    const float lo = std::floor(x);
+    return std::min(2.f, std::max(-2.f, u < x - lo ? lo + 1 : lo));
+  }
+};
+
+// n examples of 1×2×2 images, label = which pixel is brightest; its own key data.brightest.n.
+class Brightest final : public DataSource {
+ public:
+  explicit Brightest(const DataConfig& d) : n_(d.keys["n"].as<int64_t>()) {}
+  DataShape shape() const override { return {{1, 2, 2}, 4, n_, n_ / 2}; }
+  std::pair<Dataset, Dataset> load(int64_t seed) const override { return {make(n_, seed), make(n_ / 2, seed + 1)}; }
+
+ private:
+  static Dataset make(int64_t n, int64_t seed) {
+    torch::manual_seed(uint64_t(seed));
+    Dataset d;
+    d.images = torch::rand({n, 1, 2, 2});
+    d.labels = d.images.view({n, 4}).argmax(1);
+    d.num_classes = 4;
+    d.name = "brightest";
+    return d;
+  }
+  int64_t n_;
+};
+}  // namespace
+
+TEST(Registration, AUserQuantizerIsUsedByTheSolvers) {
+  if (!quantizers().find("five_levels"))
+    quantizers().add({"five_levels", "{-2..2}·s", {}}, [](const QuantizerOptions& o) { return std::make_unique<FiveLevels>(o); });
+  const ExperimentConfig cfg = load_config_text(
+      kSynthetic, "cfg.yaml",
+      {"quantization.enabled=true", "quantization.weights.quantizer=five_levels", "quantization.weights.bits=3",
+       "optimizer.name=adam"});
+  Experiment x = prepare(cfg);
+  ASSERT_TRUE(x.quant);
+  EXPECT_EQ(x.quant->weight_quantizer().name(), "five_levels");
+  // Every quantized layer's weights lie on its five-level grid.
+  for (size_t l = 0; l < x.net->num_layers(); ++l) {
+    if (!x.quant->quantized(l)) continue;
+    const torch::Tensor w = x.net->layer(l).weight.detach();
+    const torch::Tensor s = x.quant->param(l)->grid.scale.detach();
+    const torch::Tensor q = w / s;
+    EXPECT_LE((q - q.round()).abs().max().item<double>(), 1e-5) << "layer " << l;
+    EXPECT_LE(q.abs().max().item<double>(), 2 + 1e-5) << "layer " << l;
+  }
+  // The fused STE + Adam loop inlines the built-in grids only.
+  EXPECT_FALSE(is_builtin_quantizer(x.quant->weight_quantizer()));
+  // An unknown grid is a config error listing the registered ones.
+  const auto e = config_error(kSynthetic, {"quantization.enabled=true", "quantization.weights.quantizer=six"});
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->key(), "quantization.weights.quantizer") << e->what();
+  EXPECT_TRUE(contains(e->what(), "five_levels")) << e->what();
+}
+
+TEST(Registration, AUserDataSetHasItsOwnKeys) {
+  if (!data_sets().find("brightest"))
+    data_sets().add({"brightest", "which pixel is brightest", {[] {
+                       KeySpec k = component_key("n", ValueType::Int, "40", "training examples");
+                       k.min = 2;
+                       return k;
+                     }()}},
+                    [](const DataConfig& d) { return std::make_unique<Brightest>(d); });
+  const ExperimentConfig cfg = load_config_text(kSynthetic, "cfg.yaml", {"data.name=brightest", "data.brightest.n=50"});
+  EXPECT_EQ(cfg.data.keys["n"].as<int64_t>(), 50);
+  const DataSplits s = load_experiment_data(cfg);
+  EXPECT_EQ(s.train.size(), 40);  // 50 less data.validation's 10
+  EXPECT_EQ(s.test.size(), 25);
+  EXPECT_EQ(s.train.example_shape(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_TRUE(required_files(cfg.data).empty());
+  // Defaults fill in; its keys are validated, and belong to it alone.
+  EXPECT_EQ(load_config_text(kSynthetic, "cfg.yaml", {"data.name=brightest"}).data.keys["n"].as<int64_t>(), 40);
+  expect_file_error(config_error("data:\n  name: brightest\n  brightest:\n    n: 1\n"), "data.brightest.n", 4, {">= 2"});
 }

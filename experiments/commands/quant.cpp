@@ -6,13 +6,14 @@
 #include <filesystem>
 #include <iostream>
 
+#include "bilevel/data/data_source.h"
 #include "bilevel/data/dataset.h"
 #include "bilevel/quant/export.h"
 #include "bilevel/quant/integer_model.h"
 #include "bilevel/run/build_info.h"
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/run/run_dir.h"
-#include "bilevel/run/runner.h"
+#include "bilevel/runner.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/clock.h"
 #include "bilevel/util/error.h"
@@ -55,10 +56,8 @@ std::string run_git_commit(const RunDir& dir) {
 
 // Shape of the data set named in cfg without reading it.
 std::pair<std::vector<int64_t>, int64_t> data_shape(const ExperimentConfig& cfg) {
-  const auto& d = cfg.data;
-  if (d.name == "cifar10") return {{3, 32, 32}, 10};
-  if (d.name == "synthetic") return {{d.synthetic_channels, d.synthetic_image_size, d.synthetic_image_size}, d.synthetic_classes};
-  return {{1, 28, 28}, 10};
+  const DataShape s = make_data_source(cfg.data)->shape();
+  return {s.example, s.classes};
 }
 
 std::string human_bytes(double b) {

@@ -5,12 +5,13 @@
 #include <set>
 #include <string>
 
+#include "bilevel/registry.h"
 #include "bilevel/config/schema.h"
 #include "bilevel/dist/data_parallel.h"
 #include "bilevel/dist/local_launcher.h"
 #include "bilevel/rules/registry.h"
 #include "bilevel/run/preemption.h"
-#include "bilevel/run/runner.h"
+#include "bilevel/runner.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/log.h"
 #include "commands.h"
@@ -82,6 +83,17 @@ Config keys (default in brackets):
                     describe_expectation(k).c_str(), k.default_yaml.c_str(), k.help.c_str());
     }
   }
+  // The other registries: components a key names (their own keys, if any, are in the list above).
+  std::printf("\nOther components, by the key that selects them (registered ones included):\n");
+  auto list = [](const char* key, const auto& registry) {
+    std::printf("  %s\n", key);
+    for (const auto& c : registry.infos()) std::printf("      %-16s %s\n", c.name.c_str(), c.help.c_str());
+  };
+  list("data.name", data_sets());
+  list("model.activation", activations());
+  list("train.loss", objectives());
+  list("quantization.weights.quantizer", quantizers());
+  list("quantization.weights.solver", weight_solvers());
 }
 
 }  // namespace

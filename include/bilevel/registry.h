@@ -1,5 +1,5 @@
 // Registries of the framework's components, keyed on a name, each with its config keys and a factory: learning
-// rules, inner solvers, quantization solvers, outer losses and activations. The built-in components are registered through the
+// rules, inner solvers, quantizers, quantization solvers, outer losses, activations and data sets. The built-in components are registered through the
 // same add() as a user's (on first use of a registry), so a program that links the library adds its own with one
 // call or one BILEVEL_REGISTER line before bilevel::run_cli, and every command (`train --help`, validation, typo
 // suggestions, the resolved config.yaml) sees them:
@@ -16,6 +16,13 @@
 //   objectives()      train.loss selects one (no keys)
 //   activations()     model.activation selects one (no keys; an Activation: ρ, ρ' as functions of tensors, its
 //                     range). The energy-based rules' neurons and fused kernels know the built-ins only.
+//   quantizers()      quantization.weights.quantizer selects the weights' grid (no keys of its own: the factory
+//                     gets QuantizerOptions — bits, symmetric, per channel, stochastic — and throws
+//                     std::invalid_argument for options it does not take, e.g. a bit width). A registered grid works
+//                     with every solver through Quantizer's virtual interface; the fused CPU loops and the packed
+//                     export know the built-ins.
+//   data_sets()       data.name selects one; its keys live under data.NAME (e.g. data.synthetic.classes) and reach
+//                     the factory as DataConfig::keys (data/data_source.h: files, shape, load).
 #pragma once
 
 #include <functional>
@@ -33,10 +40,12 @@ namespace bilevel {
 uint64_t registry_generation();
 void bump_registry_generation();
 
-template <class Product>
+// A factory takes the experiment's config (Arg), or, for components built from narrower options (quantizers: one
+// per grid, for the weights and for the activations), those options.
+template <class Product, class Arg = const ExperimentConfig&>
 class Registry {
  public:
-  using Factory = std::function<std::unique_ptr<Product>(const ExperimentConfig&)>;
+  using Factory = std::function<std::unique_ptr<Product>(Arg)>;
   struct Entry {
     ComponentInfo info;
     Factory make;
@@ -95,12 +104,17 @@ class InnerSolver;
 class WeightSolver;
 class Objective;
 struct Activation;
+class Quantizer;
+struct QuantizerOptions;
+class DataSource;
 
 Registry<LearningRule>& rules();
 Registry<InnerSolver>& inner_solvers();
 Registry<WeightSolver>& weight_solvers();
 Registry<Objective>& objectives();
 Registry<Activation>& activations();
+Registry<Quantizer, const QuantizerOptions&>& quantizers();
+Registry<DataSource, const DataConfig&>& data_sets();
 
 }  // namespace bilevel
 

@@ -438,6 +438,10 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   d.synthetic_image_size = g("data.synthetic.image_size").as<int64_t>();
   d.synthetic_channels = g("data.synthetic.channels").as<int64_t>();
   d.synthetic_classes = g("data.synthetic.classes").as<int64_t>();
+  {
+    const YAML::Node& tree = c.tree;
+    if (tree["data"] && tree["data"][d.name] && tree["data"][d.name].IsMap()) d.keys = YAML::Clone(tree["data"][d.name]);
+  }
   auto& m = c.model;
   m.kind = g("model.kind").as<std::string>();
   m.hidden = g("model.hidden").as<std::vector<int64_t>>();

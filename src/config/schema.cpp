@@ -173,16 +173,12 @@ void add_core_keys(Schema& s) {
   s.key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
   s.key("deterministic", V::Bool, "false", "Use LibTorch's deterministic algorithms only");
 
-  s.key("data.name", V::String, "fashion_mnist", "Data set").choices = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
+  s.key("data.name", V::String, "fashion_mnist", "Data set (a registered one: `bilevel train --help` lists them)")
+      .choices = data_sets().names();
   s.key("data.root", V::String, BILEVEL_DEFAULT_DATA_ROOT, "Folder with the data set's files");
   s.key("data.train_limit", V::Int, "0", "Use only the first N training examples (0 = all)").min = 0;
   s.key("data.test_limit", V::Int, "0", "Use only the first N test examples (0 = all)").min = 0;
   s.key("data.validation", V::Int, "5000", "Examples held out of the training set for model selection").min = 0;
-  s.key("data.synthetic.train", V::Int, "2000", "synthetic: training examples").min = 1;
-  s.key("data.synthetic.test", V::Int, "500", "synthetic: test examples").min = 1;
-  s.key("data.synthetic.image_size", V::Int, "8", "synthetic: image height and width").min = 1;
-  s.key("data.synthetic.channels", V::Int, "1", "synthetic: image channels").min = 1;
-  s.key("data.synthetic.classes", V::Int, "4", "synthetic: number of classes").min = 2;
 
   s.key("model.kind", V::String, "mlp", "Network family").choices = {"mlp", "conv"};
   s.key("model.hidden", V::IntList, "[512]", "Widths of the fully connected hidden layers").min = 1;
@@ -266,6 +262,9 @@ const Schema& Schema::global() {
     // be in use (weights and activations), so they are not a selected group.
     for (const auto& c : weight_solvers().infos())
       for (const KeySpec& k : c.keys) s.add(owned_key(c, "quantization." + c.name, k));
+    // Data sets: each one's keys under data.NAME (the built-in synthetic's: data.synthetic.*).
+    for (const auto& c : data_sets().infos())
+      for (const KeySpec& k : c.keys) s.add(owned_key(c, "data." + c.name, k));
     schema = std::move(s);
     built = registry_generation();  // after the build: the first use of a registry registers its built-ins
   }

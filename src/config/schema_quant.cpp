@@ -10,9 +10,11 @@ void add_quant_keys(Schema& s) {
   using V = ValueType;
   s.key("quantization.enabled", V::Bool, "false",
       "Train with quantized weights / activations (false: the full-precision twin of the same config)");
-  s.key("quantization.weights.quantizer", V::String, "binary",
-      "Weight grid: binary (sign·scale, 1 bit), ternary ({-1,0,1}·scale, 2 bits), uniform (k bits), none")
-      .choices = {"binary", "ternary", "uniform", "none"};
+  auto& wq = s.key("quantization.weights.quantizer", V::String, "binary",
+      "Weight grid: binary (sign·scale, 1 bit), ternary ({-1,0,1}·scale, 2 bits), uniform (k bits), a registered "
+      "quantizer, or none");
+  wq.choices = quantizers().names();
+  wq.choices.push_back("none");
   auto& wb = s.key("quantization.weights.bits", V::Int, "1", "Bits per weight: binary 1, ternary 2, uniform 2..8");
   wb.min = 1, wb.max = 8;
   s.key("quantization.weights.solver", V::String, "ste",

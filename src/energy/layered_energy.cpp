@@ -15,34 +15,14 @@ bool same_shape(const Tensor& t, const std::vector<int64_t>& shape, const Tensor
          t.device() == like.device();
 }
 
-// A view of a per-layer bias that broadcasts over a state [B, n] or [B, C, H, W].
-Tensor bias_view(const Layer& layer) {
-  return layer.kind == LayerKind::Conv ? layer.bias.view({-1, 1, 1}) : layer.bias;
-}
+Tensor bias_view(const Layer& layer) { return LayerMaps::bias_view(layer); }
+Tensor conv_input(const Tensor& in) { return LayerMaps::conv_input(in); }
+std::vector<int64_t> conv_out_hw(const Layer& layer, const Tensor& in) { return LayerMaps::conv_out_hw(layer, in); }
 
 Tensor flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
 
-// The input of a conv layer in channels-last (NHWC) layout for float32 on the CPU. For the relaxation's conv +
-// max-pool (fmnist_conv_ep's second layer, batch 64, one thread) LibTorch then takes its oneDNN convolution and
-// its vectorised NHWC pooling: ~2.2 + 0.4 ms instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The
-// result is the same map (values differ only by the convolution's summation order); the pooling indices are
-// positions in each channel's plane whatever the layout, so max_unpool2d and the switches are unchanged.
-Tensor conv_input(const Tensor& in) {
-  if (in.dim() != 4 || !in.device().is_cpu() || in.scalar_type() != torch::kFloat) return in;
-  return in.contiguous(at::MemoryFormat::ChannelsLast);
-}
-
-std::vector<int64_t> conv_out_hw(const Layer& layer, const Tensor& in) {
-  const int64_t k = layer.weight.size(2);
-  return {in.size(2) + 2 * layer.padding - k + 1, in.size(3) + 2 * layer.padding - k + 1};
-}
-
 }  // namespace
 
-Tensor& grad_buffer(const Tensor& param) {
-  if (!param.grad().defined()) param.mutable_grad() = torch::zeros_like(param);
-  return param.mutable_grad();
-}
 
 void EnergyState::copy_from(const EnergyState& other) {
   const size_t n = other.s.size();
@@ -62,7 +42,7 @@ void EnergyState::copy_from(const EnergyState& other) {
 }
 
 LayeredEnergy::LayeredEnergy(const LayeredNetImpl& net, const Neuron& neuron, const Objective& objective)
-    : net_(net), neuron_(neuron), objective_(objective), output_is_state_(objective.activate_output()) {
+    : maps_(net), net_(net), neuron_(neuron), objective_(objective), output_is_state_(objective.activate_output()) {
   for (size_t l = 0; l < net.num_layers(); ++l) layers_.push_back(&net.layer(l));
   if (output_is_state_ && objective.name() != "mse")
     throw std::invalid_argument("energy-based rules with state outputs need train.loss: mse");
@@ -108,7 +88,7 @@ void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y
   const auto shape = state_shape(1, batch.size);
   if (!same_shape(batch.drive1, shape, w0)) batch.drive1 = torch::empty(shape, w0.options());
   batch.pool0 = Tensor();
-  forward_into(0, batch.x, batch.vbias[0], a, batch.drive1, &batch.pool0);
+  maps_.forward_into(0, batch.x, batch.vbias[0], a, batch.drive1, &batch.pool0);
 }
 
 void LayeredEnergy::init_state(const EnergyBatch& batch, EnergyState& st) const {
@@ -141,70 +121,9 @@ void LayeredEnergy::refresh_pools(EnergyState& st) const {
   }
 }
 
-// ---------------------------------------------------------------- layer maps
 
-void LayeredEnergy::forward_into(size_t l, const Tensor& in, const Tensor& self, double alpha, Tensor& out,
-                                 Tensor* pool) const {
-  const Layer& L = *layers_[l];
-  if (L.kind == LayerKind::Linear) {
-    Tensor o = flat(out);
-    at::addmm_out(o, self, flat(in), L.weight.t(), 1.0, alpha);
-    return;
-  }
-  Tensor z = at::conv2d(conv_input(in), L.weight, {}, 1, L.padding);
-  if (L.pool > 1) {
-    auto pr = at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
-    z = std::get<0>(pr);
-    if (pool) *pool = std::get<1>(pr);
-  }
-  at::add_out(out, self, z, alpha);
-}
 
-void LayeredEnergy::feedback_add(size_t l, const Tensor& g, const Tensor& pool, double alpha, Tensor& out) const {
-  const Layer& L = *layers_[l];
-  if (L.kind == LayerKind::Linear) {
-    Tensor o = flat(out);
-    o.addmm_(flat(g), L.weight, 1.0, alpha);
-    return;
-  }
-  Tensor up = g;
-  if (L.pool > 1) {
-    const int64_t k = L.weight.size(2);
-    up = at::max_unpool2d(g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
-  }
-  // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
-  // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
-  // layer, batch 64, one thread). `out` stands in for the layer input (only its shape is read).
-  out.add_(std::get<0>(at::convolution_backward(up, out, L.weight, at::OptionalIntArrayRef{}, {1, 1},
-                                                {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1,
-                                                {true, false, false})),
-           alpha);
-}
 
-Tensor LayeredEnergy::linearized(size_t l, const Tensor& in, const Tensor& pool) const {
-  const Layer& L = *layers_[l];
-  if (L.kind == LayerKind::Linear) return flat(in).mm(L.weight.t());
-  Tensor z = at::conv2d(in, L.weight, {}, 1, L.padding);
-  if (L.pool > 1) z = z.flatten(2).gather(2, pool.flatten(2)).view(pool.sizes());
-  return z;
-}
-
-void LayeredEnergy::param_grad_add(size_t l, const Tensor& g, const Tensor& in, const Tensor& pool, double coeff,
-                                   Tensor& gW, Tensor* gb) const {
-  const Layer& L = *layers_[l];
-  if (L.kind == LayerKind::Linear) {
-    Tensor gf = flat(g);
-    gW.addmm_(gf.t(), flat(in), 1.0, coeff);
-    if (gb) gb->add_(gf.sum(0), coeff);
-    return;
-  }
-  Tensor up = g;
-  if (L.pool > 1) up = at::max_unpool2d(g, pool, conv_out_hw(L, in));
-  auto grads = at::convolution_backward(up, in, L.weight, at::OptionalIntArrayRef{}, {1, 1},
-                                        {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1, {false, true, false});
-  gW.add_(std::get<1>(grads), coeff);
-  if (gb) gb->add_(g.sum({0, 2, 3}), coeff);
-}
 
 const Tensor& LayeredEnergy::layer_input(const EnergyBatch& batch, const EnergyState& st, size_t l) const {
   return l == 0 ? batch.x : st.s[l - 1];
@@ -227,9 +146,9 @@ void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_
     }
     out.copy_(batch.drive1);
   } else {
-    forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
+    maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
   }
-  if (has_feedback) feedback_add(k, st.s[k], st.pool[k], a, out);
+  if (has_feedback) maps_.feedback_add(k, st.s[k], st.pool[k], a, out);
 }
 
 void LayeredEnergy::add_nudge(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge,
@@ -254,7 +173,7 @@ void LayeredEnergy::add_phi_grad(const EnergyBatch& batch, const EnergyState& st
   for (int64_t l = 0; l < num_states_; ++l) {
     const Layer& L = *layers_[l];
     Tensor& gb = grad_buffer(L.bias);
-    param_grad_add(l, st.s[l], layer_input(batch, st, l), layer_pool(batch, st, l), coeff, grad_buffer(L.weight),
+    maps_.param_grad_add(l, st.s[l], layer_input(batch, st, l), layer_pool(batch, st, l), coeff, grad_buffer(L.weight),
                    &gb);
   }
 }
@@ -268,10 +187,10 @@ void LayeredEnergy::add_phi_grad_diff(const EnergyBatch& batch, const EnergyStat
     Tensor& gb = grad_buffer(L.bias);
     if (l == 0) {
       // ⟨s_1, A_0 x⟩ is linear in s_1 and x is shared: one matmul on the difference.
-      param_grad_add(0, a.s[0] - b.s[0], batch.x, batch.pool0, coeff, gW, &gb);
+      maps_.param_grad_add(0, a.s[0] - b.s[0], batch.x, batch.pool0, coeff, gW, &gb);
     } else {
-      param_grad_add(l, a.s[l], a.s[l - 1], a.pool[l], coeff, gW, &gb);
-      param_grad_add(l, b.s[l], b.s[l - 1], b.pool[l], -coeff, gW, &gb);
+      maps_.param_grad_add(l, a.s[l], a.s[l - 1], a.pool[l], coeff, gW, &gb);
+      maps_.param_grad_add(l, b.s[l], b.s[l - 1], b.pool[l], -coeff, gW, &gb);
     }
   }
 }
@@ -283,7 +202,7 @@ void LayeredEnergy::add_readout_grad(const EnergyBatch& batch, const EnergyState
   const Layer& R = *layers_[r];
   Tensor g = objective_.grad(output(batch, st), batch.labels);
   Tensor& gb = grad_buffer(R.bias);
-  param_grad_add(r, g, st.s[num_states_ - 1], Tensor(), coeff, grad_buffer(R.weight), &gb);
+  maps_.param_grad_add(r, g, st.s[num_states_ - 1], Tensor(), coeff, grad_buffer(R.weight), &gb);
 }
 
 // ---------------------------------------------------------------- analysis
@@ -302,7 +221,7 @@ Tensor LayeredEnergy::energy(const EnergyBatch& batch, const EnergyState& st, co
     const size_t l = k - 1;
     Tensor z = torch::empty_like(st.s[l]);
     Tensor pool;
-    forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, z, &pool);
+    maps_.forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, z, &pool);
     e += neuron_.potential(st.s[l]) - (st.s[l] * z).flatten(1).sum(1);
   }
   if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0)
@@ -315,7 +234,7 @@ Tensor LayeredEnergy::total_input(const EnergyBatch& batch, const EnergyState& s
   const size_t l = k - 1;
   Tensor u = torch::empty_like(st.s[l]);
   Tensor pool;
-  forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, u, &pool);
+  maps_.forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, u, &pool);
   if (k < num_states_) {
     Tensor pk;
     const Layer& L = *layers_[k];
@@ -323,7 +242,7 @@ Tensor LayeredEnergy::total_input(const EnergyBatch& batch, const EnergyState& s
       auto z = at::conv2d(st.s[l], L.weight, {}, 1, L.padding);
       pk = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
     }
-    feedback_add(k, st.s[k], pk, 1.0, u);
+    maps_.feedback_add(k, st.s[k], pk, 1.0, u);
   }
   return u;
 }

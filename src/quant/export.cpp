@@ -48,7 +48,9 @@ ExportedModel export_model(const LayeredNetImpl& net, const QuantizationImpl* qu
       const Quantizer& q = quant->weight_quantizer();
       const QuantParam& p = *quant->param(l);
       const std::string kind = q.name();
-      w.encoding = kind == "uniform" ? "uint" : kind;
+      // Binary and ternary have codes of their own; uniform and registered grids store q − code_min as k-bit
+      // unsigned integers.
+      w.encoding = kind == "binary" || kind == "ternary" ? kind : "uint";
       w.bits = q.storage_bits();
       w.code_min = kind == "binary" ? -1.f : q.code_min();
       torch::Tensor codes = quant->codes(l);

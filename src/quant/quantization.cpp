@@ -177,6 +177,7 @@ void QuantizationImpl::begin_batch(const QuantClock& c) {
 bool QuantizationImpl::fuse_into(FusedAdam* opt) {
   fused_ = false;
   if (!opt || !solver_ || !solver_->fuses_adam_step() || !solver_->uses_latent()) return false;
+  if (!is_builtin_quantizer(*quantizer_)) return false;  // the fused loop inlines the built-in grids' codes
   for (auto& p : params_)
     if (p && (!p->latent.device().is_cpu() || p->latent.scalar_type() != torch::kFloat32)) return false;
   for (auto& p : params_) {

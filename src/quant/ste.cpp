@@ -117,8 +117,8 @@ class SteSolver final : public WeightSolver {
 
  private:
   std::pair<double, double> range(const Quantizer& q) const {
-    if (q.name() == "uniform") return {q.code_min(), q.code_max()};
-    return {-clip_, clip_};
+    if (q.name() == "binary" || q.name() == "ternary") return {-clip_, clip_};
+    return {q.code_min(), q.code_max()};  // uniform and registered grids: the code range
   }
   static Tensor zero_of(const QuantParam& p) {
     return p.grid.zero.defined() ? p.grid.zero.detach().to(torch::kFloat32).contiguous()

@@ -6,8 +6,7 @@
 
 #include <cmath>
 
-#include "bilevel/energy/layered_energy.h"
-#include "bilevel/energy/neuron.h"
+#include "bilevel/nn/layer_maps.h"
 #include "bilevel/rules/registry.h"
 
 namespace bilevel {
@@ -16,20 +15,7 @@ using torch::Tensor;
 
 namespace {
 
-// LayeredEnergy's layer maps (forward_into, feedback_add, param_grad_add) depend only on the network's layers.
-// Its constructor also takes the neuron and objective of the EP energy and rejects networks that energy cannot
-// describe (a non-monotone ρ such as silu; cross_entropy without a hidden layer), none of which matters to dual
-// propagation, so a neutral instance (identity neuron, squared error: every layer a state) serves as the
-// layer-map view of `net`.
-LayeredEnergy layer_maps(const LayeredNetImpl& net) {
-  static const Neuron neuron = Neuron::from_activation(activation("identity"));
-  static const std::unique_ptr<Objective> every_layer_a_state = make_objective("mse");
-  return LayeredEnergy(net, neuron, *every_layer_a_state);
-}
-
-Tensor bias_view(const Layer& layer) {
-  return layer.kind == LayerKind::Conv ? layer.bias.view({-1, 1, 1}) : layer.bias;
-}
+Tensor bias_view(const Layer& layer) { return LayerMaps::bias_view(layer); }
 
 std::vector<int64_t> output_shape(const Layer& layer, int64_t batch) {
   std::vector<int64_t> shape = {batch};
@@ -110,7 +96,7 @@ DualStates DualPropagation::infer(LayeredNet& net, const Tensor& x, const Tensor
 
 DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& y, bool accumulate_grads) {
   const LayeredNetImpl& N = *net;
-  const LayeredEnergy maps = layer_maps(N);
+  const LayerMaps maps(N);
   const size_t L = N.num_layers();
   const Tensor& w0 = N.layer(0).weight;
   const Tensor x0 = x.to(w0.device(), w0.scalar_type()).contiguous();

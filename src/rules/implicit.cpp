@@ -166,10 +166,10 @@ StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tens
   auto apply_K = [&](const States& w) {
     States out(S);
     for (int64_t k = 1; k <= S; ++k) {
-      Tensor o = k >= 2 ? energy.linearized(k - 1, w[k - 2], energy.layer_pool(batch_, free_, k - 1))
+      Tensor o = k >= 2 ? energy.maps().linearized(k - 1, w[k - 2], energy.layer_pool(batch_, free_, k - 1))
                               .view(s[k - 1].sizes())
                         : torch::zeros_like(s[k - 1]);
-      if (k < S) energy.feedback_add(k, w[k], energy.layer_pool(batch_, free_, k), 1.0, o);
+      if (k < S) energy.maps().feedback_add(k, w[k], energy.layer_pool(batch_, free_, k), 1.0, o);
       out[k - 1] = o;
     }
     return out;
@@ -243,8 +243,8 @@ StepStats ImplicitDifferentiation::train_step(LayeredNet& net, const torch::Tens
     Tensor& gW = grad_buffer(L.weight);
     Tensor& gb = grad_buffer(L.bias);
     const Tensor& pool = energy.layer_pool(batch_, free_, l);
-    energy.param_grad_add(l, w[l], energy.layer_input(batch_, free_, l), pool, coeff, gW, &gb);
-    if (l >= 1) energy.param_grad_add(l, s[l], w[l - 1], pool, coeff, gW, nullptr);
+    energy.maps().param_grad_add(l, w[l], energy.layer_input(batch_, free_, l), pool, coeff, gW, &gb);
+    if (l >= 1) energy.maps().param_grad_add(l, s[l], w[l - 1], pool, coeff, gW, nullptr);
   }
   energy.add_readout_grad(batch_, free_, coeff);
 

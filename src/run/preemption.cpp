@@ -10,11 +10,20 @@
 #include <cstring>
 #include <vector>
 
-#include "bilevel/train/trainer.h"
-
 extern char** environ;
 
 namespace bilevel {
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+std::atomic<bool>& preempt_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
 namespace {
 
 std::atomic<int> g_received{0};

@@ -1,5 +1,7 @@
 #include "bilevel/train/memory_estimate.h"
 
+#include "bilevel/data/data_source.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,16 +14,18 @@ namespace bilevel {
 
 namespace {
 
-struct DataShape {
-  double channels = 1, size = 28, train = 60000, test = 10000;
+struct SizeOfData {
+  double channels = 1, size = 28, train = 60000, test = 10000, classes = 10;
 };
 
-DataShape data_shape(const DataConfig& d) {
-  DataShape s;
-  if (d.name == "cifar10") s = {3, 32, 50000, 10000};
-  if (d.name == "synthetic")
-    s = {double(d.synthetic_channels), double(d.synthetic_image_size), double(d.synthetic_train),
-         double(d.synthetic_test)};
+SizeOfData data_shape(const DataConfig& d) {
+  const auto shape = make_data_source(d)->shape();
+  SizeOfData s;
+  s.channels = double(shape.example.at(0));
+  s.size = double(std::max(shape.example.at(1), shape.example.at(2)));  // square: an upper bound
+  s.train = double(shape.train);
+  s.test = double(shape.test);
+  s.classes = double(shape.classes);
   if (d.train_limit > 0) s.train = std::min(s.train, double(d.train_limit));
   if (d.test_limit > 0) s.test = std::min(s.test, double(d.test_limit));
   return s;
@@ -51,9 +55,9 @@ const std::string& MemoryEstimate::key() const {
 MemoryEstimate estimate_memory(const ExperimentConfig& cfg) {
   // Doubles throughout: absurd widths must not overflow into a small estimate.
   MemoryEstimate m;
-  const DataShape d = data_shape(cfg.data);
+  const SizeOfData d = data_shape(cfg.data);
   const double input = d.channels * d.size * d.size;
-  const double classes = cfg.data.name == "synthetic" ? double(cfg.data.synthetic_classes) : 10.0;
+  const double classes = d.classes;
 
   double params = 0, units = 0, largest = 0, widest = 0;
   std::string widest_key = "model.hidden";

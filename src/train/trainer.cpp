@@ -10,6 +10,7 @@
 #include "bilevel/data/batches.h"
 #include "bilevel/dist/data_parallel.h"
 #include "bilevel/run/metrics.h"
+#include "bilevel/run/preemption.h"
 #include "bilevel/train/divergence.h"
 #include "bilevel/train/probe.h"
 #include "bilevel/util/crash_points.h"
@@ -17,16 +18,6 @@
 #include "bilevel/util/progress.h"
 
 namespace bilevel {
-
-std::atomic<bool>& stop_requested() {
-  static std::atomic<bool> flag{false};
-  return flag;
-}
-
-std::atomic<bool>& preempt_requested() {
-  static std::atomic<bool> flag{false};
-  return flag;
-}
 
 EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, int64_t batch_size,
                     torch::Device device) {

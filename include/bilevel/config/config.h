@@ -14,7 +14,7 @@
 namespace bilevel {
 
 struct DataConfig {
-  std::string name;  // fashion_mnist | mnist | cifar10 | synthetic
+  std::string name;  // a registered data set (data/data_source.h): fashion_mnist | mnist | cifar10 | synthetic | ...
   std::string root;
   int64_t train_limit = 0;  // 0 = all
   int64_t test_limit = 0;   // 0 = all
@@ -22,6 +22,8 @@ struct DataConfig {
   // synthetic data set: `classes` Gaussian clusters of [channels, image_size, image_size] images
   int64_t synthetic_train = 0, synthetic_test = 0, synthetic_image_size = 0, synthetic_channels = 1,
           synthetic_classes = 0;
+  // data.<name>: the selected data set's own keys as resolved (validated, defaults filled); null when it has none.
+  YAML::Node keys;
 };
 
 struct ModelConfig {

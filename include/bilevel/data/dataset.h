@@ -28,11 +28,11 @@ struct DataSplits {
   Dataset test;
 };
 
-// Reads the data set named by cfg.name from cfg.root (or generates it, for "synthetic"), applies
-// train_limit / test_limit and holds out the validation examples. Throws DataError naming the file.
+// Reads the data set named by cfg.name (data/data_source.h: the data_sets() registry), applies train_limit /
+// test_limit and holds out the validation examples. Throws DataError naming the file.
 DataSplits load_data(const DataConfig& cfg, int64_t seed);
 
-// The files load_data will read (empty for synthetic); config validation checks that they exist.
+// The files load_data will read (empty for generated data); config validation checks that they exist.
 std::vector<std::string> required_files(const DataConfig& cfg);
 
 }  // namespace bilevel

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bilevel/energy/neuron.h"
+#include "bilevel/nn/layer_maps.h"
 #include "bilevel/nn/layered_net.h"
 #include "bilevel/nn/objective.h"
 
@@ -108,18 +109,8 @@ class LayeredEnergy {
   // out += the nudge's v-space term for the top state s_S: mse a·β(y − s_S); cross_entropy −a·β W_rᵀ ∂ℓ/∂o.
   void add_nudge(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge, torch::Tensor& out) const;
 
-  // ---- layer maps ----
-  // out = self + α·A_l(in); stores the switches into *pool for conv layers with pool > 1.
-  void forward_into(size_t l, const torch::Tensor& in, const torch::Tensor& self, double alpha, torch::Tensor& out,
-                    torch::Tensor* pool) const;
-  // out += α·A_lᵀ g, with the switches `pool` of layer l.
-  void feedback_add(size_t l, const torch::Tensor& g, const torch::Tensor& pool, double alpha,
-                    torch::Tensor& out) const;
-  // A_l(in) with the max-pool switches fixed to `pool` (layer l's Jacobian applied to in).
-  torch::Tensor linearized(size_t l, const torch::Tensor& in, const torch::Tensor& pool) const;
-  // gW += coeff·Σ_batch ∂/∂W_l ⟨g, A_l(in)⟩ (switches fixed); gb += coeff·Σ_batch g (if gb is given).
-  void param_grad_add(size_t l, const torch::Tensor& g, const torch::Tensor& in, const torch::Tensor& pool,
-                      double coeff, torch::Tensor& gW, torch::Tensor* gb) const;
+  // The network's layer maps (A_l, A_lᵀ, their parameter gradients; nn/layer_maps.h).
+  const LayerMaps& maps() const { return maps_; }
   // The switches of layer l for state index k, and the input of layer l (x for l = 0).
   const torch::Tensor& layer_input(const EnergyBatch& batch, const EnergyState& st, size_t l) const;
   const torch::Tensor& layer_pool(const EnergyBatch& batch, const EnergyState& st, size_t l) const;
@@ -154,6 +145,7 @@ class LayeredEnergy {
   torch::Tensor output_autograd(const std::vector<torch::Tensor>& s) const;
 
  private:
+  LayerMaps maps_;
   std::vector<const Layer*> layers_;
   const LayeredNetImpl& net_;
   Neuron neuron_;
@@ -162,8 +154,5 @@ class LayeredEnergy {
   int64_t num_states_;
   bool conv_after_input_ = false;
 };
-
-// The parameter's grad(), allocated as zeros when undefined.
-torch::Tensor& grad_buffer(const torch::Tensor& param);
 
 }  // namespace bilevel

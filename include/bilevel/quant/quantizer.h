@@ -28,7 +28,7 @@ namespace bilevel {
 using qe::kTernaryThreshold;
 
 struct QuantizerOptions {
-  std::string kind = "binary";  // binary | ternary | uniform
+  std::string kind = "binary";  // binary | ternary | uniform, or a registered quantizer (registry.h)
   int bits = 1;                 // uniform: 2..8
   bool symmetric = true;        // uniform only
   bool per_channel = false;     // one scale per output channel (dimension 0)
@@ -88,15 +88,26 @@ struct UniformCode {
   float lo, hi;
   float operator()(float x) const { return qe::uniform_code(x, lo, hi); }
 };
+// A registered quantizer's code, through its virtual code().
+struct AnyCode {
+  const Quantizer* q;
+  float operator()(float x) const { return q->code(x); }
+};
+
+// Whether q is one of the built-in grids (binary, ternary, uniform), whose codes the fused loops inline.
+bool is_builtin_quantizer(const Quantizer& q);
+
 // Calls fn(code) with the code function object of q's kind.
 template <class Fn>
 void with_code(const Quantizer& q, Fn&& fn) {
   if (q.name() == "binary") fn(BinaryCode{});
   else if (q.name() == "ternary") fn(TernaryCode{});
-  else fn(UniformCode{q.code_min(), q.code_max()});
+  else if (q.name() == "uniform") fn(UniformCode{q.code_min(), q.code_max()});
+  else fn(AnyCode{&q});
 }
 
-// Builds the quantizer `opt.kind`; throws std::invalid_argument naming what is wrong (unknown kind, bits).
+// Builds the quantizer `opt.kind` from the registry (quantizers(), bilevel/registry.h); throws
+// std::invalid_argument naming what is wrong (unknown kind, bits).
 std::unique_ptr<Quantizer> make_quantizer(const QuantizerOptions& opt);
 std::vector<std::string> quantizer_names();
 

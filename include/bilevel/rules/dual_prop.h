@@ -49,10 +49,8 @@
 //
 // Conv + max-pool: A_l uses the max-pool switches of the feedforward pass (closed form) or of the latest
 // application of A_l (iterative), for A_l, its adjoint A_lᵀ and ∂/∂W_l alike — the papers' treatment of pooling
-// (the switches of the forward pass). The layer maps are LayeredEnergy's (forward_into, feedback_add,
-// param_grad_add), except the adjoint of conv layers, which runs convolution_backward's input-gradient kernel
-// (twice as fast on CPU as LayeredEnergy's conv_transpose2d; see conv_feedback in the .cpp). Nothing here
-// differentiates through autograd.
+// (the switches of the forward pass). The layer maps are nn/layer_maps.h's (forward_into, feedback_add,
+// param_grad_add), built from the network alone. Nothing here differentiates through autograd.
 //
 // predict() is the feedforward pass (s⁺ = s⁻ = s without a target). StepStats come from the feedforward pass.
 #pragma once

@@ -8,9 +8,16 @@
 // requeues itself on cancellation would never end.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 namespace bilevel {
+
+// Set by the SIGINT handler; the trainer stops after the current batch.
+std::atomic<bool>& stop_requested();
+// Set by the SIGTERM and train.preempt_signal handlers; the trainer finishes the current batch, writes a
+// positional checkpoint and returns.
+std::atomic<bool>& preempt_requested();
 
 // The exit code of a preempted run (sysexits' EX_TEMPFAIL: try again later).
 constexpr int kExitPreempted = 75;
@@ -19,7 +26,7 @@ constexpr int kExitPreempted = 75;
 int preempt_signal_number(const std::string& name);
 
 // Installs the handlers for the lifetime of the scope: SIGINT sets stop_requested(), SIGTERM and
-// `preempt_signal` (0 = none) set preempt_requested() (train/trainer.h). A second SIGINT kills at once.
+// `preempt_signal` (0 = none) set preempt_requested(). A second SIGINT kills at once.
 class StopSignals {
  public:
   explicit StopSignals(int preempt_signal);

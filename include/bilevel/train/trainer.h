@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bilevel/run/checkpoint.h"
+#include "bilevel/run/preemption.h"
 #include "bilevel/run/run_dir.h"
 #include "bilevel/train/experiment.h"
 
@@ -32,11 +33,6 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
 StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batches, double lr, const torch::Tensor& xb,
                       const torch::Tensor& yb, const std::function<void(const StepStats&)>& before_step = {});
 
-// Set by the SIGINT handler; the trainer stops after the current batch (run/preemption.h).
-std::atomic<bool>& stop_requested();
-// Set by the SIGTERM and train.preempt_signal handlers; the trainer finishes the current batch, writes a
-// positional checkpoint and returns (run/preemption.h).
-std::atomic<bool>& preempt_requested();
 
 class Trainer {
  public:

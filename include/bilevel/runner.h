@@ -1,4 +1,8 @@
-// Starting, resuming and evaluating runs: the run directory's life cycle around the Trainer.
+// Starting, resuming and evaluating runs: the run directory's life cycle around the Trainer. The top of the
+// library's layers, and the only file that sees them all: config (config/) → components (train/experiment.h:
+// data, network, rule, optimizer, quantization) → data parallelism (dist/) → Trainer (train/trainer.h) → the run
+// directory (run/: directory, lock, checkpoints, metrics, meta, signals). Nothing below includes it; run/ includes
+// nothing from train/.
 //   start:  validate + load everything → create the directory → config.yaml, meta.yaml (running) → train →
 //           final.pt, meta.yaml (completed | interrupted | failed)
 //   resume: lock → config.yaml → the newest checkpoint that loads and matches the config (or the one asked for)

@@ -1,4 +1,4 @@
-#include "bilevel/run/runner.h"
+#include "bilevel/runner.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>

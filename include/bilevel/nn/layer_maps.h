@@ -1,0 +1,50 @@
+// The linear maps of a LayeredNet's layers and their adjoints, the building blocks every energy-based and
+// dual-propagation rule relaxes with: A_l is layer l's linear part (matmul W_l s_l, or maxpool_p(conv2d(s_l, W_l))
+// for conv layers, whose max-pool switches are an explicit argument), A_lᵀ its adjoint at those switches, and the
+// gradient of ⟨g, A_l(in)⟩ with respect to W_l. Built from the network alone: no neuron, objective or energy.
+// Call under torch::NoGradGuard; the layers' parameters are read at call time, so one instance serves for a
+// whole training run.
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+#include "bilevel/nn/layered_net.h"
+
+namespace bilevel {
+
+class LayerMaps {
+ public:
+  explicit LayerMaps(const LayeredNetImpl& net);
+
+  size_t num_layers() const { return layers_.size(); }
+  const Layer& layer(size_t l) const { return *layers_[l]; }
+
+  // out = self + α·A_l(in); stores the switches into *pool for conv layers with pool > 1.
+  void forward_into(size_t l, const torch::Tensor& in, const torch::Tensor& self, double alpha, torch::Tensor& out,
+                    torch::Tensor* pool) const;
+  // out += α·A_lᵀ g, with the switches `pool` of layer l (`out` also gives the shape of layer l's input).
+  void feedback_add(size_t l, const torch::Tensor& g, const torch::Tensor& pool, double alpha,
+                    torch::Tensor& out) const;
+  // A_l(in) with the max-pool switches fixed to `pool` (layer l's Jacobian applied to in).
+  torch::Tensor linearized(size_t l, const torch::Tensor& in, const torch::Tensor& pool) const;
+  // gW += coeff·Σ_batch ∂/∂W_l ⟨g, A_l(in)⟩ (switches fixed); gb += coeff·Σ_batch g (if gb is given).
+  void param_grad_add(size_t l, const torch::Tensor& g, const torch::Tensor& in, const torch::Tensor& pool,
+                      double coeff, torch::Tensor& gW, torch::Tensor* gb) const;
+
+  // A view of layer's bias that broadcasts over its output [B, n] or [B, C, H, W].
+  static torch::Tensor bias_view(const Layer& layer);
+  // A conv layer's input in the layout its convolution runs fastest in (channels-last for float32 on the CPU).
+  static torch::Tensor conv_input(const torch::Tensor& in);
+  // The spatial size of a conv layer's output before pooling, for input `in`.
+  static std::vector<int64_t> conv_out_hw(const Layer& layer, const torch::Tensor& in);
+
+ private:
+  std::vector<const Layer*> layers_;
+};
+
+// The parameter's grad(), allocated as zeros when undefined.
+torch::Tensor& grad_buffer(const torch::Tensor& param);
+
+}  // namespace bilevel
