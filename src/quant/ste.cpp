@@ -39,7 +39,8 @@ class SteSolver final : public WeightSolver {
   bool clears_weight_grad() const override { return true; }
 
   void backward(QuantParam& p, const Quantizer& q, const Tensor& g, const QuantClock&) const override {
-    const auto [lo, hi] = range(q);
+    const auto [range_lo, range_hi] = range(q);
+    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
     Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
     // g is the weights' gradient buffer: it is read once here and left zero for the next batch's accumulation.
     Tensor gc = g.contiguous();
@@ -78,7 +79,8 @@ class SteSolver final : public WeightSolver {
   void fused_adam_step(QuantParam& p, const Quantizer& q, const Tensor& g, const Tensor& scale_before,
                        const kernels::AdamElement& a, const Tensor& m, const Tensor& v) const override {
     torch::NoGradGuard no_grad;
-    const auto [lo, hi] = range(q);
+    const auto [range_lo, range_hi] = range(q);
+    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
     TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous() && g.is_contiguous() && m.is_contiguous() &&
                     v.is_contiguous(), "ste: fused step needs contiguous tensors");
     const Tensor s0 = scale_before.contiguous(), s = p.grid.scale.detach().contiguous(), z = zero_of(p);
@@ -98,7 +100,8 @@ class SteSolver final : public WeightSolver {
 
   void update(QuantParam& p, const Quantizer& q, const QuantClock&) const override {
     torch::NoGradGuard no_grad;
-    const auto [lo, hi] = range(q);
+    const auto [range_lo, range_hi] = range(q);
+    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
     TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous(), "ste: latent and weights must be contiguous");
     const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
     float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>();
