@@ -342,6 +342,10 @@ TEST(EnvCli, WarnsAboutTheReferenceBlas) {
 // What CI verifies: the repository's environment.yml describes this machine.
 TEST(EnvCli, RepositoryEnvironmentFileMatches) {
   require_cli();
+#ifdef __clang__
+  // environment.yml pins Debian's g++; the clang build (fuzz targets, sanitizer suite) is another toolchain.
+  GTEST_SKIP() << "built with clang; environment.yml pins g++";
+#endif
   const std::string f = std::string(BILEVEL_SOURCE_DIR) + "/environment.yml";
   ASSERT_TRUE(fs::exists(f));
   const auto r = run_cli("env --check " + quoted(f));

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/serialize.h>
 #include <torch/serialize/archive.h>
+#include <caffe2/serialize/inline_container.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -111,13 +112,39 @@ std::string torch_reason(const c10::Error& e) { return first_line(e.what_without
 namespace {
 TrainProgress restore(torch::serialize::InputArchive& archive, const fs::path& path, torch::nn::Module& model,
                       torch::optim::Optimizer& optimizer, const std::string& expected_hash);
+
+// An archive's TorchScript code records (code/*.py), which LibTorch compiles while it loads the archive. Ours
+// (torch::serialize::OutputArchive of modules without methods) hold only class headers, __parameters__ /
+// __buffers__ / __annotations__ lists and typed attributes; LibTorch's compiler crashes (SIGSEGV, not an
+// exception) on some malformed sources, e.g. a class constant `x = []` (found by fuzz_checkpoint), so anything
+// else is refused before LibTorch sees it. Throws UserError naming the record and line.
+void check_archive_code(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what) {
+  static const std::regex allowed(
+      R"(\s*|\s*#.*|class \w+\(Module\):|  __(parameters|buffers)__ = \[("[^"\\]*", )*\]|  __annotations__ = \[\]|)"
+      R"(  __annotations__\["[^"\\]*"\] = [\w.]+|  \w+ : [\w.]+(\[[\w., ]+(\[[\w., ]+\])?\])?)");
+  for (const auto& name : reader.getAllRecords()) {
+    if (name.find("code/") == std::string::npos || name.size() < 3 || name.compare(name.size() - 3, 3, ".py") != 0)
+      continue;
+    auto [data, size] = reader.getRecord(name);
+    std::istringstream text(std::string(static_cast<const char*>(data.get()), size));
+    std::string line;
+    for (int n = 1; std::getline(text, line); ++n)
+      if (line.size() > 4096 || !std::regex_match(line, allowed))
+        throw UserError(what + ": not a bilevel checkpoint (unexpected TorchScript in " + name + ", line " +
+                        std::to_string(n) + ")");
+  }
+}
 }  // namespace
 
 TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                               const std::string& expected_hash) {
   torch::serialize::InputArchive archive;
   try {
+    caffe2::serialize::PyTorchStreamReader reader(path.string());
+    check_archive_code(reader, path.string());
     archive.load_from(path.string());
+  } catch (const UserError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": unreadable checkpoint (" + torch_reason(e) + ")");
   } catch (const std::exception& e) {
@@ -208,8 +235,12 @@ void save_model(const fs::path& path, torch::nn::Module& model) {
 void load_model(const fs::path& path, torch::nn::Module& model) {
   torch::serialize::InputArchive archive;
   try {
+    caffe2::serialize::PyTorchStreamReader reader(path.string());
+    check_archive_code(reader, path.string());
     archive.load_from(path.string());
     read_model(archive, model);
+  } catch (const UserError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": cannot load model (" + torch_reason(e) + ")");
   } catch (const std::exception& e) {

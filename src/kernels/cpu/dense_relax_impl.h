@@ -30,10 +30,11 @@ inline float abs(float a) { return std::fabs(a); }
 inline float max_nan(float bound, float v) { return v != v ? v : (bound > v ? bound : v); }
 inline float min_nan(float bound, float v) { return v != v ? v : (bound < v ? bound : v); }
 // 2^n from t = n + 1.5·2^23 (n integral in [−126, 127], held in t's low mantissa bits).
+// Unsigned arithmetic: the shift drops t's exponent bits on purpose (a signed shift would overflow, UB in C++17).
 inline float pow2_from_shifted(float t) {
-  int32_t bits;
+  uint32_t bits;
   std::memcpy(&bits, &t, 4);
-  bits = (bits + 127) << 23;
+  bits = (bits + 127u) << 23;
   float r;
   std::memcpy(&r, &bits, 4);
   return r;
