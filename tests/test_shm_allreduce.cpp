@@ -184,3 +184,23 @@ TEST(ShmAllreduce, BadUseIsRefused) {
   shm->allreduce_mean(16, 4);
   for (int i = 0; i < 16; ++i) EXPECT_EQ(s[i], float(i) + 0.25f);
 }
+
+TEST(ShmAllreduce, SumsAreExactForCounts) {
+  // The metrics' sums: integral counts and loss sums, over three ranks, several rounds on one segment.
+  int rank0 = -1;
+  const auto codes = with_ranks(3, 7 * sizeof(double), 30,
+                                [&](ShmAllreduce& shm, int rank) {
+                                  double* s = static_cast<double*>(shm.slot());
+                                  int wrong = 0;
+                                  for (int round = 1; round <= 4; ++round) {
+                                    for (int i = 0; i < 7; ++i) s[i] = double((rank + 1) * 1000003 * round + i);
+                                    shm.allreduce_sum(7, sizeof(double));
+                                    for (int i = 0; i < 7; ++i)
+                                      if (s[i] != double(6 * 1000003 * round + 3 * i)) ++wrong;
+                                  }
+                                  return wrong == 0 ? 0 : 1;
+                                },
+                                &rank0);
+  EXPECT_EQ(rank0, 0);
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
+}

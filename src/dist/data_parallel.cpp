@@ -72,6 +72,8 @@ struct DataParallel::Impl {
   std::chrono::milliseconds timeout{0};
   // The gradients' path when every rank is on this host; gradients that are views of it keep it mapped.
   std::shared_ptr<ShmAllreduce> shm;
+  // The small sums (metrics, stop flags) on one host: a segment of their own, so they never touch the gradients.
+  std::unique_ptr<ShmAllreduce> small;
 
   template <class Work>
   void wait(const Work& work, const char* what) {
@@ -85,10 +87,14 @@ struct DataParallel::Impl {
 };
 
 namespace {
-// Sets up the shared-memory gradient allreduce when every rank runs on this host. Rank 0 creates the segment and
-// publishes its name (or why it could not) through the store; every rank says whether it could map it; rank 0
-// announces the verdict and removes the name. Every rank ends with the same answer: a segment, or Gloo.
-std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& world, size_t capacity, double timeout) {
+// Room of the small-sums segment (metrics and diagnostics per epoch, stop flags); larger vectors go through Gloo.
+constexpr size_t kSmallValues = 256;
+
+// Sets up a shared-memory allreduce (`tag`: what it carries) when every rank runs on this host. Rank 0 creates the
+// segment and publishes its name (or why it could not) through the store; every rank says whether it could map
+// it; rank 0 announces the verdict and removes the name. Every rank ends with the same answer: a segment, or Gloo.
+std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& world, size_t capacity, double timeout,
+                                           const std::string& tag) {
   auto set = [&](const std::string& k, const std::string& v) { store.set(k, std::vector<uint8_t>(v.begin(), v.end())); };
   auto get = [&](const std::string& k) {
     store.wait({k});
@@ -98,22 +104,23 @@ std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& worl
   std::unique_ptr<ShmAllreduce> shm;
   std::string problem;
   if (world.rank == 0) {
-    const std::string name = "/bilevel-dp-" + std::to_string(::getpid()) + "-" + std::to_string(world.master_port);
+    const std::string name =
+        "/bilevel-dp-" + std::to_string(::getpid()) + "-" + std::to_string(world.master_port) + "-" + tag;
     try {
       shm = ShmAllreduce::create(name, 0, world.size, capacity, timeout);
-      set("bilevel/shm", name);
+      set("bilevel/shm/" + tag, name);
     } catch (const std::exception& e) {
       problem = e.what();
-      set("bilevel/shm", "!" + problem);
+      set("bilevel/shm/" + tag, "!" + problem);
     }
     for (int r = 1; r < world.size; ++r) {
-      const std::string said = get("bilevel/shm_mapped/" + std::to_string(r));
+      const std::string said = get("bilevel/shm_mapped/" + tag + "/" + std::to_string(r));
       if (said != "ok" && problem.empty()) problem = "rank " + std::to_string(r) + ": " + said;
     }
-    set("bilevel/shm_verdict", problem.empty() ? "ok" : problem);
+    set("bilevel/shm_verdict/" + tag, problem.empty() ? "ok" : problem);
     if (shm) shm->unlink();
   } else {
-    const std::string name = get("bilevel/shm");
+    const std::string name = get("bilevel/shm/" + tag);
     std::string said = "ok";
     if (name.rfind('!', 0) == 0)
       said = "no segment";
@@ -123,13 +130,13 @@ std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& worl
       } catch (const std::exception& e) {
         said = e.what();
       }
-    set("bilevel/shm_mapped/" + std::to_string(world.rank), said);
-    const std::string verdict = get("bilevel/shm_verdict");
+    set("bilevel/shm_mapped/" + tag + "/" + std::to_string(world.rank), said);
+    const std::string verdict = get("bilevel/shm_verdict/" + tag);
     if (verdict != "ok") problem = verdict;
   }
   if (!problem.empty()) {
     if (world.rank == 0)
-      spdlog::warn("data parallelism: the gradients go through Gloo instead of shared memory ({})", problem);
+      spdlog::warn("data parallelism: the {} go through Gloo instead of shared memory ({})", tag, problem);
     return nullptr;
   }
   return shm;
@@ -249,7 +256,9 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
       elements += size_t(p.numel());
       elem_size = std::max(elem_size, size_t(p.element_size()));
     }
-    m.shm = local_reduce(*m.store, world, elements * elem_size, cfg.get<double>("dist.timeout"));
+    m.shm = local_reduce(*m.store, world, elements * elem_size, cfg.get<double>("dist.timeout"), "gradients");
+    if (m.shm) m.small = local_reduce(*m.store, world, kSmallValues * sizeof(double), cfg.get<double>("dist.timeout"),
+                                      "metrics");
   }
   return dp;
 }
@@ -339,6 +348,17 @@ unsigned DataParallel::agree(unsigned stop_flags) {
 
 void DataParallel::allreduce_sum(std::vector<double>& values) {
   if (values.empty()) return;
+  if (impl_->small && values.size() <= kSmallValues) {
+    auto* slot = static_cast<double*>(impl_->small->slot());
+    std::copy(values.begin(), values.end(), slot);
+    try {
+      impl_->small->allreduce_sum(values.size(), sizeof(double));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("distributed allreduce failed: ") + e.what());
+    }
+    std::copy(slot, slot + values.size(), values.begin());
+    return;
+  }
   std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
   impl_->wait(impl_->group->allreduce(t), "allreduce");
   const auto out = t[0].contiguous();

@@ -48,13 +48,13 @@ std::atomic<uint64_t>& arrive_of(std::atomic<uint64_t>* first, int r) {
   return *reinterpret_cast<std::atomic<uint64_t>*>(reinterpret_cast<char*>(first) + kLine * size_t(r));
 }
 
-// The mean over the slots of elements [begin, end), written back into every slot. Summed in rank order, so the
+// The sum (or mean) over the slots of elements [begin, end), written back into every slot. Summed in rank order, so the
 // bits do not depend on which rank computes them.
 template <class T>
-void mean_chunk(char* const* slots, int size, size_t begin, size_t end) {
+void reduce_chunk(char* const* slots, int size, size_t begin, size_t end, bool mean) {
   constexpr size_t kBlock = 512;  // a block stays in L1 between the sum and the write-back
   T acc[kBlock];
-  const T divisor = T(size);
+  const T divisor = mean ? T(size) : T(1);
   for (size_t b = begin; b < end; b += kBlock) {
     const size_t m = std::min(kBlock, end - b);
     const T* first = reinterpret_cast<const T*>(slots[0]) + b;
@@ -178,7 +178,10 @@ void ShmAllreduce::barrier() {
   }
 }
 
-void ShmAllreduce::allreduce_mean(size_t n, size_t elem_size) {
+void ShmAllreduce::allreduce_mean(size_t n, size_t elem_size) { allreduce(n, elem_size, true); }
+void ShmAllreduce::allreduce_sum(size_t n, size_t elem_size) { allreduce(n, elem_size, false); }
+
+void ShmAllreduce::allreduce(size_t n, size_t elem_size, bool mean) {
   if (elem_size != 4 && elem_size != 8) throw std::invalid_argument("ShmAllreduce: float or double only");
   if (n * elem_size > capacity_) throw std::invalid_argument("ShmAllreduce: more than the capacity");
   barrier();  // every slot is written
@@ -187,9 +190,9 @@ void ShmAllreduce::allreduce_mean(size_t n, size_t elem_size) {
   const size_t begin = std::min(n, lines * size_t(rank_) / size_t(size_) * per_line);
   const size_t end = std::min(n, lines * size_t(rank_ + 1) / size_t(size_) * per_line);
   if (elem_size == 4)
-    mean_chunk<float>(slots_.data(), size_, begin, end);
+    reduce_chunk<float>(slots_.data(), size_, begin, end, mean);
   else
-    mean_chunk<double>(slots_.data(), size_, begin, end);
+    reduce_chunk<double>(slots_.data(), size_, begin, end, mean);
   barrier();  // every chunk is written back
 }
 

@@ -46,9 +46,12 @@ class ShmAllreduce {
   // the ranks. Every rank calls it with the same n and element size; until its next call, no other rank writes
   // this rank's slot.
   void allreduce_mean(size_t n, size_t elem_size);
+  // The same with the sum (for counts and loss sums: exact where the sum is).
+  void allreduce_sum(size_t n, size_t elem_size);
 
  private:
   ShmAllreduce() = default;
+  void allreduce(size_t n, size_t elem_size, bool mean);
   static std::unique_ptr<ShmAllreduce> map(const std::string& name, int rank, int size, size_t capacity,
                                            double timeout_seconds, bool create);
   void barrier();
