@@ -535,13 +535,20 @@ TEST(Sizes, EstimateCountsParametersGradientsOptimizerStateBatchAndData) {
 
 // ================================================================ fuzz findings, kept as regressions
 
+namespace {
+// The network and optimizer fuzz/fuzz_checkpoint.cpp loads its inputs into (its seeds were written for them).
+Experiment fuzz_checkpoint_experiment() {
+  return prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, test: 10, "
+                                  "image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\ntrain:\n  threads: 1\n"
+                                  "optimizer:\n  name: adam\n",
+                                  "fuzz.yaml"));
+}
+}  // namespace
+
 TEST(FuzzRegression, CorruptArchiveCodeIsAUserErrorNamingTheFile) {
   // fuzz_checkpoint's find: a checkpoint whose TorchScript part is corrupt made LibTorch throw a plain
   // runtime_error, which escaped as an internal error. Its network: fuzz/fuzz_checkpoint.cpp's config.
-  Experiment x = prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, "
-                                          "test: 10, image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\n"
-                                          "train:\n  threads: 1\noptimizer:\n  name: adam\n",
-                                          "fuzz.yaml"));
+  Experiment x = fuzz_checkpoint_experiment();
   const std::string file = std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/regression_corrupt_torchscript.pt";
   try {
     load_checkpoint(file, *x.net, *x.optimizer.impl, "");
@@ -559,10 +566,7 @@ TEST(FuzzRegression, ArchiveCodeOutsideOursIsRefusedBeforeLibTorchCompilesIt) {
   // fuzz_checkpoint's second find: a class constant (`param_group = []`) in the archive's TorchScript made
   // LibTorch 1.13's compiler crash with SIGSEGV while loading. The archive's code is checked first
   // (check_archive_code in run/checkpoint.cpp).
-  Experiment x = prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, "
-                                          "test: 10, image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\n"
-                                          "train:\n  threads: 1\noptimizer:\n  name: adam\n",
-                                          "fuzz.yaml"));
+  Experiment x = fuzz_checkpoint_experiment();
   const std::string file = std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/regression_class_constant.pt";
   for (int kind = 0; kind < 2; ++kind) {
     try {
