@@ -28,21 +28,14 @@ read -r -a extra <<< "${EXTRA:-}"
 [ -x "$BIN" ] || { echo "dist_throughput.sh: $BIN not built (cmake --build $BUILD_DIR --target bilevel_cli)" >&2; exit 2; }
 mkdir -p "$OUT"
 unset OMP_NUM_THREADS RANK WORLD_SIZE MASTER_ADDR MASTER_PORT
-config_of() {
-  case "$1" in
-    backprop) echo configs/fmnist_mlp_bp.yaml ;;
-    ep) echo configs/fmnist_mlp_ep.yaml ;;
-    dual_prop) echo configs/fmnist_mlp_dp.yaml ;;
-    *) echo "unknown rule $1" >&2; exit 2 ;;
-  esac
-}
+source benchmarks/rule_configs.sh
 batch_of() { awk '/^train:/{t=1;next} /^[^ ]/{t=0} t && $1=="batch_size:"{print $2; exit}' "$1"; }
 echo "rule,setting,rep,epoch,epoch_seconds,examples_per_second" > "$OUT/results.csv"
 "$BIN" env | grep -E '^(cpus_available|cpu_model|blas):' || true
 train_examples=$((TRAIN_LIMIT - 1000))
 for rep in $(seq 1 "$REPS"); do
   for rule in $RULES; do
-    config=$(config_of "$rule")
+    config=$(config_of "$rule") || { echo "dist_throughput.sh: unknown rule $rule" >&2; exit 2; }
     batch=$(batch_of "$config")
     for setting in one same_global same_per_rank; do
       case $setting in

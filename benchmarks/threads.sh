@@ -39,14 +39,9 @@ if [ "$summary_only" = 1 ]; then summary; exit 0; fi
 [ -x "$BIN" ] || { echo "threads.sh: $BIN not built (cmake --build $BUILD_DIR --target bilevel_cli)" >&2; exit 2; }
 mkdir -p "$OUT"
 unset OMP_NUM_THREADS OMP_WAIT_POLICY BILEVEL_OMP_REEXEC
-config_of() {
-  case "$1" in
-    backprop) echo configs/fmnist_mlp_bp.yaml ;;
-    ep) echo configs/fmnist_mlp_ep.yaml ;;
-    dual_prop) echo configs/fmnist_mlp_dp.yaml ;;
-    *) echo "configs/fmnist_mlp_ep.yaml rule.name=$1" ;;
-  esac
-}
+source benchmarks/rule_configs.sh
+# Another rule runs on the ep config (same network, neurons and loss).
+config_or_ep() { config_of "$1" || echo "configs/fmnist_mlp_ep.yaml rule.name=$1"; }
 echo "rule,setting,rep,epoch_seconds,threads,omp_wait_policy" > "$OUT/results.csv"
 "$BIN" env | grep -E '^(cpus_available|cpu_affinity|cpu_quota|cpu_model|blas):' || true
 for rep in $(seq 1 "$REPS"); do
@@ -61,7 +56,7 @@ for rep in $(seq 1 "$REPS"); do
         *) echo "threads.sh: unknown setting $setting" >&2; exit 2 ;;
       esac
       # shellcheck disable=SC2046
-      dir=$(env "${envs[@]}" "$BIN" train $(config_of "$rule") train.epochs="$EPOCHS" train.threads="$threads" \
+      dir=$(env "${envs[@]}" "$BIN" train $(config_or_ep "$rule") train.epochs="$EPOCHS" train.threads="$threads" \
               data.train_limit="$TRAIN_LIMIT" data.validation=1000 data.test_limit=2000 checkpoint.every=1000 \
               scheduler.name=none output.root="$OUT/runs" experiment.name="${rule}_${setting}" 2>/dev/null)
       secs=$(awk -F, 'NR==1{for(i=1;i<=NF;i++) if($i=="epoch_seconds") c=i; next} {print $c}' "$dir/metrics.csv" \
