@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -268,8 +269,46 @@ DataParallel::~DataParallel() = default;
 std::string DataParallel::gradient_transport() const { return impl_->shm ? "shm" : "gloo"; }
 
 namespace {
+// The stop flags as the two numbers that travel with a sum (OR over the ranks = a sum > 0), and back.
+std::array<double, 2> flag_values(unsigned flags) {
+  return {flags & kStopInterrupt ? 1.0 : 0.0, flags & kStopPreempt ? 1.0 : 0.0};
+}
 unsigned flags_of(double interrupt, double preempt) {
   return (interrupt > 0 ? kStopInterrupt : 0u) | (preempt > 0 ? kStopPreempt : 0u);
+}
+
+// The shared-memory path of average_gradients: every gradient comes to live in this rank's slot and is averaged
+// there in place. After the first step the backward pass accumulates straight into the slot (LibTorch 1.x's
+// zero_grad keeps the tensors; 2.x's frees them, and the copy below runs each step). `total` counts the gradients'
+// elements and the two flags that follow them. Returns the agreed flags.
+template <class T>
+unsigned shm_average(const std::shared_ptr<ShmAllreduce>& shm, const std::vector<torch::Tensor>& params,
+                     int64_t total, unsigned stop_flags) {
+  constexpr auto dtype = c10::CppTypeToScalarType<T>::value;
+  const auto options = torch::TensorOptions().dtype(dtype);
+  T* const slot = static_cast<T*>(shm->slot());
+  int64_t offset = 0;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    T* const at = slot + offset;
+    const torch::Tensor& g = p.grad();
+    if (g.data_ptr() != at || !g.is_contiguous() || g.scalar_type() != dtype) {
+      // Its own tensor over this part of the slot (not a view: zero_grad detaches gradients in place).
+      torch::Tensor mine = torch::from_blob(at, p.sizes(), [keep = shm](void*) {}, options);
+      mine.copy_(g);
+      p.mutable_grad() = mine;
+    }
+    offset += p.numel();
+  }
+  T* const tail = slot + (total - 2);
+  const auto f = flag_values(stop_flags);
+  tail[0] = T(f[0]), tail[1] = T(f[1]);
+  try {
+    shm->allreduce_mean(size_t(total), sizeof(T));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("distributed gradient allreduce failed: ") + e.what());
+  }
+  return flags_of(double(tail[0]), double(tail[1]));
 }
 }  // namespace
 
@@ -281,48 +320,14 @@ unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& param
   const auto dtype = grads.empty() ? torch::kFloat32 : grads.front().scalar_type();
   int64_t total = 2;
   for (const auto& g : grads) total += g.numel();
-  const auto options = torch::TensorOptions().dtype(dtype);
-  if (impl_->shm && (dtype == torch::kFloat32 || dtype == torch::kFloat64) &&
-      size_t(total) * c10::elementSize(dtype) <= impl_->shm->capacity()) {
-    // Every gradient comes to live in this rank's slot and is averaged there in place: after the first step the
-    // backward pass accumulates straight into the slot (LibTorch 1.x's zero_grad keeps the tensors; 2.x's frees
-    // them, and the copy below runs each step).
-    char* const slot = static_cast<char*>(impl_->shm->slot());
-    const size_t elem = c10::elementSize(dtype);
-    int64_t offset = 0;
-    for (auto& p : params) {
-      if (!p.grad().defined()) continue;
-      char* const at = slot + size_t(offset) * elem;
-      const torch::Tensor& g = p.grad();
-      if (g.data_ptr() != at || !g.is_contiguous() || g.scalar_type() != dtype) {
-        // Its own tensor over this part of the slot (not a view: zero_grad detaches gradients in place).
-        torch::Tensor mine = torch::from_blob(at, p.sizes(), [keep = impl_->shm](void*) {}, options);
-        mine.copy_(g);
-        p.mutable_grad() = mine;
-      }
-      offset += p.numel();
-    }
-    char* const tail = slot + size_t(total - 2) * elem;
-    const double f[2] = {double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)};
-    if (dtype == torch::kFloat32)
-      for (int i = 0; i < 2; ++i) reinterpret_cast<float*>(tail)[i] = float(f[i]);
-    else
-      for (int i = 0; i < 2; ++i) reinterpret_cast<double*>(tail)[i] = f[i];
-    try {
-      impl_->shm->allreduce_mean(size_t(total), elem);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("distributed gradient allreduce failed: ") + e.what());
-    }
-    const auto mean = [&](int i) {
-      return dtype == torch::kFloat32 ? double(reinterpret_cast<float*>(tail)[i]) : reinterpret_cast<double*>(tail)[i];
-    };
-    agreed_ = flags_of(mean(0), mean(1));
-    return agreed_;
+  if (impl_->shm && size_t(total) * c10::elementSize(dtype) <= impl_->shm->capacity()) {
+    if (dtype == torch::kFloat32) return agreed_ = shm_average<float>(impl_->shm, params, total, stop_flags);
+    if (dtype == torch::kFloat64) return agreed_ = shm_average<double>(impl_->shm, params, total, stop_flags);
   }
   std::vector<torch::Tensor> pieces;
   for (const auto& g : grads) pieces.push_back(g.reshape({-1}).to(dtype));
-  pieces.push_back(torch::tensor({double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)},
-                                 torch::TensorOptions().dtype(dtype)));
+  const auto f = flag_values(stop_flags);
+  pieces.push_back(torch::tensor({f[0], f[1]}, torch::TensorOptions().dtype(dtype)));
   std::vector<torch::Tensor> flat{torch::cat(pieces)};
   impl_->wait(impl_->group->allreduce(flat), "gradient allreduce");
   // Divide after the wait: the buffer holds the sum only once the collective is complete.
@@ -340,9 +345,10 @@ unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& param
 }
 
 unsigned DataParallel::agree(unsigned stop_flags) {
-  std::vector<double> v{double(stop_flags & kStopInterrupt ? 1 : 0), double(stop_flags & kStopPreempt ? 1 : 0)};
+  const auto f = flag_values(stop_flags);
+  std::vector<double> v{f[0], f[1]};
   allreduce_sum(v);
-  agreed_ = (v[0] > 0 ? kStopInterrupt : 0u) | (v[1] > 0 ? kStopPreempt : 0u);
+  agreed_ = flags_of(v[0], v[1]);
   return agreed_;
 }
 
