@@ -134,15 +134,20 @@ void check_archive_code(caffe2::serialize::PyTorchStreamReader& reader, const st
                         std::to_string(n) + ")");
   }
 }
+
+// Reads the archive at `path` once its code has passed check_archive_code.
+void load_checked(torch::serialize::InputArchive& archive, const fs::path& path) {
+  caffe2::serialize::PyTorchStreamReader reader(path.string());
+  check_archive_code(reader, path.string());
+  archive.load_from(path.string());
+}
 }  // namespace
 
 TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                               const std::string& expected_hash) {
   torch::serialize::InputArchive archive;
   try {
-    caffe2::serialize::PyTorchStreamReader reader(path.string());
-    check_archive_code(reader, path.string());
-    archive.load_from(path.string());
+    load_checked(archive, path);
   } catch (const UserError&) {
     throw;
   } catch (const c10::Error& e) {
@@ -235,9 +240,7 @@ void save_model(const fs::path& path, torch::nn::Module& model) {
 void load_model(const fs::path& path, torch::nn::Module& model) {
   torch::serialize::InputArchive archive;
   try {
-    caffe2::serialize::PyTorchStreamReader reader(path.string());
-    check_archive_code(reader, path.string());
-    archive.load_from(path.string());
+    load_checked(archive, path);
     read_model(archive, model);
   } catch (const UserError&) {
     throw;
