@@ -96,7 +96,9 @@ constexpr size_t kSmallValues = 256;
 // it; rank 0 announces the verdict and removes the name. Every rank ends with the same answer: a segment, or Gloo.
 std::unique_ptr<ShmAllreduce> local_reduce(c10d::Store& store, const World& world, size_t capacity, double timeout,
                                            const std::string& tag) {
-  auto set = [&](const std::string& k, const std::string& v) { store.set(k, std::vector<uint8_t>(v.begin(), v.end())); };
+  auto set = [&](const std::string& k, const std::string& v) {
+    store.set(k, std::vector<uint8_t>(v.begin(), v.end()));
+  };
   auto get = [&](const std::string& k) {
     store.wait({k});
     const auto v = store.get(k);

@@ -15,12 +15,6 @@ bool same_shape(const Tensor& t, const std::vector<int64_t>& shape, const Tensor
          t.device() == like.device();
 }
 
-Tensor bias_view(const Layer& layer) { return LayerMaps::bias_view(layer); }
-Tensor conv_input(const Tensor& in) { return LayerMaps::conv_input(in); }
-std::vector<int64_t> conv_out_hw(const Layer& layer, const Tensor& in) { return LayerMaps::conv_out_hw(layer, in); }
-
-Tensor flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
-
 }  // namespace
 
 
@@ -67,7 +61,7 @@ void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y
   torch::NoGradGuard no_grad;
   const Tensor& w0 = layers_[0]->weight;
   batch.x = x.to(w0.device(), w0.scalar_type());
-  if (layers_[0]->kind == LayerKind::Linear) batch.x = flat(batch.x);
+  if (layers_[0]->kind == LayerKind::Linear) batch.x = LayerMaps::flat(batch.x);
   batch.size = batch.x.size(0);
   const double a = neuron_.scale(), c = neuron_.shift();
   batch.labels = y;
@@ -83,7 +77,7 @@ void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = *layers_[l];
     if (L.kind == LayerKind::Linear) batch.wt[l] = L.weight.t();
-    if (int64_t(l) < num_states_) batch.vbias[l] = bias_view(L) * a + c;
+    if (int64_t(l) < num_states_) batch.vbias[l] = LayerMaps::bias_view(L) * a + c;
   }
   const auto shape = state_shape(1, batch.size);
   if (!same_shape(batch.drive1, shape, w0)) batch.drive1 = torch::empty(shape, w0.options());
@@ -116,7 +110,7 @@ void LayeredEnergy::refresh_pools(EnergyState& st) const {
   for (int64_t l = 1; l < num_states_; ++l) {
     const Layer& L = *layers_[l];
     if (L.kind != LayerKind::Conv || L.pool <= 1) continue;
-    auto z = at::conv2d(conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding);
+    auto z = at::conv2d(LayerMaps::conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding);
     st.pool[l] = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
   }
 }
@@ -140,8 +134,8 @@ void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_
   const bool has_feedback = k < num_states_;
   if (k == 1) {
     if (has_feedback && layers_[1]->kind == LayerKind::Linear) {
-      Tensor o = flat(out);
-      at::addmm_out(o, flat(batch.drive1), flat(st.s[1]), layers_[1]->weight, 1.0, a);
+      Tensor o = LayerMaps::flat(out);
+      at::addmm_out(o, LayerMaps::flat(batch.drive1), LayerMaps::flat(st.s[1]), layers_[1]->weight, 1.0, a);
       return;
     }
     out.copy_(batch.drive1);
@@ -161,8 +155,8 @@ void LayeredEnergy::add_nudge(const EnergyBatch& batch, const EnergyState& st, c
     return;
   }
   const Layer& R = *layers_.back();
-  Tensor logits = at::addmm(R.bias, flat(top), R.weight.t());
-  Tensor o = flat(out);
+  Tensor logits = at::addmm(R.bias, LayerMaps::flat(top), R.weight.t());
+  Tensor o = LayerMaps::flat(out);
   o.addmm_(objective_.grad(logits, batch.labels), R.weight, 1.0, -ab);
 }
 
@@ -211,7 +205,7 @@ Tensor LayeredEnergy::output(const EnergyBatch& batch, const EnergyState& st) co
   const Tensor& top = st.s[num_states_ - 1];
   if (output_is_state_) return top;
   const Layer& R = *layers_.back();
-  return at::addmm(R.bias, flat(top), R.weight.t());
+  return at::addmm(R.bias, LayerMaps::flat(top), R.weight.t());
 }
 
 Tensor LayeredEnergy::energy(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge) const {
@@ -221,7 +215,7 @@ Tensor LayeredEnergy::energy(const EnergyBatch& batch, const EnergyState& st, co
     const size_t l = k - 1;
     Tensor z = torch::empty_like(st.s[l]);
     Tensor pool;
-    maps_.forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, z, &pool);
+    maps_.forward_into(l, layer_input(batch, st, l), LayerMaps::bias_view(*layers_[l]), 1.0, z, &pool);
     e += neuron_.potential(st.s[l]) - (st.s[l] * z).flatten(1).sum(1);
   }
   if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0)
@@ -234,7 +228,7 @@ Tensor LayeredEnergy::total_input(const EnergyBatch& batch, const EnergyState& s
   const size_t l = k - 1;
   Tensor u = torch::empty_like(st.s[l]);
   Tensor pool;
-  maps_.forward_into(l, layer_input(batch, st, l), bias_view(*layers_[l]), 1.0, u, &pool);
+  maps_.forward_into(l, layer_input(batch, st, l), LayerMaps::bias_view(*layers_[l]), 1.0, u, &pool);
   if (k < num_states_) {
     Tensor pk;
     const Layer& L = *layers_[k];
@@ -258,7 +252,7 @@ std::vector<Tensor> LayeredEnergy::energy_grad_states(const EnergyBatch& batch, 
     if (output_is_state_) {
       top.add_(d, nudge.beta);
     } else {
-      Tensor o = flat(top);
+      Tensor o = LayerMaps::flat(top);
       o.addmm_(d, layers_.back()->weight, 1.0, nudge.beta);
     }
   }
@@ -270,7 +264,7 @@ std::vector<Tensor> LayeredEnergy::energy_grad_states(const EnergyBatch& batch, 
 Tensor LayeredEnergy::input_drive_autograd(const Tensor& x) const {
   const Layer& L = *layers_[0];
   Tensor xin = x.to(L.weight.device(), L.weight.scalar_type());
-  if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, flat(xin), L.weight.t());
+  if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, LayerMaps::flat(xin), L.weight.t());
   Tensor z = torch::conv2d(xin, L.weight, L.bias, 1, L.padding);
   if (L.pool > 1) z = torch::max_pool2d(z, {L.pool, L.pool}, {L.pool, L.pool});
   return z;
@@ -283,7 +277,7 @@ std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std
   // Layer l's map at input s_l (l ≥ 1), keeping the switches for the adjoint.
   auto forward = [&](int64_t l, const Tensor& in, Tensor* pool) {
     const Layer& L = *layers_[l];
-    if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, flat(in), L.weight.t());
+    if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, LayerMaps::flat(in), L.weight.t());
     Tensor z = torch::conv2d(in, L.weight, L.bias, 1, L.padding);
     if (L.pool > 1) {
       auto pr = torch::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
@@ -294,9 +288,9 @@ std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std
   };
   auto adjoint = [&](int64_t l, const Tensor& g, const Tensor& pool, const Tensor& like) {
     const Layer& L = *layers_[l];
-    if (L.kind == LayerKind::Linear) return flat(g).mm(L.weight).view(like.sizes());
+    if (L.kind == LayerKind::Linear) return LayerMaps::flat(g).mm(L.weight).view(like.sizes());
     Tensor up = g;
-    if (L.pool > 1) up = torch::max_unpool2d(g, pool, conv_out_hw(L, like));
+    if (L.pool > 1) up = torch::max_unpool2d(g, pool, LayerMaps::conv_out_hw(L, like));
     return torch::conv_transpose2d(up, L.weight, {}, 1, L.padding);
   };
   auto update = [&](const std::vector<int64_t>& ks, const std::vector<Tensor>& cur) {
@@ -327,7 +321,7 @@ Tensor LayeredEnergy::output_autograd(const std::vector<Tensor>& s) const {
   const Tensor& top = s[num_states_ - 1];
   if (output_is_state_) return top;
   const Layer& R = *layers_.back();
-  return torch::addmm(R.bias, flat(top), R.weight.t());
+  return torch::addmm(R.bias, LayerMaps::flat(top), R.weight.t());
 }
 
 }  // namespace bilevel

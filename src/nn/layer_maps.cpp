@@ -6,26 +6,6 @@ namespace bilevel {
 
 using torch::Tensor;
 
-namespace {
-
-Tensor flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
-
-// The input of a conv layer in channels-last (NHWC) layout for float32 on the CPU. For the relaxation's conv +
-// max-pool (fmnist_conv_ep's second layer, batch 64, one thread) LibTorch then takes its oneDNN convolution and
-// its vectorised NHWC pooling: ~2.2 + 0.4 ms instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The
-// result is the same map (values differ only by the convolution's summation order); the pooling indices are
-// positions in each channel's plane whatever the layout, so max_unpool2d and the switches are unchanged.
-Tensor conv_input_impl(const Tensor& in) {
-  if (in.dim() != 4 || !in.device().is_cpu() || in.scalar_type() != torch::kFloat) return in;
-  return in.contiguous(at::MemoryFormat::ChannelsLast);
-}
-
-std::vector<int64_t> conv_out_hw_impl(const Layer& layer, const Tensor& in) {
-  const int64_t k = layer.weight.size(2);
-  return {in.size(2) + 2 * layer.padding - k + 1, in.size(3) + 2 * layer.padding - k + 1};
-}
-
-}  // namespace
 
 Tensor& grad_buffer(const Tensor& param) {
   if (!param.grad().defined()) param.mutable_grad() = torch::zeros_like(param);
@@ -36,15 +16,29 @@ LayerMaps::LayerMaps(const LayeredNetImpl& net) {
   for (size_t l = 0; l < net.num_layers(); ++l) layers_.push_back(&net.layer(l));
 }
 
-Tensor LayerMaps::conv_input(const Tensor& in) { return conv_input_impl(in); }
-std::vector<int64_t> LayerMaps::conv_out_hw(const Layer& layer, const Tensor& in) { return conv_out_hw_impl(layer, in); }
+Tensor LayerMaps::flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
+
+// Channels-last (NHWC) for float32 on the CPU: for the relaxation's conv + max-pool (fmnist_conv_ep's second layer,
+// batch 64, one thread) LibTorch then takes its oneDNN convolution and its vectorised NHWC pooling: ~2.2 + 0.4 ms
+// instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The result is the same map (values differ only by
+// the convolution's summation order); the pooling indices are positions in each channel's plane whatever the
+// layout, so max_unpool2d and the switches are unchanged.
+Tensor LayerMaps::conv_input(const Tensor& in) {
+  if (in.dim() != 4 || !in.device().is_cpu() || in.scalar_type() != torch::kFloat) return in;
+  return in.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+std::vector<int64_t> LayerMaps::conv_out_hw(const Layer& layer, const Tensor& in) {
+  const int64_t k = layer.weight.size(2);
+  return {in.size(2) + 2 * layer.padding - k + 1, in.size(3) + 2 * layer.padding - k + 1};
+}
 
 Tensor LayerMaps::bias_view(const Layer& layer) {
   return layer.kind == LayerKind::Conv ? layer.bias.view({-1, 1, 1}) : layer.bias;
 }
 
 void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, double alpha, Tensor& out,
-                                 Tensor* pool) const {
+                             Tensor* pool) const {
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor o = flat(out);
@@ -90,7 +84,7 @@ Tensor LayerMaps::linearized(size_t l, const Tensor& in, const Tensor& pool) con
 }
 
 void LayerMaps::param_grad_add(size_t l, const Tensor& g, const Tensor& in, const Tensor& pool, double coeff,
-                                   Tensor& gW, Tensor* gb) const {
+                               Tensor& gW, Tensor* gb) const {
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor gf = flat(g);

@@ -15,8 +15,6 @@ using torch::Tensor;
 
 namespace {
 
-Tensor bias_view(const Layer& layer) { return LayerMaps::bias_view(layer); }
-
 std::vector<int64_t> output_shape(const Layer& layer, int64_t batch) {
   std::vector<int64_t> shape = {batch};
   shape.insert(shape.end(), layer.out_shape.begin(), layer.out_shape.end());
@@ -123,7 +121,7 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
   for (size_t l = 0; l < L; ++l) {
     const Layer& layer = N.layer(l);
     z[l] = torch::empty(output_shape(layer, B), x0.options());
-    maps.forward_into(l, input_of(s, l), bias_view(layer), 1.0, z[l], &pool[l]);
+    maps.forward_into(l, input_of(s, l), LayerMaps::bias_view(layer), 1.0, z[l], &pool[l]);
     const Activation* f = l + 1 < L ? rho : rho_out;
     s[l] = quantized(f ? f->f(z[l]) : z[l], l);
   }
@@ -172,7 +170,7 @@ DualStates DualPropagation::run(LayeredNet& net, const Tensor& x, const Tensor& 
       const Layer& layer = N.layer(k - 1);
       Tensor u = torch::empty(output_shape(layer, B), x0.options());
       // u_k = A_{k−1}(s̄_{k−1}) + b_{k−1}; records layer k−1's switches at s̄_{k−1}.
-      maps.forward_into(k - 1, input_of(out.sbar, k - 1), bias_view(layer), 1.0, u, &pool[k - 1]);
+      maps.forward_into(k - 1, input_of(out.sbar, k - 1), LayerMaps::bias_view(layer), 1.0, u, &pool[k - 1]);
       Dyad d;
       if (k < L) {
         // δ_{k+1} and layer k's switches are still those of the previous pass.

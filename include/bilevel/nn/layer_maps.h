@@ -35,6 +35,8 @@ class LayerMaps {
 
   // A view of layer's bias that broadcasts over its output [B, n] or [B, C, H, W].
   static torch::Tensor bias_view(const Layer& layer);
+  // A batch [B, ...] viewed as [B, n] (a 2-d batch as it is).
+  static torch::Tensor flat(const torch::Tensor& t);
   // A conv layer's input in the layout its convolution runs fastest in (channels-last for float32 on the CPU).
   static torch::Tensor conv_input(const torch::Tensor& in);
   // The spatial size of a conv layer's output before pooling, for input `in`.
