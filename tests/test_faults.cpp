@@ -565,7 +565,8 @@ TEST(FuzzRegression, CorruptArchiveCodeIsAUserErrorNamingTheFile) {
 TEST(FuzzRegression, ArchiveCodeOutsideOursIsRefusedBeforeLibTorchCompilesIt) {
   // fuzz_checkpoint's second find: a class constant (`param_group = []`) in the archive's TorchScript made
   // LibTorch 1.13's compiler crash with SIGSEGV while loading. The archive's code is checked first
-  // (check_archive_code in run/checkpoint.cpp).
+  // (run/archive_check.h). The seed's CRC-32s were recomputed when the zip reader began checking them, so that it
+  // is the code check that refuses it.
   Experiment x = fuzz_checkpoint_experiment();
   const std::string file = std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/regression_class_constant.pt";
   for (int kind = 0; kind < 2; ++kind) {
@@ -577,5 +578,19 @@ TEST(FuzzRegression, ArchiveCodeOutsideOursIsRefusedBeforeLibTorchCompilesIt) {
       EXPECT_TRUE(contains(e.what(), file + ": not a bilevel checkpoint")) << e.what();
       EXPECT_TRUE(contains(e.what(), "line 3")) << e.what();
     }
+  }
+}
+
+TEST(FuzzRegression, ARecordClaimingGigabytesIsRefusedBeforeAnythingIsAllocated) {
+  // fuzz_checkpoint's third find: a central directory entry declaring a 4 GiB record made LibTorch's zip reader
+  // allocate 4 GiB (and the fuzzer stop on memory). The zip is now read by util/zip_reader.h, which checks every
+  // declared size against the file first.
+  Experiment x = fuzz_checkpoint_experiment();
+  const std::string file = std::string(BILEVEL_SOURCE_DIR) + "/fuzz/corpus/checkpoint/regression_huge_record.pt";
+  try {
+    load_checkpoint(file, *x.net, *x.optimizer.impl, "");
+    FAIL() << "the checkpoint loaded";
+  } catch (const UserError& e) {
+    EXPECT_TRUE(contains(e.what(), file + ": unreadable checkpoint (")) << e.what();
   }
 }

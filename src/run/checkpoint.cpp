@@ -4,7 +4,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/serialize.h>
 #include <torch/serialize/archive.h>
-#include <caffe2/serialize/inline_container.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +11,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "bilevel/run/archive_check.h"
 #include "bilevel/util/atomic_file.h"
 #include "bilevel/util/error.h"
 
@@ -113,33 +113,10 @@ namespace {
 TrainProgress restore(torch::serialize::InputArchive& archive, const fs::path& path, torch::nn::Module& model,
                       torch::optim::Optimizer& optimizer, const std::string& expected_hash);
 
-// An archive's TorchScript code records (code/*.py), which LibTorch compiles while it loads the archive. Ours
-// (torch::serialize::OutputArchive of modules without methods) hold only class headers, __parameters__ /
-// __buffers__ / __annotations__ lists and typed attributes; LibTorch's compiler crashes (SIGSEGV, not an
-// exception) on some malformed sources, e.g. a class constant `x = []` (found by fuzz_checkpoint), so anything
-// else is refused before LibTorch sees it. Throws UserError naming the record and line.
-void check_archive_code(caffe2::serialize::PyTorchStreamReader& reader, const std::string& what) {
-  static const std::regex allowed(
-      R"(\s*|\s*#.*|class \w+\(Module\):|  __(parameters|buffers)__ = \[("[^"\\]*", )*\]|  __annotations__ = \[\]|)"
-      R"(  __annotations__\["[^"\\]*"\] = [\w.]+|  \w+ : [\w.]+(\[[\w., ]+(\[[\w., ]+\])?\])?)");
-  for (const auto& name : reader.getAllRecords()) {
-    if (name.find("code/") == std::string::npos || name.size() < 3 || name.compare(name.size() - 3, 3, ".py") != 0)
-      continue;
-    auto [data, size] = reader.getRecord(name);
-    std::istringstream text(std::string(static_cast<const char*>(data.get()), size));
-    std::string line;
-    for (int n = 1; std::getline(text, line); ++n)
-      if (line.size() > 4096 || !std::regex_match(line, allowed))
-        throw UserError(what + ": not a bilevel checkpoint (unexpected TorchScript in " + name + ", line " +
-                        std::to_string(n) + ")");
-  }
-}
-
-// Reads the archive at `path` once its code has passed check_archive_code.
+// Reads the archive at `path` as checked_archive copies it (run/archive_check.h): LibTorch sees only what passed.
 void load_checked(torch::serialize::InputArchive& archive, const fs::path& path) {
-  caffe2::serialize::PyTorchStreamReader reader(path.string());
-  check_archive_code(reader, path.string());
-  archive.load_from(path.string());
+  std::istringstream bytes(checked_archive(path));
+  archive.load_from(bytes);
 }
 }  // namespace
 
