@@ -4,7 +4,7 @@
 #   AUTO  where nvcc exists, the kernel .cu files are compiled (for CMAKE_CUDA_ARCHITECTURES, default 90) into
 #         the object library bilevel_cuda_kernels, part of the default build, so they cannot rot even where
 #         LibTorch has no CUDA; where LibTorch has CUDA too, they and their LibTorch entries
-#         (src/kernels/cuda/cuda_ops.cpp) are linked into bilevel and fused_ops.h runs them for CUDA tensors.
+#         (src/kernels/cuda/*.cpp) are linked into bilevel and fused_ops.h / quant_ops.h run them for CUDA tensors.
 #   ON    as AUTO, but a missing nvcc or a LibTorch without CUDA is a configuration error.
 #
 # nvcc is looked for as CMake does (CMAKE_CUDA_COMPILER, CUDACXX, PATH) and then in CUDA's standard prefixes
@@ -96,6 +96,9 @@ function(bilevel_cuda_add_kernels target)
   endif()
   file(GLOB _kernels CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cu)
   add_library(bilevel_cuda_kernels OBJECT ${_kernels})
+  # The quantization kernels compute exactly what their CPU twins do (no multiply-add contraction), so a code is
+  # the same integer on either device.
+  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/kernels/cuda/quant.cu PROPERTIES COMPILE_OPTIONS "--fmad=false")
   target_include_directories(bilevel_cuda_kernels PRIVATE ${PROJECT_SOURCE_DIR}/include)
   set_target_properties(bilevel_cuda_kernels PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
                         POSITION_INDEPENDENT_CODE ON)
@@ -104,8 +107,8 @@ function(bilevel_cuda_add_kernels target)
   endif()
   if(BILEVEL_WITH_CUDA)
     find_package(CUDAToolkit REQUIRED)
-    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src/kernels/cuda/cuda_ops.cpp
-                   $<TARGET_OBJECTS:bilevel_cuda_kernels>)
+    file(GLOB _entries CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cpp)
+    target_sources(${target} PRIVATE ${_entries} $<TARGET_OBJECTS:bilevel_cuda_kernels>)
     target_link_libraries(${target} PUBLIC CUDA::cudart)
   endif()
 endfunction()

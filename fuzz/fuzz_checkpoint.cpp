@@ -7,24 +7,12 @@
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
+#include "checkpoint_config.h"
 #include "fuzz_input_file.h"
 
-namespace {
-const char* kConfig = R"(data:
-  name: synthetic
-  validation: 0
-  synthetic: {train: 40, test: 10, image_size: 3, classes: 4}
-model:
-  hidden: [5]
-train:
-  threads: 1
-optimizer:
-  name: adam
-)";
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static bilevel::Experiment x = bilevel::prepare(bilevel::load_config_text(kConfig, "fuzz.yaml"));
+  static bilevel::Experiment x =
+      bilevel::prepare(bilevel::load_config_text(bilevel::fuzz::kCheckpointConfig, "fuzz.yaml"));
   const std::string path = bilevel::fuzz::input_file(data, size, "checkpoint");
   try {
     (void)bilevel::load_checkpoint(path, *x.net, *x.optimizer.impl, "");

@@ -13,20 +13,10 @@
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
+#include "checkpoint_config.h"
 #include "fuzz_input_file.h"
 
 namespace {
-const char* kConfig = R"(data:
-  name: synthetic
-  validation: 0
-  synthetic: {train: 40, test: 10, image_size: 3, classes: 4}
-model:
-  hidden: [5]
-train:
-  threads: 1
-optimizer:
-  name: adam
-)";
 
 // The seed checkpoint's records but its pickle and version (the writer adds its own).
 std::map<std::string, std::string> seed_records() {
@@ -43,7 +33,8 @@ std::map<std::string, std::string> seed_records() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static bilevel::Experiment x = bilevel::prepare(bilevel::load_config_text(kConfig, "fuzz.yaml"));
+  static bilevel::Experiment x =
+      bilevel::prepare(bilevel::load_config_text(bilevel::fuzz::kCheckpointConfig, "fuzz.yaml"));
   static const std::map<std::string, std::string> records = seed_records();
   const std::string path = bilevel::fuzz::input_file(data, 0, "checkpoint_pickle");
   {

@@ -17,6 +17,7 @@
 #include "bilevel/run/checkpoint.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/util/error.h"
+#include "../fuzz/checkpoint_config.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -49,10 +50,7 @@ void write_records(const fs::path& file, const Records& records) {
 
 // fuzz/fuzz_checkpoint.cpp's network: 9 inputs, 5 hidden, 4 classes, Adam.
 Experiment small_experiment() {
-  return prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, test: 10, "
-                                  "image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\ntrain:\n  threads: 1\n"
-                                  "optimizer:\n  name: adam\n",
-                                  "archive_check.yaml"));
+  return prepare(load_config_text(bilevel::fuzz::kCheckpointConfig, "archive_check.yaml"));
 }
 
 class ArchiveCheck : public ::testing::Test {
@@ -69,19 +67,22 @@ class ArchiveCheck : public ::testing::Test {
     good_ = records_of(read_file(dir_ / "good.pt"));
   }
 
-  // Writes `records` as bad.pt, loads it, and returns the UserError's message (empty when it loaded).
-  std::string refusal(const Records& records) {
-    const fs::path file = dir_ / "bad.pt";
-    write_records(file, records);
+  // Loads `file` and returns the UserError's message, which must begin "FILE: <kind> (" (empty when it loaded).
+  std::string load_error(const fs::path& file, const std::string& kind) {
     Experiment x = small_experiment();
     try {
       load_checkpoint(file, *x.net, *x.optimizer.impl, "");
     } catch (const UserError& e) {
       const std::string what = e.what();
-      EXPECT_EQ(what.rfind(file.string() + ": not a bilevel checkpoint (", 0), 0u) << what;
+      EXPECT_EQ(what.rfind(file.string() + ": " + kind + " (", 0), 0u) << what;
       return what;
     }
     return "";
+  }
+  // Writes `records` as bad.pt and returns load_error's message for a refused shape.
+  std::string refusal(const Records& records) {
+    write_records(dir_ / "bad.pt", records);
+    return load_error(dir_ / "bad.pt", "not a bilevel checkpoint");
   }
   Records with(const std::string& name, const std::string& bytes) const {
     Records r = good_;
@@ -202,17 +203,8 @@ TEST_F(ArchiveCheck, RecordsOutsideOursAreRefused) {
 TEST_F(ArchiveCheck, ZipDamageIsCaughtBeforeAnythingIsAllocatedOrRead) {
   const std::string good = read_file(dir_ / "good.pt");
   auto refused = [&](const std::string& bytes) {
-    const fs::path file = dir_ / "damaged.pt";
-    write_file(file, bytes);
-    Experiment x = small_experiment();
-    try {
-      load_checkpoint(file, *x.net, *x.optimizer.impl, "");
-    } catch (const UserError& e) {
-      const std::string what = e.what();
-      EXPECT_EQ(what.rfind(file.string() + ": unreadable checkpoint (", 0), 0u) << what;
-      return what;
-    }
-    return std::string();
+    write_file(dir_ / "damaged.pt", bytes);
+    return load_error(dir_ / "damaged.pt", "unreadable checkpoint");
   };
   // A bit flipped inside a tensor's bytes: LibTorch (as PyTorch builds it) skips the CRC and would load it.
   const std::string weights = good_.at("data/0");

@@ -29,6 +29,7 @@
 #include "bilevel/train/memory_estimate.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/io_error.h"
+#include "../fuzz/checkpoint_config.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -538,10 +539,7 @@ TEST(Sizes, EstimateCountsParametersGradientsOptimizerStateBatchAndData) {
 namespace {
 // The network and optimizer fuzz/fuzz_checkpoint.cpp loads its inputs into (its seeds were written for them).
 Experiment fuzz_checkpoint_experiment() {
-  return prepare(load_config_text("data:\n  name: synthetic\n  validation: 0\n  synthetic: {train: 40, test: 10, "
-                                  "image_size: 3, classes: 4}\nmodel:\n  hidden: [5]\ntrain:\n  threads: 1\n"
-                                  "optimizer:\n  name: adam\n",
-                                  "fuzz.yaml"));
+  return prepare(load_config_text(bilevel::fuzz::kCheckpointConfig, "fuzz.yaml"));
 }
 }  // namespace
 

@@ -21,6 +21,7 @@
 #include "bilevel/kernels/config.h"
 #include "bilevel/kernels/fused_ops.h"
 #include "bilevel/nn/activation.h"
+#include "kernel_test_util.h"
 
 #if BILEVEL_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -29,34 +30,12 @@
 
 using namespace bilevel;
 using torch::Tensor;
+using namespace kernel_test;
 namespace K = bilevel::kernels;
 
 namespace {
 
-constexpr double kGuard = -12345.0;
-const std::vector<int64_t> kSizes = {1, 7, 255, 257, 1000, 70001};  // 70001: three CPU tasks, the last partial
 const std::vector<double> kAlphas = {0.0, 0.25, 0.5, 1.0};
-
-uint64_t g_seed = 1000;  // every case draws fresh inputs
-
-Tensor random_input(int64_t n, torch::ScalarType dtype, double spread, torch::Device dev = torch::kCPU) {
-  torch::manual_seed(++g_seed);
-  return (torch::randn({n}, torch::kFloat64) * spread).to(dtype).to(dev);
-}
-
-// A tensor of n elements inside a buffer of n + 16, poisoned with NaN, followed by guard cells.
-struct Poisoned {
-  Tensor buf, view;
-  Poisoned(int64_t n, torch::ScalarType dtype, torch::Device dev = torch::kCPU) {
-    buf = torch::full({n + 16}, std::numeric_limits<double>::quiet_NaN(), torch::dtype(dtype).device(dev));
-    buf.narrow(0, n, 16).fill_(kGuard);
-    view = buf.narrow(0, 0, n);
-  }
-  bool guards_intact() const {
-    const int64_t n = view.numel();
-    return buf.narrow(0, n, 16).eq(kGuard).all().item<bool>();
-  }
-};
 
 // The unfused sequence dual_prop.cpp runs for 0 < α < 1 (and, with α ∈ {0, 1}, the same formula).
 std::pair<Tensor, Tensor> dyad_reference(const Tensor& u, const Tensor& f, double alpha, const Activation& rho) {
@@ -245,14 +224,6 @@ TEST(FusedKernelsCpu, ArgumentChecksNameTheArgument) {
 }
 
 // ---- CUDA (skipped without a device or without the kernels)
-
-// A macro, not a function: GTEST_SKIP() returns from the function it is written in.
-#define REQUIRE_CUDA()                                                                                        \
-  do {                                                                                                        \
-    if (!K::cuda_kernels_built())                                                                             \
-      GTEST_SKIP() << "this build has no CUDA kernels (BILEVEL_CUDA=OFF, no nvcc, or LibTorch without CUDA)"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                      \
-  } while (0)
 
 TEST(FusedKernelsCuda, DyadMatchesTheUnfusedSequence) {
   REQUIRE_CUDA();

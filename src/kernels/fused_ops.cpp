@@ -9,6 +9,7 @@
 #include "bilevel/energy/neuron.h"
 #include "bilevel/kernels/config.h"
 #include "bilevel/kernels/cpu/elementwise_twins.h"
+#include "check_tensors.h"
 #include "cuda_entries.h"
 
 namespace bilevel::kernels {
@@ -17,50 +18,7 @@ using torch::Tensor;
 
 namespace {
 
-// Elements per CPU task: large enough that a task outweighs the thread pool's overhead.
-constexpr int64_t kGrain = 1 << 15;
-
-std::string describe(const Tensor& t) {
-  std::string s = std::string(c10::toString(t.scalar_type())) + " on " + t.device().str() + ", shape [";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
-
-struct Arg {
-  const char* name;
-  const Tensor* t;
-};
-
-// One device, float32/float64, contiguous, and the shape of the first argument, for every argument.
-void check(const char* entry, std::initializer_list<Arg> args) {
-  const Arg& first = *args.begin();
-  auto fail = [&](const Arg& a, const std::string& what) {
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument '" + a.name + "' " + what);
-  };
-  for (const Arg& a : args) {
-    if (!a.t->defined()) fail(a, "is an undefined tensor");
-    if (a.t->scalar_type() != torch::kFloat && a.t->scalar_type() != torch::kDouble)
-      fail(a, "has dtype " + std::string(c10::toString(a.t->scalar_type())) + "; the kernels take float32 or float64");
-    if (a.t->device() != first.t->device())
-      fail(a, "is on " + a.t->device().str() + " but '" + first.name + "' is on " + first.t->device().str() +
-                  "; all arguments must be on one device");
-    if (a.t->scalar_type() != first.t->scalar_type())
-      fail(a, "has dtype " + std::string(c10::toString(a.t->scalar_type())) + " but '" + first.name + "' has " +
-                  std::string(c10::toString(first.t->scalar_type())) + "; all arguments must have one dtype");
-    if (a.t->sizes() != first.t->sizes())
-      fail(a, "is " + describe(*a.t) + " but '" + first.name + "' is " + describe(*first.t) +
-                  "; all arguments must have one shape");
-    if (!a.t->is_contiguous()) fail(a, "(" + describe(*a.t) + ") is not contiguous; call .contiguous() first");
-  }
-  const torch::Device d = first.t->device();
-  if (d.is_cuda() && !cuda_kernels_built())
-    throw std::runtime_error(std::string("bilevel::kernels::") + entry + ": the tensors are on " + d.str() +
-                             " but this build has no CUDA kernels (configured with BILEVEL_CUDA=OFF, without nvcc, "
-                             "or against a LibTorch without CUDA)");
-  if (!d.is_cuda() && !d.is_cpu())
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": unsupported device " + d.str() +
-                                " (the kernels run on the CPU and on CUDA devices)");
-}
+constexpr int64_t kGrain = kCpuGrain;
 
 void check_act(const char* entry, const ActParams& a) {
   if (static_cast<int32_t>(a.kind) < 0 || static_cast<int32_t>(a.kind) > static_cast<int32_t>(Act::Clip))
@@ -132,7 +90,7 @@ ActParams act_of(const Neuron& neuron) {
 }
 
 void dyad_update_out(const Tensor& u, const Tensor& f, double alpha, ActParams rho, Tensor& delta, Tensor& sbar) {
-  check("dyad_update", {{"u", &u}, {"f", &f}, {"delta", &delta}, {"sbar", &sbar}});
+  check_tensors("dyad_update", {{"u", &u}, {"f", &f}, {"delta", &delta}, {"sbar", &sbar}});
   check_act("dyad_update", rho);
   if (!(alpha >= 0.0 && alpha <= 1.0))
     throw std::invalid_argument("bilevel::kernels::dyad_update: alpha = " + std::to_string(alpha) +
@@ -154,7 +112,7 @@ DyadTensors dyad_update(const Tensor& u, const Tensor& f, double alpha, ActParam
 }
 
 double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
-  check("state_update_", {{"v", &v}, {"s_old", &s_old}});
+  check_tensors("state_update_", {{"v", &v}, {"s_old", &s_old}});
   check_act("state_update_", h);
   if (v.is_cuda()) {
 #if BILEVEL_WITH_CUDA

@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
 
 namespace bilevel {
@@ -38,9 +38,7 @@ class AdaSteSolver final : public WeightSolver {
     const float beta = float(schedule(c)), alpha = float(alpha_);
     Tensor u = normalised(p).contiguous();
     Tensor w = torch::empty_like(u);
-    const float* up = u.data_ptr<float>();
-    float* wp = w.data_ptr<float>();
-    for (int64_t i = 0; i < u.numel(); ++i) wp[i] = qe::adaste_forward(up[i], beta, alpha);
+    kernels::adaste_forward_out(u, beta, alpha, w);
     return w * Quantizer::broadcast(p.grid.scale.detach(), w);
   }
   void backward(QuantParam& p, const Quantizer&, const Tensor& g, const QuantClock& c) const override {
@@ -49,9 +47,7 @@ class AdaSteSolver final : public WeightSolver {
     Tensor u = normalised(p).contiguous();
     Tensor gs = (g * s).contiguous();
     Tensor out = torch::empty_like(u);
-    const float *up = u.data_ptr<float>(), *gp = gs.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    for (int64_t i = 0; i < u.numel(); ++i) op[i] = qe::adaste_grad(gp[i], up[i], beta, alpha, tau);
+    kernels::adaste_grad_out(gs, u, beta, alpha, tau, out);
     p.latent.mutable_grad() = out / s;
   }
   void after_step(QuantParam& p, const Quantizer&, const QuantClock&) const override {

@@ -7,7 +7,7 @@
 //   q ← −q  where  m·q > τ                   (the descent direction −m opposes q's sign by more than τ)
 // i.e. the "−sign(W)·m > τ" with m taken as the update direction −m. The scale s (per layer, or per output
 // channel) is fixed at mean|W_init|, or learned (quantization.weights.learn_scale) with ∂ℓ/∂s = Σ G·q.
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
 
 namespace bilevel {
@@ -37,10 +37,7 @@ class FlipSolver final : public WeightSolver {
     p.momentum.mul_(1.0 - gamma_).add_(g, gamma_);
     Tensor m = p.momentum.contiguous();
     Tensor codes = p.latent.contiguous();
-    const float* mp = m.data_ptr<float>();
-    float* cp = codes.data_ptr<float>();
-    const float tau = float(tau_);
-    for (int64_t i = 0; i < codes.numel(); ++i) cp[i] = qe::flip_code(cp[i], mp[i], tau);
+    kernels::flip_codes_(codes, m, tau_);
     if (!codes.is_same(p.latent)) p.latent.copy_(codes);
   }
   Tensor codes(const QuantParam& p, const Quantizer&) const override { return p.latent.detach().clone(); }

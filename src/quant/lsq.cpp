@@ -7,7 +7,7 @@
 // The step s is a parameter the optimizer steps with the layer's learning rate.
 #include <cmath>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
 
 namespace bilevel {
@@ -27,12 +27,7 @@ class LsqSolver final : public WeightSolver {
     Tensor u = normalised(p).contiguous();
     Tensor gc = g.contiguous();
     Tensor gv = torch::empty_like(u), gs = torch::empty_like(u);
-    const float *up = u.data_ptr<float>(), *gp = gc.data_ptr<float>();
-    float *vp = gv.data_ptr<float>(), *sp = gs.data_ptr<float>();
-    for (int64_t i = 0; i < u.numel(); ++i) {
-      vp[i] = gp[i] * qe::lsq_grad_v(up[i], qn, qp);
-      sp[i] = gp[i] * qe::lsq_grad_s(up[i], qn, qp);
-    }
+    kernels::lsq_grads_out(gc, u, qn, qp, gv, gs);
     p.latent.mutable_grad() = gv;
     const int64_t channels = p.grid.scale.numel();
     const double n = double(u.numel()) / double(channels);

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/counter_rng.h"
 
 namespace bilevel {
@@ -27,8 +28,27 @@ Tensor Quantizer::mean_abs(const Tensor& theta) const {
   return m.clamp_min(1e-8);
 }
 
+namespace {
+// A built-in quantizer's grid as kernel data.
+kernels::CodeSpec code_spec(const Quantizer& q) {
+  const std::string n = q.name();
+  return {n == "binary" ? kernels::CodeKind::Binary : n == "ternary" ? kernels::CodeKind::Ternary
+                                                                     : kernels::CodeKind::Uniform,
+          q.code_min(), q.code_max()};
+}
+}  // namespace
+
 Tensor Quantizer::codes(const Tensor& theta, const GridParams& g, const uint64_t* key) const {
   TORCH_CHECK(theta.scalar_type() == torch::kFloat32, "quantizers work on float32 tensors");
+  if (is_builtin_quantizer(*this)) {
+    // The built-in grids run as kernels (bilevel/kernels/quant_ops.h): the CPU twin or the CUDA kernel, by θ's
+    // device, computing the same codes (stochastic ones included: the stream is counter-based).
+    const Tensor t = theta.detach().contiguous();
+    const Tensor s = g.scale.detach().to(t.device(), torch::kFloat32).contiguous();
+    const Tensor z = g.zero.defined() ? g.zero.detach().to(t.device(), torch::kFloat32).contiguous() : Tensor();
+    return kernels::quant_codes(t, s, z, code_spec(*this), key);
+  }
+  // A registered quantizer: its virtual code functions, on the CPU.
   const Tensor t = theta.detach().contiguous().cpu();
   const Tensor s = g.scale.detach().to(torch::kFloat32).contiguous().cpu();
   const Tensor z = g.zero.defined() ? g.zero.detach().to(torch::kFloat32).contiguous().cpu() : torch::zeros_like(s);
@@ -38,25 +58,14 @@ Tensor Quantizer::codes(const Tensor& theta, const GridParams& g, const uint64_t
   const float* sp = s.data_ptr<float>();
   const float* zp = z.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  const bool stochastic = key != nullptr;
-  const uint64_t k = stochastic ? *key : 0;
-  if (stochastic) {
-    at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t c = channels > 1 ? i / inner : 0;
-        op[i] = code_stochastic(tp[i] / sp[c] + zp[c], counter_uniform(k, uint64_t(i)));
-      }
-    });
-  } else {
-    with_code(*this, [&](auto code_of) {
-      at::parallel_for(0, channels, 1, [&](int64_t cb, int64_t ce) {
-        for (int64_t c = cb; c < ce; ++c) {
-          const float inv = 1.f / sp[c], z = zp[c];
-          for (int64_t i = c * inner; i < (c + 1) * inner; ++i) op[i] = code_of(tp[i] * inv + z);
-        }
-      });
-    });
-  }
+  const uint64_t k = key ? *key : 0;
+  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t c = channels > 1 ? i / inner : 0;
+      op[i] = key ? code_stochastic(tp[i] / sp[c] + zp[c], counter_uniform(k, uint64_t(i)))
+                  : code(tp[i] * (1.f / sp[c]) + zp[c]);
+    }
+  });
   return out.to(theta.device());
 }
 

@@ -21,6 +21,11 @@ void check_launch(cudaError_t err, const char* kernel) {
 
 }  // namespace
 
+void launch_on(torch::Device device, const char* kernel, const std::function<cudaError_t(cudaStream_t)>& launch) {
+  const c10::cuda::CUDAGuard guard(device);
+  check_launch(launch(c10::cuda::getCurrentCUDAStream(device.index()).stream()), kernel);
+}
+
 void dyad_update(const torch::Tensor& u, const torch::Tensor& f, double alpha, ActParams rho, torch::Tensor& delta,
                  torch::Tensor& sbar) {
   const c10::cuda::CUDAGuard guard(u.device());

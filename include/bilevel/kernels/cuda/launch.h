@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "bilevel/kernels/elementwise.h"
+#include "bilevel/kernels/quant_codes.h"
 
 namespace bilevel::kernels::cuda {
 
@@ -25,5 +26,18 @@ cudaError_t launch_state_update(float* v, const float* s_old, int64_t n, ActPara
                                 cudaStream_t stream);
 cudaError_t launch_state_update(double* v, const double* s_old, int64_t n, ActParams h, double* residual,
                                 cudaStream_t stream);
+
+// The quantization kernels (src/kernels/cuda/quant.cu), float32, math of bilevel/kernels/quant_codes.h:
+// a.out[i] = codes_element(a, i) for i < a.n (a's arrays on the device);
+cudaError_t launch_quant_codes(const CodesArgs& a, cudaStream_t stream);
+// out = STE's ∂ℓ/∂θ; w = AdaSTE's w*(u); out = AdaSTE's backward; gv, gs = LSQ's per-element gradients; the flip
+// rule on `codes` in place (bilevel/kernels/cpu/quant_twins.h states each).
+cudaError_t launch_ste_grad(const float* g, const float* theta, float clip, float* out, int64_t n, cudaStream_t stream);
+cudaError_t launch_adaste_forward(const float* u, float beta, float alpha, float* w, int64_t n, cudaStream_t stream);
+cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out,
+                               int64_t n, cudaStream_t stream);
+cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t n,
+                             cudaStream_t stream);
+cudaError_t launch_flip_codes(float* codes, const float* m, float tau, int64_t n, cudaStream_t stream);
 
 }  // namespace bilevel::kernels::cuda

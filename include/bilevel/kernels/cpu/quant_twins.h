@@ -1,0 +1,26 @@
+// CPU twins of the quantization kernels (src/kernels/cuda/quant.cu): the same functions of
+// bilevel/kernels/quant_codes.h and bilevel/quant/element.h over raw float arrays, one thread, elements
+// [begin, end) (the element index also numbers the stochastic stream). bilevel/kernels/quant_ops.h splits
+// tensors into chunks across LibTorch's thread pool and dispatches between these and the CUDA kernels by device.
+#pragma once
+
+#include <cstdint>
+
+#include "bilevel/kernels/quant_codes.h"
+
+namespace bilevel::kernels::cpu {
+
+// out[i] = codes_element(a, i).
+void quant_codes(const CodesArgs& a, int64_t begin, int64_t end);
+// out[i] = g[i]·1[|θ_i| <= clip]  (STE).
+void ste_grad(const float* g, const float* theta, float clip, float* out, int64_t begin, int64_t end);
+// w[i] = AdaSTE's w*(u_i);  out[i] = its finite-difference backward for the gradient g[i].
+void adaste_forward(const float* u, float beta, float alpha, float* w, int64_t begin, int64_t end);
+void adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out, int64_t begin,
+                 int64_t end);
+// LSQ: gv[i] = g[i]·∂v̂/∂v, gs[i] = g[i]·∂v̂/∂s at u_i = v_i/s (before the per-channel sum and gradient scale).
+void lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t begin, int64_t end);
+// The flip rule on codes in place: q_i ← −q_i where m_i·q_i > τ.
+void flip_codes(float* codes, const float* m, float tau, int64_t begin, int64_t end);
+
+}  // namespace bilevel::kernels::cpu

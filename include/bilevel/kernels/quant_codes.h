@@ -1,0 +1,58 @@
+// The built-in quantizers' codes as data, for kernels: a CodeSpec names the grid (binary, ternary, uniform on
+// [lo, hi]) and spec_code / spec_code_stochastic apply the element math of bilevel/quant/element.h. Shared by the
+// CPU twins (src/kernels/cpu/quant_twins.cpp) and the CUDA kernels (src/kernels/cuda/quant.cu); no LibTorch header.
+#pragma once
+
+#include <cstdint>
+
+#include "bilevel/quant/counter_rng.h"
+#include "bilevel/quant/element.h"
+#include "bilevel/util/hd.h"
+
+namespace bilevel::kernels {
+
+enum class CodeKind : int32_t { Binary = 0, Ternary = 1, Uniform = 2 };
+
+// A built-in grid: for Uniform the integer range [lo, hi] (binary and ternary ignore them).
+struct CodeSpec {
+  CodeKind kind = CodeKind::Binary;
+  float lo = -1.f, hi = 1.f;
+};
+
+// q for the normalised value x = θ/s + z.
+BILEVEL_HDI float spec_code(CodeSpec c, float x) {
+  switch (c.kind) {
+    case CodeKind::Binary: return qe::binary_code(x);
+    case CodeKind::Ternary: return qe::ternary_code(x, qe::kTernaryThreshold);
+    default: return qe::uniform_code(x, c.lo, c.hi);
+  }
+}
+// q with stochastic rounding from u ∈ [0, 1).
+BILEVEL_HDI float spec_code_stochastic(CodeSpec c, float x, float u) {
+  switch (c.kind) {
+    case CodeKind::Binary: return qe::binary_code_stochastic(x, u);
+    case CodeKind::Ternary: return qe::ternary_code_stochastic(x, u);
+    default: return qe::uniform_code_stochastic(x, c.lo, c.hi, u);
+  }
+}
+
+// Element i of the codes of θ with one scale and zero point per channel (channel = i / inner): deterministic
+// q(θ_i · (1/s_c) + z_c), or stochastic q(θ_i / s_c + z_c, u_i) with u_i the i-th number of stream `key`
+// (bilevel/quant/counter_rng.h), so that every element can be drawn by any thread.
+struct CodesArgs {
+  const float* theta;
+  const float* scale;  // [channels]
+  const float* zero;   // [channels]
+  float* out;
+  int64_t n, inner;    // elements; elements per channel (n when one channel)
+  CodeSpec spec;
+  bool stochastic;
+  uint64_t key;
+};
+BILEVEL_HDI float codes_element(const CodesArgs& a, int64_t i) {
+  const int64_t c = a.inner < a.n ? i / a.inner : 0;
+  if (a.stochastic) return spec_code_stochastic(a.spec, a.theta[i] / a.scale[c] + a.zero[c], counter_uniform(a.key, uint64_t(i)));
+  return spec_code(a.spec, a.theta[i] * (1.f / a.scale[c]) + a.zero[c]);
+}
+
+}  // namespace bilevel::kernels
