@@ -5,7 +5,9 @@
 #   same global batch   each rank takes half of every batch of the config (the N-rank run computes the same
 #                       batches as the 1-rank run: strong scaling);
 #   same per-rank batch each rank takes a whole batch of the config, so the global batch doubles (weak scaling,
-#                       what PyTorch's DDP measures when it keeps the per-process batch).
+#                       what PyTorch's DDP measures when it keeps the per-process batch);
+# and, as the machine's ceiling for both, two independent 1-rank runs at once (no communication at all; their
+# examples per second added): what two processes get from two cores on this machine.
 #
 #   benchmarks/dist_throughput.sh [BUILD_DIR]   (environment: REPS=3 EPOCHS=3 TRAIN_LIMIT=20000 OUT=bench_dist,
 #                                                RULES="backprop ep", EXTRA="key=value ..." for every run)
@@ -37,19 +39,31 @@ for rep in $(seq 1 "$REPS"); do
   for rule in $RULES; do
     config=$(config_of "$rule") || { echo "dist_throughput.sh: unknown rule $rule" >&2; exit 2; }
     batch=$(batch_of "$config")
-    for setting in one same_global same_per_rank; do
+    for setting in one same_global same_per_rank independent_pair; do
       case $setting in
-        one) args=() ;;
+        one|independent_pair) args=() ;;
         same_global) args=(--nproc 2) ;;
         same_per_rank) args=(--nproc 2 train.batch_size=$((2 * batch))) ;;
       esac
-      run=$("$BIN" train "$config" train.threads=1 train.epochs="$EPOCHS" data.train_limit="$TRAIN_LIMIT" \
-            data.validation=1000 data.test_limit=2000 scheduler.name=none checkpoint.every=1000 \
-            output.root="$OUT/runs" experiment.name="${rule}_${setting}" "${extra[@]}" "${args[@]}" 2>/dev/null | head -1)
-      awk -F, -v rule="$rule" -v setting="$setting" -v rep="$rep" -v n="$train_examples" '
-        NR==1 {for (i=1;i<=NF;i++) if ($i=="epoch_seconds") c=i; next}
-        {printf "%s,%s,%s,%s,%s,%.1f\n", rule, setting, rep, $1, $c, n/$c}' "$run/metrics.csv" >> "$OUT/results.csv"
-      echo "rep $rep $rule $setting: $(tail -n +2 "$run/metrics.csv" | wc -l) epochs in $run" >&2
+      train() {
+        "$BIN" train "$config" train.threads=1 train.epochs="$EPOCHS" data.train_limit="$TRAIN_LIMIT" \
+          data.validation=1000 data.test_limit=2000 scheduler.name=none checkpoint.every=1000 \
+          output.root="$OUT/runs" experiment.name="${rule}_${setting}$1" "${extra[@]}" "${args[@]}" 2>/dev/null | head -1
+      }
+      if [ "$setting" = independent_pair ]; then
+        train _a > "$OUT/.run_a" & train _b > "$OUT/.run_b" & wait
+        runs=("$(cat "$OUT/.run_a")" "$(cat "$OUT/.run_b")")
+      else
+        runs=("$(train "")")
+      fi
+      # Per epoch: examples per second, added over the runs (one, or the independent pair).
+      for run in "${runs[@]}"; do
+        awk -F, 'NR==1 {for (i=1;i<=NF;i++) if ($i=="epoch_seconds") c=i; next} {print $1 "," $c}' "$run/metrics.csv"
+      done | awk -F, -v rule="$rule" -v setting="$setting" -v rep="$rep" -v n="$train_examples" '
+        {s[$1]+=$2; r[$1]+=n/$2; k[$1]++; if ($1>m) m=$1}
+        END {for (e=1;e<=m;e++) if (k[e]) printf "%s,%s,%s,%s,%.3f,%.1f\n", rule, setting, rep, e, s[e]/k[e], r[e]}' \
+        >> "$OUT/results.csv"
+      echo "rep $rep $rule $setting: ${runs[*]}" >&2
     done
   done
 done
@@ -57,4 +71,5 @@ echo "training examples/s (median over epochs 2..$EPOCHS of $REPS repetitions); 
 awk -F, 'NR>1 && $4>1 {v[$1","$2]=v[$1","$2]" "$6; if(!($1 in seen)){seen[$1]=1; rules[++n]=$1}}
   function med(s,   a,k,i,j,t){k=split(s,a," "); for(i=1;i<=k;i++)for(j=i+1;j<=k;j++)if(a[j]+0<a[i]+0){t=a[i];a[i]=a[j];a[j]=t} return a[int((k+1)/2)]}
   END{for(i=1;i<=n;i++){r=rules[i]; one=med(v[r",one"]); g=med(v[r",same_global"]); p=med(v[r",same_per_rank"]);
-      printf "%-10s 1 rank %8.0f/s | 2 ranks, same global batch %8.0f/s (%.2fx) | 2 ranks, same per-rank batch %8.0f/s (%.2fx)\n", r, one, g, g/one, p, p/one}}' "$OUT/results.csv"
+      c=med(v[r",independent_pair"]);
+      printf "%-10s 1 rank %8.0f/s | 2 ranks, same global batch %8.0f/s (%.2fx) | 2 ranks, same per-rank batch %8.0f/s (%.2fx) | ceiling: 2 independent runs %8.0f/s (%.2fx)\n", r, one, g, g/one, p, p/one, c, c/one}}' "$OUT/results.csv"
