@@ -2,7 +2,9 @@
 // - the built-in grids' codes (binary, ternary, symmetric and asymmetric uniform; per tensor and per channel;
 //   deterministic and stochastic) against references written with LibTorch's own operators from each
 //   quantizer's equations (bilevel/quant/quantizer.h), exactly;
-// - the solvers' element-wise passes (STE, AdaSTE forward and backward, LSQ, the flip rule) against the same;
+// - the activation quantizer's codes, against the same and against integer inference's state_codes;
+// - the solvers' element-wise passes (the STE solver's masked gradient, AdaSTE forward and backward, LSQ,
+//   ProxQuant's prox step, the flip rule) against the same;
 //   AdaSTE's backward also against the finite difference of its inner problem's minimiser;
 // - fresh random inputs per case, sizes that are not multiples of the CUDA block or of a CPU task, outputs
 //   poisoned with NaN and followed by guard cells, thread-count independence, and the argument checks;
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/counter_rng.h"
 #include "kernel_test_util.h"
@@ -129,10 +132,16 @@ void check_solvers(torch::Device dev) {
     const std::string at = ", n = " + std::to_string(n);
     const Tensor g = random_input(n, torch::kFloat, 1.0), u = random_input(n, torch::kFloat, 1.2);
     const Tensor gd = g.to(dev), ud = u.to(dev);
-    {  // STE: g·1[|θ| <= 1]
+    for (int64_t channels : {int64_t(1), int64_t(7)}) {  // STE: g·1[lo <= θ/s + z <= hi], per tensor / channel
+      if (n % channels != 0) continue;
+      const Case c = make_case(n, channels, true);
+      const Tensor gc = g.reshape(c.theta.sizes());
       Poisoned out(n, torch::kFloat, dev);
-      K::ste_grad_out(gd, ud, 1.0, out.view);
-      expect_equal(out.view, torch::where(u.abs() <= 1.0f, g, torch::zeros_like(g)), "ste_grad" + at);
+      Tensor view = out.view.view(c.theta.sizes());
+      K::ste_grad_out(gc.to(dev), c.theta.to(dev), c.scale.to(dev), c.zero.to(dev), -2.0, 5.0, view);
+      const Tensor x = c.theta * torch::reciprocal(per_channel(c.scale, c.theta)) + per_channel(c.zero, c.theta);
+      expect_equal(view, torch::where((x >= -2.0f) & (x <= 5.0f), gc, torch::zeros_like(gc)),
+                   "ste_grad" + at + ", " + std::to_string(channels) + " channel(s)");
       EXPECT_TRUE(out.guards_intact());
     }
     const float beta = 0.7f, alpha = 0.2f, tau = 1e-2f;
@@ -163,6 +172,14 @@ void check_solvers(torch::Device dev) {
       expect_equal(gs.view, g * ds, "lsq gs" + at);
       EXPECT_TRUE(gv.guards_intact() && gs.guards_intact());
     }
+    {  // ProxQuant: q ← q + sign(u − q)·max(|u − q| − λ, 0), towards the nearest integer q
+      const Tensor uu = u * 3, q = torch::round(uu);
+      Tensor qd = q.to(dev).clone();
+      K::prox_towards_(qd, uu.to(dev), 0.2);
+      const Tensor d = uu - q;
+      const Tensor ref = torch::where(d.abs() - 0.2f > 0, q + torch::sign(d) * (d.abs() - 0.2f), q);
+      expect_equal(qd, ref, "prox_towards" + at);
+    }
     {  // flip: q ← −q where m·q > τ
       const Tensor q = torch::where(u >= 0, torch::ones_like(u), -torch::ones_like(u));
       Tensor qd = q.to(dev).clone();
@@ -175,6 +192,30 @@ void check_solvers(torch::Device dev) {
 TEST(QuantKernelsCpu, CodesMatchEachGridsEquations) { check_codes(torch::kCPU); }
 
 TEST(QuantKernelsCpu, SolverPassesMatchTheirEquations) { check_solvers(torch::kCPU); }
+
+void check_activation_codes(torch::Device dev) {
+  // 3-bit unsigned codes of (x − offset)/step on [0, 7]; deterministic as integer inference (state_codes) computes
+  // them, and stochastic.
+  for (int64_t n : kSizes) {
+    const Tensor x = random_input(n, torch::kFloat, 2.0);
+    const float offset = -0.25f, step = 0.3f;
+    const uint64_t key = stream_key(3, 1, n, 7);
+    const Tensor v = (x - offset) * (1.f / step);
+    for (const uint64_t* k : {static_cast<const uint64_t*>(nullptr), &key}) {
+      Poisoned out(n, torch::kFloat, dev);
+      K::activation_codes_out(x.to(dev), offset, step, 0, 7, k, out.view);
+      const Tensor ref = k ? reference_code_stochastic(kGrids[3], v, stream(key, n)) : round_half_away(v.clamp(0, 7));
+      expect_equal(out.view, ref, std::string("activation codes") + (k ? ", stochastic" : "") + ", n = " +
+                                      std::to_string(n));
+      EXPECT_TRUE(out.guards_intact());
+    }
+    Tensor state = torch::empty({n});
+    cpu::state_codes(x.data_ptr<float>(), n, offset, 1.f / step, 0, 7, state.data_ptr<float>());
+    expect_equal(state, round_half_away(v.clamp(0, 7)), "state_codes, n = " + std::to_string(n));
+  }
+}
+
+TEST(QuantKernelsCpu, ActivationCodesMatchIntegerInferenceAndTheirEquation) { check_activation_codes(torch::kCPU); }
 
 TEST(QuantKernelsCpu, SameCodesOnAnyNumberOfThreads) {
   const Case c = make_case(70001, 1, false);
@@ -206,7 +247,8 @@ TEST(QuantKernelsCpu, ArgumentChecksNameTheProblem) {
   EXPECT_NE(message([&] { K::quant_codes(theta, scale, Tensor(), {K::CodeKind::Uniform, 3, 1}); }).find("empty code range"),
             std::string::npos);
   Tensor out = torch::empty({5});
-  EXPECT_NE(message([&] { K::ste_grad_out(torch::ones({6}), torch::ones({6}), 1.0, out); }).find("'out' is"),
+  EXPECT_NE(message([&] { K::ste_grad_out(torch::ones({6}), torch::ones({6}), torch::ones({1}), Tensor(), -1, 1, out); })
+                .find("'out' is"),
             std::string::npos);
   Tensor codes = torch::ones({3});
   EXPECT_NE(message([&] { K::flip_codes_(codes, torch::ones({3}, torch::kInt), 0.1); }).find("'m' has dtype Int"),
@@ -221,6 +263,11 @@ TEST(QuantKernelsCuda, CodesMatchEachGridsEquations) {
 TEST(QuantKernelsCuda, SolverPassesMatchTheirEquations) {
   REQUIRE_CUDA();
   check_solvers(torch::kCUDA);
+}
+
+TEST(QuantKernelsCuda, ActivationCodesMatchIntegerInferenceAndTheirEquation) {
+  REQUIRE_CUDA();
+  check_activation_codes(torch::kCUDA);
 }
 
 TEST(QuantKernelsCuda, BitForBitTheCpuTwinBeyondOneGrid) {

@@ -36,6 +36,21 @@ void dispatch(const char* entry, const Tensor& like, Cpu&& cpu_part, Cuda&& cuda
 }
 
 const float* in(const Tensor& t) { return t.data_ptr<float>(); }
+
+// Checks a per-channel grid (scale, zero: float32, contiguous, on θ's device, 1 or θ.size(0) elements; zero may
+// be undefined) and returns zero, or zeros when it is undefined.
+Tensor checked_grid(const char* entry, const Tensor& theta, const Tensor& scale, const Tensor& zero) {
+  const Tensor z = zero.defined() ? zero : torch::zeros_like(scale);
+  check_tensors(entry, {{"scale", &scale}, {"zero", &z}}, true);
+  if (scale.device() != theta.device())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' is on " +
+                                scale.device().str() + " but 'theta' is on " + theta.device().str());
+  const int64_t channels = scale.numel();
+  if (channels != 1 && (theta.dim() == 0 || channels != theta.size(0)))
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' has " +
+                                std::to_string(channels) + " elements; expected 1 or theta.size(0)");
+  return z;
+}
 float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 
 }  // namespace
@@ -43,15 +58,8 @@ float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 void quant_codes_out(const Tensor& theta, const Tensor& scale, const Tensor& zero, CodeSpec spec, const uint64_t* key,
                      Tensor& out) {
   check_tensors("quant_codes", {{"theta", &theta}, {"out", &out}}, true);
+  const Tensor z = checked_grid("quant_codes", theta, scale, zero);
   const int64_t n = theta.numel(), channels = scale.numel();
-  const Tensor z = zero.defined() ? zero : torch::zeros_like(scale);
-  check_tensors("quant_codes", {{"scale", &scale}, {"zero", &z}}, true);
-  if (scale.device() != theta.device())
-    throw std::invalid_argument("bilevel::kernels::quant_codes: argument 'scale' is on " + scale.device().str() +
-                                " but 'theta' is on " + theta.device().str());
-  if (channels != 1 && (theta.dim() == 0 || channels != theta.size(0)))
-    throw std::invalid_argument("bilevel::kernels::quant_codes: argument 'scale' has " + std::to_string(channels) +
-                                " elements; expected 1 or theta.size(0)");
   if (spec.kind == CodeKind::Uniform && !(spec.lo <= spec.hi))
     throw std::invalid_argument("bilevel::kernels::quant_codes: empty code range [" + std::to_string(spec.lo) + ", " +
                                 std::to_string(spec.hi) + "]");
@@ -80,11 +88,26 @@ Tensor quant_codes(const Tensor& theta, const Tensor& scale, const Tensor& zero,
 #define BILEVEL_CUDA_PART(call) [](auto) { return 0; }
 #endif
 
-void ste_grad_out(const Tensor& g, const Tensor& theta, double clip, Tensor& out) {
+void activation_codes_out(const Tensor& x, double offset, double step, double lo, double hi, const uint64_t* key,
+                          Tensor& out) {
+  check_tensors("activation_codes", {{"x", &x}, {"out", &out}}, true);
+  if (!(step > 0) || !(lo <= hi))
+    throw std::invalid_argument("bilevel::kernels::activation_codes: step must be > 0 and lo <= hi");
+  const ActCodesArgs a{in(x), out_of(out), x.numel(), float(offset), 1.f / float(step), float(lo), float(hi),
+                       key != nullptr, key ? *key : 0};
+  dispatch("activation_codes", x, [&](int64_t b, int64_t e) { cpu::activation_codes(a, b, e); },
+           BILEVEL_CUDA_PART(launch_activation_codes(a, stream)));
+}
+
+void ste_grad_out(const Tensor& g, const Tensor& theta, const Tensor& scale, const Tensor& zero, double lo, double hi,
+                  Tensor& out) {
   check_tensors("ste_grad", {{"g", &g}, {"theta", &theta}, {"out", &out}}, true);
-  const float c = float(clip);
-  dispatch("ste_grad", g, [&](int64_t b, int64_t e) { cpu::ste_grad(in(g), in(theta), c, out_of(out), b, e); },
-           BILEVEL_CUDA_PART(launch_ste_grad(in(g), in(theta), c, out_of(out), g.numel(), stream)));
+  const Tensor z = checked_grid("ste_grad", theta, scale, zero);
+  const int64_t n = theta.numel(), channels = scale.numel();
+  const SteArgs a{in(g), in(theta), in(scale), in(z), out_of(out), n, channels > 1 ? n / channels : n, float(lo),
+                  float(hi)};
+  dispatch("ste_grad", g, [&](int64_t b, int64_t e) { cpu::ste_grad(a, b, e); },
+           BILEVEL_CUDA_PART(launch_ste_grad(a, stream)));
 }
 
 void adaste_forward_out(const Tensor& u, double beta, double alpha, Tensor& w) {
@@ -109,6 +132,14 @@ void lsq_grads_out(const Tensor& g, const Tensor& u, double qn, double qp, Tenso
   dispatch("lsq_grads", g,
            [&](int64_t b, int64_t e) { cpu::lsq_grads(in(g), in(u), n_, p_, out_of(gv), out_of(gs), b, e); },
            BILEVEL_CUDA_PART(launch_lsq_grads(in(g), in(u), n_, p_, out_of(gv), out_of(gs), g.numel(), stream)));
+}
+
+void prox_towards_(Tensor& q, const Tensor& u, double lambda) {
+  check_tensors("prox_towards_", {{"q", &q}, {"u", &u}}, true);
+  if (!(lambda >= 0)) throw std::invalid_argument("bilevel::kernels::prox_towards_: lambda must be >= 0");
+  const float l = float(lambda);
+  dispatch("prox_towards_", q, [&](int64_t b, int64_t e) { cpu::prox_towards(in(u), l, out_of(q), b, e); },
+           BILEVEL_CUDA_PART(launch_prox_towards(in(u), l, out_of(q), q.numel(), stream)));
 }
 
 void flip_codes_(Tensor& codes, const Tensor& m, double tau) {

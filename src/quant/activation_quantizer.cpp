@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "bilevel/kernels/cpu/int_gemm.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/counter_rng.h"
 #include "bilevel/quant/element.h"
 
@@ -34,17 +35,12 @@ Tensor ActivationQuantizer::codes(const Tensor& s, size_t layer, bool training) 
   const float lo = code_min(), hi = code_max(), d = step(layer), off = offset();
   const bool stochastic = training && opt_.stochastic;
   const uint64_t key = stochastic ? stream_key(seed_, epoch_, batch_, 0x5741ull * 131 + layer) : 0;
-  const float* xp = x.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const float inv = 1.f / d;
-  if (!stochastic) {
-    cpu::state_codes(xp, x.numel(), off, inv, lo, hi, op);  // the function integer inference uses
+  if (x.device().is_cpu() && !stochastic) {
+    cpu::state_codes(x.data_ptr<float>(), x.numel(), off, 1.f / d, lo, hi, out.data_ptr<float>());  // as integer inference
     return out;
   }
-  at::parallel_for(0, x.numel(), 16384, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      op[i] = qe::uniform_code_stochastic((xp[i] - off) * inv, lo, hi, counter_uniform(key, uint64_t(i)));
-  });
+  // Stochastic, or off the CPU: the kernels (kernels/quant_ops.h; the same deterministic function as state_codes).
+  kernels::activation_codes_out(x, off, d, lo, hi, stochastic ? &key : nullptr, out);
   return out;
 }
 

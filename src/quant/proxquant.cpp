@@ -6,7 +6,7 @@
 // fractional epoch (the authors' schedule). From epoch `freeze_epoch` (1-based; 0 = the last epoch) the weights are
 // hard-quantized, w = Q(θ), and frozen: θ gets no gradient and is kept on the grid (biases and full-precision layers
 // keep training).
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
 
 namespace bilevel {
@@ -41,9 +41,7 @@ class ProxQuantSolver final : public WeightSolver {
     const Tensor z = p.grid.zero.defined() ? Quantizer::broadcast(p.grid.zero.detach(), p.latent) : torch::zeros({}, s.options());
     Tensor u = normalised(p).contiguous();
     Tensor nearest = q.codes(p.latent, p.grid).contiguous();
-    const float* up = u.data_ptr<float>();
-    float* np = nearest.data_ptr<float>();
-    for (int64_t i = 0; i < u.numel(); ++i) np[i] = qe::prox_towards(up[i], np[i], lambda);
+    kernels::prox_towards_(nearest, u, lambda);
     p.latent.copy_((nearest - z) * s);
   }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "bilevel/kernels/cpu/optim_loops.h"
+#include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/element.h"
 #include "bilevel/quant/weight_solvers.h"
 
@@ -41,6 +42,10 @@ class SteSolver final : public WeightSolver {
   void backward(QuantParam& p, const Quantizer& q, const Tensor& g, const QuantClock&) const override {
     const auto [range_lo, range_hi] = range(q);
     const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
+    if (!p.latent.device().is_cpu()) {
+      backward_on_device(p, g, lo, hi);
+      return;
+    }
     Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
     // g is the weights' gradient buffer: it is read once here and left zero for the next batch's accumulation.
     Tensor gc = g.contiguous();
@@ -122,6 +127,20 @@ class SteSolver final : public WeightSolver {
   std::pair<double, double> range(const Quantizer& q) const {
     if (q.name() == "binary" || q.name() == "ternary") return {-clip_, clip_};
     return {q.code_min(), q.code_max()};  // uniform and registered grids: the code range
+  }
+  // backward for tensors off the CPU: the masked gradient by the kernel (kernels/quant_ops.h), ∂ℓ/∂s = Σ ∂ℓ/∂w·w/s
+  // per channel with LibTorch's operators, and ∂ℓ/∂w cleared when g is its buffer, as on the CPU.
+  static void backward_on_device(QuantParam& p, const Tensor& g, double lo, double hi) {
+    const Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous(), gc = g.contiguous();
+    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p).to(theta.device());
+    Tensor out = torch::empty_like(theta);
+    kernels::ste_grad_out(gc, theta, s, z, lo, hi, out);
+    if (p.learn_scale) {
+      const Tensor dots = (gc * w).reshape({theta.size(0), -1}).sum(1);
+      p.grid.scale.mutable_grad() = s.numel() > 1 ? dots / s : (dots.sum() / s).reshape({1});
+    }
+    if (p.weight.grad().defined() && g.data_ptr() == p.weight.grad().data_ptr()) p.weight.mutable_grad().zero_();
+    p.latent.mutable_grad() = out;
   }
   static Tensor zero_of(const QuantParam& p) {
     return p.grid.zero.defined() ? p.grid.zero.detach().to(torch::kFloat32).contiguous()

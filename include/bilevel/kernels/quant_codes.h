@@ -55,4 +55,37 @@ BILEVEL_HDI float codes_element(const CodesArgs& a, int64_t i) {
   return spec_code(a.spec, a.theta[i] * (1.f / a.scale[c]) + a.zero[c]);
 }
 
+// The activation quantizer's codes (quant/activation_quantizer.h): uniform on [lo, hi] of (x − offset)/step,
+// deterministic (as integer inference computes them) or stochastic from stream `key`.
+struct ActCodesArgs {
+  const float* x;
+  float* out;
+  int64_t n;
+  float offset, inv_step, lo, hi;
+  bool stochastic;
+  uint64_t key;
+};
+BILEVEL_HDI float act_codes_element(const ActCodesArgs& a, int64_t i) {
+  const float v = (a.x[i] - a.offset) * a.inv_step;
+  return a.stochastic ? qe::uniform_code_stochastic(v, a.lo, a.hi, counter_uniform(a.key, uint64_t(i)))
+                      : qe::uniform_code(v, a.lo, a.hi);
+}
+
+// The STE solver's backward (quant/ste.cpp): ∂ℓ/∂θ_i = g_i · 1[lo <= θ_i · (1/s_c) + z_c <= hi], the saturation
+// range [lo, hi] on the normalised latent (binary and ternary: [−1, 1]; uniform: the code range).
+struct SteArgs {
+  const float* g;
+  const float* theta;
+  const float* scale;  // [channels]
+  const float* zero;   // [channels]
+  float* out;
+  int64_t n, inner;
+  float lo, hi;
+};
+BILEVEL_HDI float ste_mask(float u, float lo, float hi) { return float(u >= lo) * float(u <= hi); }
+BILEVEL_HDI float ste_element(const SteArgs& a, int64_t i) {
+  const int64_t c = a.inner < a.n ? i / a.inner : 0;
+  return a.g[i] * ste_mask(a.theta[i] * (1.f / a.scale[c]) + a.zero[c], a.lo, a.hi);
+}
+
 }  // namespace bilevel::kernels

@@ -23,8 +23,14 @@ void quant_codes_out(const torch::Tensor& theta, const torch::Tensor& scale, con
 torch::Tensor quant_codes(const torch::Tensor& theta, const torch::Tensor& scale, const torch::Tensor& zero,
                           CodeSpec spec, const uint64_t* key = nullptr);
 
-// STE: out = g·1[|θ| <= clip].
-void ste_grad_out(const torch::Tensor& g, const torch::Tensor& theta, double clip, torch::Tensor& out);
+// The activation quantizer's codes of x: uniform_code((x − offset)/step) on [lo, hi], or stochastic from *key.
+void activation_codes_out(const torch::Tensor& x, double offset, double step, double lo, double hi,
+                          const uint64_t* key, torch::Tensor& out);
+
+// The STE solver's backward (quant/ste.cpp): out = g·1[lo <= θ/s + z <= hi], s and z per channel as for
+// quant_codes.
+void ste_grad_out(const torch::Tensor& g, const torch::Tensor& theta, const torch::Tensor& scale,
+                  const torch::Tensor& zero, double lo, double hi, torch::Tensor& out);
 // AdaSTE on the normalised latent u: w = w*(u), and out = (w*(u) − w*(u − τg))/τ.
 void adaste_forward_out(const torch::Tensor& u, double beta, double alpha, torch::Tensor& w);
 void adaste_grad_out(const torch::Tensor& g, const torch::Tensor& u, double beta, double alpha, double tau,
@@ -32,6 +38,9 @@ void adaste_grad_out(const torch::Tensor& g, const torch::Tensor& u, double beta
 // LSQ at u = v/s on the range [−qn, qp]: gv = g·∂v̂/∂v, gs = g·∂v̂/∂s per element.
 void lsq_grads_out(const torch::Tensor& g, const torch::Tensor& u, double qn, double qp, torch::Tensor& gv,
                    torch::Tensor& gs);
+// ProxQuant's prox step in place: q ← q + sign(u − q)·max(|u − q| − λ, 0), for the normalised latent u and its
+// nearest grid point q.
+void prox_towards_(torch::Tensor& q, const torch::Tensor& u, double lambda);
 // The flip rule in place: codes_i ← −codes_i where m_i·codes_i > τ.
 void flip_codes_(torch::Tensor& codes, const torch::Tensor& m, double tau);
 

@@ -36,8 +36,18 @@ void quant_codes(const CodesArgs& a, int64_t begin, int64_t end) {
   }
 }
 
-void ste_grad(const float* g, const float* theta, float clip, float* out, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) out[i] = qe::ste_grad(g[i], theta[i], clip);
+void activation_codes(const ActCodesArgs& a, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) a.out[i] = act_codes_element(a, i);
+}
+
+void ste_grad(const SteArgs& a, int64_t begin, int64_t end) {
+  const bool per_channel = a.inner < a.n;
+  for (int64_t i = begin; i < end;) {  // the channel's 1/s and z hoisted, as in codes_loop
+    const int64_t c = per_channel ? i / a.inner : 0;
+    const int64_t stop = per_channel ? std::min(end, (c + 1) * a.inner) : end;
+    const float inv = 1.f / a.scale[c], z = a.zero[c];
+    for (; i < stop; ++i) a.out[i] = a.g[i] * ste_mask(a.theta[i] * inv + z, a.lo, a.hi);
+  }
 }
 
 void adaste_forward(const float* u, float beta, float alpha, float* w, int64_t begin, int64_t end) {
@@ -54,6 +64,10 @@ void lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, fl
     gv[i] = g[i] * qe::lsq_grad_v(u[i], qn, qp);
     gs[i] = g[i] * qe::lsq_grad_s(u[i], qn, qp);
   }
+}
+
+void prox_towards(const float* u, float lambda, float* q, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) q[i] = qe::prox_towards(u[i], q[i], lambda);
 }
 
 void flip_codes(float* codes, const float* m, float tau, int64_t begin, int64_t end) {

@@ -16,9 +16,12 @@ __global__ void codes_kernel(CodesArgs a) {
   BILEVEL_GRID_STRIDE(i, a.n) a.out[i] = codes_element(a, i);
 }
 
-__global__ void ste_kernel(const float* __restrict__ g, const float* __restrict__ theta, float clip,
-                           float* __restrict__ out, int64_t n) {
-  BILEVEL_GRID_STRIDE(i, n) out[i] = qe::ste_grad(g[i], theta[i], clip);
+__global__ void act_codes_kernel(ActCodesArgs a) {
+  BILEVEL_GRID_STRIDE(i, a.n) a.out[i] = act_codes_element(a, i);
+}
+
+__global__ void ste_kernel(SteArgs a) {
+  BILEVEL_GRID_STRIDE(i, a.n) a.out[i] = ste_element(a, i);
 }
 
 __global__ void adaste_forward_kernel(const float* __restrict__ u, float beta, float alpha, float* __restrict__ w,
@@ -39,6 +42,10 @@ __global__ void lsq_kernel(const float* __restrict__ g, const float* __restrict_
   }
 }
 
+__global__ void prox_kernel(const float* __restrict__ u, float lambda, float* __restrict__ q, int64_t n) {
+  BILEVEL_GRID_STRIDE(i, n) q[i] = qe::prox_towards(u[i], q[i], lambda);
+}
+
 __global__ void flip_kernel(float* __restrict__ codes, const float* __restrict__ m, float tau, int64_t n) {
   BILEVEL_GRID_STRIDE(i, n) codes[i] = qe::flip_code(codes[i], m[i], tau);
 }
@@ -51,10 +58,15 @@ cudaError_t launch_quant_codes(const CodesArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t launch_ste_grad(const float* g, const float* theta, float clip, float* out, int64_t n,
-                            cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  ste_kernel<<<grid_for(n), kBlock, 0, stream>>>(g, theta, clip, out, n);
+cudaError_t launch_activation_codes(const ActCodesArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return cudaSuccess;
+  act_codes_kernel<<<grid_for(a.n), kBlock, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_ste_grad(const SteArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return cudaSuccess;
+  ste_kernel<<<grid_for(a.n), kBlock, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -75,6 +87,12 @@ cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp,
                              cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   lsq_kernel<<<grid_for(n), kBlock, 0, stream>>>(g, u, qn, qp, gv, gs, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_prox_towards(const float* u, float lambda, float* q, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  prox_kernel<<<grid_for(n), kBlock, 0, stream>>>(u, lambda, q, n);
   return cudaGetLastError();
 }
 

@@ -12,14 +12,18 @@ namespace bilevel::kernels::cpu {
 
 // out[i] = codes_element(a, i).
 void quant_codes(const CodesArgs& a, int64_t begin, int64_t end);
-// out[i] = g[i]·1[|θ_i| <= clip]  (STE).
-void ste_grad(const float* g, const float* theta, float clip, float* out, int64_t begin, int64_t end);
+// a.out[i] = act_codes_element(a, i).
+void activation_codes(const ActCodesArgs& a, int64_t begin, int64_t end);
+// a.out[i] = ste_element(a, i)  (the STE solver's backward).
+void ste_grad(const SteArgs& a, int64_t begin, int64_t end);
 // w[i] = AdaSTE's w*(u_i);  out[i] = its finite-difference backward for the gradient g[i].
 void adaste_forward(const float* u, float beta, float alpha, float* w, int64_t begin, int64_t end);
 void adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out, int64_t begin,
                  int64_t end);
 // LSQ: gv[i] = g[i]·∂v̂/∂v, gs[i] = g[i]·∂v̂/∂s at u_i = v_i/s (before the per-channel sum and gradient scale).
 void lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t begin, int64_t end);
+// ProxQuant's prox step in place: q_i ← prox_{λ|· − q_i|}(u_i) (the soft threshold towards the grid point q_i).
+void prox_towards(const float* u, float lambda, float* q, int64_t begin, int64_t end);
 // The flip rule on codes in place: q_i ← −q_i where m_i·q_i > τ.
 void flip_codes(float* codes, const float* m, float tau, int64_t begin, int64_t end);
 

@@ -30,14 +30,18 @@ cudaError_t launch_state_update(double* v, const double* s_old, int64_t n, ActPa
 // The quantization kernels (src/kernels/cuda/quant.cu), float32, math of bilevel/kernels/quant_codes.h:
 // a.out[i] = codes_element(a, i) for i < a.n (a's arrays on the device);
 cudaError_t launch_quant_codes(const CodesArgs& a, cudaStream_t stream);
-// out = STE's ∂ℓ/∂θ; w = AdaSTE's w*(u); out = AdaSTE's backward; gv, gs = LSQ's per-element gradients; the flip
-// rule on `codes` in place (bilevel/kernels/cpu/quant_twins.h states each).
-cudaError_t launch_ste_grad(const float* g, const float* theta, float clip, float* out, int64_t n, cudaStream_t stream);
+// a.out[i] = act_codes_element(a, i) for i < a.n;
+cudaError_t launch_activation_codes(const ActCodesArgs& a, cudaStream_t stream);
+// a.out = the STE solver's ∂ℓ/∂θ (ste_element); w = AdaSTE's w*(u); out = AdaSTE's backward; gv, gs = LSQ's
+// per-element gradients; ProxQuant's prox step on q in place; the flip rule on `codes` in place
+// (bilevel/kernels/cpu/quant_twins.h states each).
+cudaError_t launch_ste_grad(const SteArgs& a, cudaStream_t stream);
 cudaError_t launch_adaste_forward(const float* u, float beta, float alpha, float* w, int64_t n, cudaStream_t stream);
 cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out,
                                int64_t n, cudaStream_t stream);
 cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t n,
                              cudaStream_t stream);
+cudaError_t launch_prox_towards(const float* u, float lambda, float* q, int64_t n, cudaStream_t stream);
 cudaError_t launch_flip_codes(float* codes, const float* m, float tau, int64_t n, cudaStream_t stream);
 
 }  // namespace bilevel::kernels::cuda
