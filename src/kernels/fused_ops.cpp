@@ -18,8 +18,6 @@ using torch::Tensor;
 
 namespace {
 
-constexpr int64_t kGrain = kCpuGrain;
-
 void check_act(const char* entry, const ActParams& a) {
   if (static_cast<int32_t>(a.kind) < 0 || static_cast<int32_t>(a.kind) > static_cast<int32_t>(Act::Clip))
     throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": unknown activation code " +
@@ -35,7 +33,7 @@ void dyad_cpu(const Tensor& u, const Tensor& f, T alpha, ActParams rho, Tensor& 
   const T* pf = f.data_ptr<T>();
   T* pd = delta.data_ptr<T>();
   T* ps = sbar.data_ptr<T>();
-  at::parallel_for(0, u.numel(), kGrain, [&](int64_t b, int64_t e) {
+  at::parallel_for(0, u.numel(), kCpuGrain, [&](int64_t b, int64_t e) {
     cpu::dyad_update(pu + b, pf + b, pd + b, ps + b, e - b, alpha, rho);
   });
 }
@@ -45,11 +43,11 @@ double state_cpu(Tensor& v, const Tensor& s_old, ActParams h) {
   T* pv = v.data_ptr<T>();
   const T* ps = s_old.data_ptr<T>();
   const int64_t n = v.numel();
-  const int64_t chunks = (n + kGrain - 1) / kGrain;
+  const int64_t chunks = (n + kCpuGrain - 1) / kCpuGrain;
   std::vector<T> partial(size_t(std::max<int64_t>(chunks, 1)), T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c) {
-      const int64_t b = c * kGrain, e = std::min(n, b + kGrain);
+      const int64_t b = c * kCpuGrain, e = std::min(n, b + kCpuGrain);
       partial[size_t(c)] = cpu::state_update(pv + b, ps + b, e - b, h);
     }
   });

@@ -36,6 +36,7 @@ void dispatch(const char* entry, const Tensor& like, Cpu&& cpu_part, Cuda&& cuda
 }
 
 const float* in(const Tensor& t) { return t.data_ptr<float>(); }
+float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 
 // Checks a per-channel grid (scale, zero: float32, contiguous, on θ's device, 1 or θ.size(0) elements; zero may
 // be undefined) and returns zero, or zeros when it is undefined.
@@ -51,9 +52,16 @@ Tensor checked_grid(const char* entry, const Tensor& theta, const Tensor& scale,
                                 std::to_string(channels) + " elements; expected 1 or theta.size(0)");
   return z;
 }
-float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 
 }  // namespace
+
+// The CUDA half of an entry: a call of bilevel/kernels/cuda/launch.h on `stream` (never called without CUDA).
+#if BILEVEL_WITH_CUDA
+#define BILEVEL_CUDA_PART(call) [&](cudaStream_t stream) { return cuda::call; }
+#else
+#define BILEVEL_CUDA_PART(call) [](auto) { return 0; }
+#endif
+
 
 void quant_codes_out(const Tensor& theta, const Tensor& scale, const Tensor& zero, CodeSpec spec, const uint64_t* key,
                      Tensor& out) {
@@ -66,14 +74,7 @@ void quant_codes_out(const Tensor& theta, const Tensor& scale, const Tensor& zer
   CodesArgs a{in(theta), in(scale), in(z), out_of(out), n, channels > 1 ? n / channels : n, spec, key != nullptr,
               key ? *key : 0};
   dispatch("quant_codes", theta, [&](int64_t b, int64_t e) { cpu::quant_codes(a, b, e); },
-           [&](auto stream) {
-#if BILEVEL_WITH_CUDA
-             return cuda::launch_quant_codes(a, stream);
-#else
-             (void)stream;
-             return 0;
-#endif
-           });
+           BILEVEL_CUDA_PART(launch_quant_codes(a, stream)));
 }
 
 Tensor quant_codes(const Tensor& theta, const Tensor& scale, const Tensor& zero, CodeSpec spec, const uint64_t* key) {
@@ -81,12 +82,6 @@ Tensor quant_codes(const Tensor& theta, const Tensor& scale, const Tensor& zero,
   quant_codes_out(theta, scale, zero, spec, key, out);
   return out;
 }
-
-#if BILEVEL_WITH_CUDA
-#define BILEVEL_CUDA_PART(call) [&](cudaStream_t stream) { return cuda::call; }
-#else
-#define BILEVEL_CUDA_PART(call) [](auto) { return 0; }
-#endif
 
 void activation_codes_out(const Tensor& x, double offset, double step, double lo, double hi, const uint64_t* key,
                           Tensor& out) {

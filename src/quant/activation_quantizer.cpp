@@ -1,13 +1,10 @@
 #include "bilevel/quant/activation_quantizer.h"
 
-#include <ATen/Parallel.h>
-
 #include <cmath>
 
 #include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/counter_rng.h"
-#include "bilevel/quant/element.h"
 
 namespace bilevel {
 

@@ -443,8 +443,7 @@ std::string checked_archive(const std::filesystem::path& path) {
       return zip.read(r, r.method == 0 ? file.size() : uint64_t(64) << 20);
     };
 
-    std::map<std::string, size_t> storage_sizes;  // data/KEY → bytes
-    std::vector<std::string> code;
+    std::map<std::string, std::string> code;  // code/*.py → its checked text
     std::optional<std::string> data, constants;
     for (const auto& [name, r] : records) {
       if (name == "data.pkl") {
@@ -452,10 +451,11 @@ std::string checked_archive(const std::filesystem::path& path) {
       } else if (name == "constants.pkl") {
         constants = read(name);
       } else if (name.rfind("data/", 0) == 0) {
-        storage_sizes[name.substr(5)] = r->size;
+        continue;  // storages: sized by their directory entries now, read once the pickle has named them
       } else if (name.rfind("code/", 0) == 0 && ends_with(name, ".py")) {
-        check_code(name, read(name));
-        code.push_back(name);
+        std::string text = read(name);
+        check_code(name, text);
+        code.emplace(name, std::move(text));
       } else if (name == "byteorder") {
         if (read(name) != "little") refuse("byteorder is not little-endian");
       } else if (!(name == "version" || name.rfind(".data/", 0) == 0 || ends_with(name, ".debug_pkl"))) {
@@ -463,10 +463,10 @@ std::string checked_archive(const std::filesystem::path& path) {
       }
     }
     if (!data) refuse("no data.pkl");
-    auto size_of = [&](const std::string& key) -> std::optional<size_t> {
-      const auto it = storage_sizes.find(key);
-      if (it == storage_sizes.end()) return std::nullopt;
-      return it->second;
+    auto size_of = [&](const std::string& key) -> std::optional<size_t> {  // of the storage record data/KEY
+      const auto it = records.find("data/" + key);
+      if (it == records.end()) return std::nullopt;
+      return it->second->size;
     };
     PickleCheck pickle("data.pkl", *data, size_of);
     if (pickle.run()->kind != Kind::Object) refuse("data.pkl does not hold a module");
@@ -483,10 +483,7 @@ std::string checked_archive(const std::filesystem::path& path) {
     });
     writer.writeRecord("data.pkl", data->data(), data->size());
     if (constants) writer.writeRecord("constants.pkl", constants->data(), constants->size());
-    for (const auto& name : code) {
-      const std::string text = read(name);
-      writer.writeRecord(name, text.data(), text.size());
-    }
+    for (const auto& [name, text] : code) writer.writeRecord(name, text.data(), text.size());
     std::vector<std::string> keys = pickle.storages();
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
