@@ -25,7 +25,6 @@
 #include "bilevel/train/experiment.h"
 #include "bilevel/train/trainer.h"
 #include "bilevel/util/error.h"
-#include "bilevel/util/threads.h"
 
 using namespace bilevel;
 
@@ -72,7 +71,6 @@ double time_steps(const std::string& file, std::vector<std::string> overrides, c
 }  // namespace
 
 int main(int argc, char** argv) {
-  reexec_with_passive_wait_policy(argv);  // as `bilevel` does, so the timings are those of a run
   if (argc < 3 || std::string(argv[1]) == "--help") {
     std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [key=value ...]\n"
                          "  VARIANT = ALGO[+key=value...], e.g. backprop+quantization.enabled=false\n");

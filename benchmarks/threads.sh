@@ -2,15 +2,16 @@
 # Epoch time of backprop, ep and dual_prop under each thread setting, in one run:
 #
 #   benchmarks/threads.sh [BUILD_DIR]      (environment: REPS=3 EPOCHS=2 TRAIN_LIMIT=10000 OUT=bench_threads,
-#                                           SETTINGS="auto auto_spin t1 t2", RULES="backprop ep dual_prop")
+#                                           SETTINGS="auto t1 t2 two_pools passive", RULES="backprop ep dual_prop")
 #   benchmarks/threads.sh --summary        the table again, from OUT/results.csv
 #
 # Settings, each its own `bilevel train` process (the OpenMP wait policy is fixed when a process starts):
-#   auto        train.threads=0: the CPUs this process may use, OMP_WAIT_POLICY=PASSIVE (bilevel's re-exec)
-#   auto_spin   train.threads=0 with libgomp's default spinning (BILEVEL_NO_REEXEC=1): the behaviour before
-#   t1, t2      train.threads=1 / 2 (PASSIVE)
-#   auto_blas   as auto, and OpenBLAS's idle workers sleep at once too (OPENBLAS_THREAD_TIMEOUT=4) instead of
-#               yielding for ~2^28 cycles (not in the default SETTINGS)
+#   auto        train.threads=0: the CPUs this process may use, on LibTorch's pool; OpenBLAS on one thread, the
+#               products split over LibTorch's pool (kernels/cpu/split_gemm.h); libgomp's default wait policy
+#   t1, t2      train.threads=1 / 2, otherwise as auto
+#   two_pools   as auto, but OpenBLAS with its own pool of 2 threads (BILEVEL_BLAS_THREADS=2): the arrangement
+#               before, with two pools taking turns on the cores
+#   passive     as auto, with OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep at once; bilevel imposed it before)
 # Every run trains EPOCHS epochs on the first TRAIN_LIMIT training examples (1000 of them held out for validation;
 # test 2000); the figure is the median over REPS repetitions of each run's median epoch_seconds (metrics.csv:
 # training plus evaluation). Repetitions are interleaved (every setting of every rule, then again) so that drift on a shared
@@ -25,7 +26,7 @@ REPS=${REPS:-3}
 EPOCHS=${EPOCHS:-2}
 TRAIN_LIMIT=${TRAIN_LIMIT:-10000}
 OUT=${OUT:-bench_threads}
-SETTINGS=${SETTINGS:-"auto auto_spin t1 t2"}
+SETTINGS=${SETTINGS:-"auto t1 t2 two_pools passive"}
 RULES=${RULES:-"backprop ep dual_prop"}
 summary() {
   echo "median s/epoch over the repetitions in $OUT/results.csv (ratio to auto):"
@@ -38,7 +39,7 @@ summary() {
 if [ "$summary_only" = 1 ]; then summary; exit 0; fi
 [ -x "$BIN" ] || { echo "threads.sh: $BIN not built (cmake --build $BUILD_DIR --target bilevel_cli)" >&2; exit 2; }
 mkdir -p "$OUT"
-unset OMP_NUM_THREADS OMP_WAIT_POLICY BILEVEL_OMP_REEXEC
+unset OMP_NUM_THREADS OMP_WAIT_POLICY BILEVEL_BLAS_THREADS
 source benchmarks/rule_configs.sh
 # Another rule runs on the ep config (same network, neurons and loss).
 config_or_ep() { config_of "$1" || echo "configs/fmnist_mlp_ep.yaml rule.name=$1"; }
@@ -50,8 +51,8 @@ for rep in $(seq 1 "$REPS"); do
       envs=() threads=0
       case "$setting" in
         auto) ;;
-        auto_spin) envs=(BILEVEL_NO_REEXEC=1) ;;
-        auto_blas) envs=(OPENBLAS_THREAD_TIMEOUT=4) ;;
+        two_pools) envs=(BILEVEL_BLAS_THREADS=2) ;;
+        passive) envs=(OMP_WAIT_POLICY=PASSIVE) ;;
         t*) threads=${setting#t} ;;
         *) echo "threads.sh: unknown setting $setting" >&2; exit 2 ;;
       esac

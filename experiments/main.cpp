@@ -14,7 +14,6 @@
 #include "bilevel/cli.h"
 #include "bilevel/util/error.h"
 #include "bilevel/util/io_error.h"
-#include "bilevel/util/threads.h"
 #include "commands/commands.h"
 
 namespace {
@@ -147,9 +146,6 @@ int bilevel::run_cli(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
-  // Before any work: libgomp has read OMP_WAIT_POLICY already, so a command that should not spin starts again
-  // once (costs one more load of LibTorch's libraries, ~0.35 s; not for the usage text above).
-  bilevel::reexec_with_passive_wait_policy(argv);
   // Plugins before any command (or its --help) reads a registry.
   if (!open_plugins(plugins)) return 2;
   std::set_terminate(on_terminate);

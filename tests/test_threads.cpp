@@ -46,7 +46,7 @@ class EnvGuard {
 
 // `bilevel ARGS` (stdout only) through /bin/sh, pinned to one CPU, without the thread variables of the test runner.
 CliResult run_pinned(const std::string& args, const std::string& extra_env = "") {
-  const std::string cmd = "env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY -u BILEVEL_OMP_REEXEC -u BILEVEL_NO_REEXEC " +
+  const std::string cmd = "env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY -u BILEVEL_BLAS_THREADS " +
                           extra_env + " taskset -c " + std::to_string(first_allowed_cpu()) + " '" + BILEVEL_CLI +
                           "' " + args;
   CliResult r;
@@ -103,8 +103,10 @@ TEST(Threads, AvailableCpusFollowTheAffinityMask) {
   EXPECT_EQ(pinned.cpus, 1);
 }
 
-TEST(Threads, ZeroMeansOmpNumThreadsElseTheAvailableCpusAndSetsBothPools) {
+TEST(Threads, ZeroMeansOmpNumThreadsElseTheAvailableCpusAndOpenBlasKeepsOneThread) {
   EnvGuard omp("OMP_NUM_THREADS");
+  EnvGuard blas_env("BILEVEL_BLAS_THREADS");
+  ::unsetenv("BILEVEL_BLAS_THREADS");
   const int before = torch::get_num_threads();
   using GetThreads = int (*)();
   auto* blas_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
@@ -115,7 +117,8 @@ TEST(Threads, ZeroMeansOmpNumThreadsElseTheAvailableCpusAndSetsBothPools) {
   EXPECT_EQ(torch::get_num_threads(), 3);
   if (blas_threads) {
     EXPECT_TRUE(s.blas_pool);
-    EXPECT_EQ(blas_threads(), 3);
+    EXPECT_EQ(s.blas_threads, 1);
+    EXPECT_EQ(blas_threads(), 1);  // one pool: the products are split on LibTorch's (split_gemm.h)
   }
   EXPECT_EQ(last_thread_settings().threads, 3);
 
@@ -129,25 +132,32 @@ TEST(Threads, ZeroMeansOmpNumThreadsElseTheAvailableCpusAndSetsBothPools) {
   EXPECT_EQ(s.threads, available_cpus().cpus);
   EXPECT_TRUE(s.source == "cpu affinity" || s.source == "cgroup cpu quota") << s.source;
   EXPECT_EQ(torch::get_num_threads(), s.threads);
-  if (blas_threads) EXPECT_EQ(blas_threads(), s.threads);
+  if (blas_threads) EXPECT_EQ(blas_threads(), 1);
+
+  // BILEVEL_BLAS_THREADS gives OpenBLAS its own pool again, for comparisons.
+  ::setenv("BILEVEL_BLAS_THREADS", "2", 1);
+  s = apply_cpu_threads(1);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  if (blas_threads) {
+    EXPECT_EQ(s.blas_threads, 2);
+    EXPECT_EQ(blas_threads(), 2);
+  }
+  ::unsetenv("BILEVEL_BLAS_THREADS");
   apply_cpu_threads(before);
 }
 
-TEST(Threads, EnvReportsThreadsFromTheAffinityMaskAndThePassiveWaitPolicy) {
+TEST(Threads, EnvReportsThreadsFromTheAffinityMaskAndTheWaitPolicy) {
   CliResult r = run_pinned("env");
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_TRUE(contains(r.out, "threads:                 1 (cpu affinity)")) << r.out;
   EXPECT_TRUE(contains(r.out, "cpu_affinity:            1")) << r.out;
   EXPECT_TRUE(contains(r.out, "torch_num_threads:       1")) << r.out;
-  EXPECT_TRUE(contains(r.out, "omp_wait_policy:         PASSIVE (set by bilevel)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "omp_wait_policy:         unset (libgomp default")) << r.out;
 
-  // A policy the user chose is kept (no re-exec), and so is one that turns the re-exec off.
+  // A policy the user chose is reported as theirs.
   r = run_pinned("env", "OMP_WAIT_POLICY=ACTIVE");
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_TRUE(contains(r.out, "omp_wait_policy:         ACTIVE (from the environment)")) << r.out;
-  r = run_pinned("env", "BILEVEL_NO_REEXEC=1");
-  ASSERT_EQ(r.exit_code, 0) << r.describe();
-  EXPECT_TRUE(contains(r.out, "unset (libgomp default")) << r.out;
 }
 
 TEST(Threads, MetaYamlRecordsTheThreadsAndWaitPolicyOfTheRun) {
@@ -175,5 +185,5 @@ train:
   const YAML::Node meta = YAML::LoadFile((fs::path(r.first_line()) / "meta.yaml").string());
   EXPECT_EQ(meta["environment"]["threads"].as<std::string>(), "1 (cpu affinity)");
   EXPECT_EQ(meta["environment"]["torch_num_threads"].as<std::string>(), "1");
-  EXPECT_EQ(meta["environment"]["omp_wait_policy"].as<std::string>(), "PASSIVE (set by bilevel)");
+  EXPECT_EQ(meta["environment"]["omp_wait_policy"].as<std::string>(), "unset (libgomp default, spin then sleep)");
 }

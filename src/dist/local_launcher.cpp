@@ -77,7 +77,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& command, std::
   const bool omp_set = std::getenv("OMP_NUM_THREADS") != nullptr;
   const int threads = std::max(1, available_cpus().cpus / nproc);
   static const char* kReplaced[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=",
-                                    "MASTER_PORT=", "BILEVEL_LAUNCHER=", "BILEVEL_OMP_REEXEC="};
+                                    "MASTER_PORT=", "BILEVEL_LAUNCHER="};
 
   std::vector<std::string> argv_s{"/proc/self/exe"};
   argv_s.insert(argv_s.end(), command.begin(), command.end());

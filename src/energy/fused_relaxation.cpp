@@ -3,10 +3,17 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 
+#include "bilevel/kernels/config.h"
 #include "bilevel/kernels/cpu/dense_relax.h"
+#include "bilevel/kernels/dense_relax_args.h"
+
+#if BILEVEL_WITH_CUDA
+#include "../kernels/cuda_entries.h"
+#endif
 
 namespace bilevel {
 
@@ -14,10 +21,31 @@ using torch::Tensor;
 
 namespace {
 
+constexpr int64_t kRowsPerTake = 2;                // rows a thread takes from the shared counter at a time
 constexpr int64_t kAutoCouplingLimit = 32 * 1024;  // floats of W_1..W_{S−1} (+ W_r) for `auto`
 
 bool is_cpu_f32(const Tensor& t) {
   return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous();
+}
+
+// The CUDA twin of the kernel (src/kernels/cuda/dense_relax.cu): every tensor float32, contiguous, on one device.
+bool is_f32_on(const Tensor& t, const torch::Device& device) {
+  return t.defined() && t.device() == device && t.scalar_type() == torch::kFloat && t.is_contiguous();
+}
+
+bool cuda_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
+  if (!BILEVEL_WITH_CUDA) return false;
+  const torch::Device device = batch.drive1.device();
+  if (energy.num_states() > kernels::kMaxRelaxStates) return false;
+  for (size_t l = 0; l < energy.num_layers(); ++l) {
+    const Layer& L = energy.layer(l);
+    if (L.kind != LayerKind::Linear || !is_f32_on(L.weight, device) || !is_f32_on(L.bias, device)) return false;
+  }
+  if (nudge.active() && !is_f32_on(batch.onehot, device)) return false;
+  if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0 && !energy.output_is_state() &&
+      (energy.objective().name() != "cross_entropy" || batch.onehot.size(1) > kernels::kMaxRelaxClasses))
+    return false;
+  return true;
 }
 
 cpu::Act act_of(const Neuron& n, float& lo, float& hi) {
@@ -49,6 +77,9 @@ RelaxKernel relax_kernel_from_name(const std::string& name) {
 
 bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
   if (energy.neuron().kernel() == Neuron::Kernel::Softplus || energy.quantizes_states()) return false;
+  if (batch.drive1.defined() && batch.drive1.is_cuda() && batch.drive1.scalar_type() == torch::kFloat &&
+      batch.drive1.is_contiguous())
+    return cuda_relaxation_supported(energy, batch, nudge);
   if (!is_cpu_f32(batch.drive1)) return false;
   for (size_t l = 0; l < energy.num_layers(); ++l) {
     const Layer& L = energy.layer(l);
@@ -115,14 +146,36 @@ SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batc
     p.onehot = batch.onehot.data_ptr<float>();
     p.classes = batch.onehot.size(1);
   }
+  if (batch.drive1.is_cuda()) {
+    // The CUDA twin: every example through all sweeps in one kernel launch (the pointers above are device ones).
+#if BILEVEL_WITH_CUDA
+    const cpu::RelaxStats r = kernels::cuda::dense_relax(p, state.data(), scratch.data(), batch.drive1.device());
+    SolveStats gpu;
+    gpu.residual = double(r.residual);
+    gpu.steps = r.steps;
+    return gpu;
+#else
+    throw std::logic_error("fused relaxation: this build has no CUDA kernels");
+#endif
+  }
   SolveStats stats;
   std::mutex merge;
-  // Rows are independent, so blocks of rows run on LibTorch's threads with no synchronisation between sweeps.
-  at::parallel_for(0, p.batch, 8, [&](int64_t begin, int64_t end) {
-    const cpu::RelaxStats r = cpu::dense_relax_rows(p, state.data(), scratch.data(), begin, end);
+  // Rows are independent, so they run on LibTorch's threads with no synchronisation between sweeps. Rows stop at
+  // different sweeps (early stopping), so a fixed half of the batch per thread leaves one thread waiting for the
+  // other: each thread instead takes the next few rows from a shared counter until none are left.
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (p.batch + kRowsPerTake - 1) / kRowsPerTake);
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::max<int64_t>(threads, 1), 1, [&](int64_t, int64_t) {
+    cpu::RelaxStats mine;
+    for (int64_t begin; (begin = next.fetch_add(kRowsPerTake)) < p.batch;) {
+      const cpu::RelaxStats r =
+          cpu::dense_relax_rows(p, state.data(), scratch.data(), begin, std::min(p.batch, begin + kRowsPerTake));
+      mine.residual = std::max(mine.residual, r.residual);
+      mine.steps = std::max(mine.steps, r.steps);
+    }
     std::lock_guard<std::mutex> lock(merge);
-    stats.residual = std::max(stats.residual, double(r.residual));
-    stats.steps = std::max(stats.steps, r.steps);
+    stats.residual = std::max(stats.residual, double(mine.residual));
+    stats.steps = std::max(stats.steps, mine.steps);
   });
   return stats;
 }

@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "bilevel/nn/linear.h"
+
 namespace bilevel {
 
 using torch::Tensor;
@@ -264,7 +266,7 @@ std::vector<Tensor> LayeredEnergy::energy_grad_states(const EnergyBatch& batch, 
 Tensor LayeredEnergy::input_drive_autograd(const Tensor& x) const {
   const Layer& L = *layers_[0];
   Tensor xin = x.to(L.weight.device(), L.weight.scalar_type());
-  if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, LayerMaps::flat(xin), L.weight.t());
+  if (L.kind == LayerKind::Linear) return linear(xin, L.weight, L.bias);
   Tensor z = torch::conv2d(xin, L.weight, L.bias, 1, L.padding);
   if (L.pool > 1) z = torch::max_pool2d(z, {L.pool, L.pool}, {L.pool, L.pool});
   return z;
@@ -277,7 +279,7 @@ std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std
   // Layer l's map at input s_l (l ≥ 1), keeping the switches for the adjoint.
   auto forward = [&](int64_t l, const Tensor& in, Tensor* pool) {
     const Layer& L = *layers_[l];
-    if (L.kind == LayerKind::Linear) return torch::addmm(L.bias, LayerMaps::flat(in), L.weight.t());
+    if (L.kind == LayerKind::Linear) return linear(in, L.weight, L.bias);
     Tensor z = torch::conv2d(in, L.weight, L.bias, 1, L.padding);
     if (L.pool > 1) {
       auto pr = torch::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "bilevel/kernels/cpu/split_gemm.h"
+
 namespace bilevel {
 
 using torch::Tensor;
@@ -42,7 +44,7 @@ void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, dou
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor o = flat(out);
-    at::addmm_out(o, self, flat(in), L.weight.t(), 1.0, alpha);
+    kernels::cpu::split_addmm(o, self, flat(in), L.weight.t(), alpha);
     return;
   }
   Tensor z = at::conv2d(conv_input(in), L.weight, {}, 1, L.padding);
@@ -58,7 +60,7 @@ void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, doub
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor o = flat(out);
-    o.addmm_(flat(g), L.weight, 1.0, alpha);
+    kernels::cpu::split_addmm(o, flat(g), L.weight, 1.0, alpha);
     return;
   }
   Tensor up = g;
@@ -88,7 +90,7 @@ void LayerMaps::param_grad_add(size_t l, const Tensor& g, const Tensor& in, cons
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor gf = flat(g);
-    gW.addmm_(gf.t(), flat(in), 1.0, coeff);
+    kernels::cpu::split_addmm(gW, gf.t(), flat(in), 1.0, coeff);
     if (gb) gb->add_(gf.sum(0), coeff);
     return;
   }

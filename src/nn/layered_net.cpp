@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "bilevel/nn/linear.h"
+
 namespace bilevel {
 namespace {
 
@@ -79,7 +81,7 @@ LayeredNetImpl::LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> inpu
 
 torch::Tensor LayeredNetImpl::apply_layer(size_t l, const torch::Tensor& input) const {
   const Layer& layer = layers_.at(l);
-  if (layer.kind == LayerKind::Linear) return torch::addmm(layer.bias, input.flatten(1), layer.weight.t());
+  if (layer.kind == LayerKind::Linear) return linear(input, layer.weight, layer.bias);
   namespace F = torch::nn::functional;
   auto z = F::conv2d(input, layer.weight, F::Conv2dFuncOptions().bias(layer.bias).padding(layer.padding));
   if (layer.pool > 1) z = F::max_pool2d(z, F::MaxPool2dFuncOptions(layer.pool).stride(layer.pool));

@@ -20,12 +20,18 @@ namespace bilevel {
 
 namespace fs = std::filesystem;
 
+int blas_pool_threads() {
+  const char* v = std::getenv("BILEVEL_BLAS_THREADS");
+  const int n = v ? std::atoi(v) : 0;
+  return n > 0 ? n : 1;
+}
+
 bool set_cpu_threads(int threads) {
   torch::set_num_threads(threads);
   // Looked up at run time: LibTorch builds that use MKL (or a BLAS without its own pool) do not export it.
   using SetThreads = void (*)(int);
   if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    f(threads);
+    f(blas_pool_threads());
     return true;
   }
   return false;
@@ -181,6 +187,7 @@ ThreadSettings apply_cpu_threads(int requested) {
     s.source = b.quota && b.cpus < b.affinity ? "cgroup cpu quota" : "cpu affinity";
   }
   s.blas_pool = set_cpu_threads(s.threads);
+  s.blas_threads = s.blas_pool ? blas_pool_threads() : 0;
   std::lock_guard<std::mutex> lock(g_settings_mutex);
   g_settings = s;
   return s;
@@ -191,21 +198,9 @@ ThreadSettings last_thread_settings() {
   return g_settings;
 }
 
-void reexec_with_passive_wait_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("BILEVEL_OMP_REEXEC")) return;
-  if (const char* off = std::getenv("BILEVEL_NO_REEXEC"); off && std::strcmp(off, "0") != 0) return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  ::setenv("BILEVEL_OMP_REEXEC", "1", 1);
-  ::execv("/proc/self/exe", argv);
-  // exec failed: carry on as we are, and do not claim a policy libgomp never saw.
-  ::unsetenv("OMP_WAIT_POLICY");
-  ::unsetenv("BILEVEL_OMP_REEXEC");
-}
-
 std::string omp_wait_policy_description() {
   const char* p = std::getenv("OMP_WAIT_POLICY");
-  if (!p) return "unset (libgomp default: spin, then sleep)";
-  if (std::getenv("BILEVEL_OMP_REEXEC")) return std::string(p) + " (set by bilevel)";
+  if (!p) return "unset (libgomp default, spin then sleep)";
   return std::string(p) + " (from the environment)";
 }
 

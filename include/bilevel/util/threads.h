@@ -1,15 +1,16 @@
 // One knob for every CPU thread pool a training step touches, sized to the CPUs this process may use.
 //
-// LibTorch's intra-op pool (OpenMP) is set by torch::set_num_threads, but the BLAS it calls may keep its own
-// pool: Debian's OpenBLAS (pthread build) starts one thread per core whatever LibTorch is told, so "one thread"
-// used to mean one LibTorch thread plus a second OpenBLAS thread spinning in sched_yield on small GEMMs.
+// A LibTorch process has two CPU pools: LibTorch's intra-op pool (OpenMP: element-wise loops, oneDNN's
+// convolutions, our kernels) and the BLAS's own (Debian's OpenBLAS, pthread build: every matrix product). With both
+// at N threads they fight on a small machine: between two products OpenBLAS's idle workers spin in sched_yield for
+// ~2^28 cycles on the very cores the OpenMP workers need next, and libgomp's idle workers spin on the cores
+// OpenBLAS needs (measured on a 2-core VM: a quarter of all cycles in the scheduler, and `ep` no faster on two
+// threads than on one). So bilevel runs one pool: LibTorch's, with N threads, and OpenBLAS with one thread; the
+// products that matter get their parallelism from LibTorch's pool instead (bilevel/kernels/cpu/split_gemm.h,
+// bilevel/nn/linear.h). With no second pool to fight, libgomp's default wait policy (spin a little, then sleep)
+// is the fastest one, so none is imposed.
 //
-// The two pools also fight when both are >1 thread: LibTorch's element-wise loops and the fused relaxation kernel
-// run on OpenMP threads, its GEMMs on OpenBLAS's threads, and between two parallel regions libgomp's idle workers
-// busy-wait (OMP_WAIT_POLICY unset: ~300k spins; ACTIVE: forever) on the very cores OpenBLAS's threads need
-// next, and the other way round. libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main), so it
-// cannot be changed from inside the process: reexec_with_passive_wait_policy() starts the program again, once,
-// with OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep at once) when the user has not chosen a policy.
+// BILEVEL_BLAS_THREADS=N gives OpenBLAS its own N threads again (for comparisons: benchmarks/threads.sh).
 #pragma once
 
 #include <filesystem>
@@ -18,9 +19,12 @@
 
 namespace bilevel {
 
-// Sets LibTorch's intra-op threads and, when the process has OpenBLAS loaded, OpenBLAS's threads to `threads`.
-// Returns whether a BLAS pool was found and set.
+// Sets LibTorch's intra-op threads to `threads` and, when the process has OpenBLAS loaded, OpenBLAS's to
+// blas_pool_threads(). Returns whether a BLAS pool was found and set.
 bool set_cpu_threads(int threads);
+
+// The threads OpenBLAS gets: 1, or BILEVEL_BLAS_THREADS when that is set to a positive integer.
+int blas_pool_threads();
 
 // ---- how many CPUs this process may use ----
 
@@ -49,6 +53,7 @@ struct ThreadSettings {
   int threads = 0;       // what LibTorch and the BLAS pool were set to
   std::string source;    // why: "train.threads", "OMP_NUM_THREADS", "cpu affinity", "cgroup cpu quota"
   bool blas_pool = false;  // whether an OpenBLAS pool was found and set too
+  int blas_threads = 0;    // what it was set to (blas_pool_threads())
 };
 
 // train.threads = 0 means: OMP_NUM_THREADS when set (> 0), else available_cpus().cpus. Any other value is used
@@ -60,14 +65,8 @@ ThreadSettings last_thread_settings();
 
 // ---- OpenMP wait policy ----
 
-// Call first thing in main(). When OMP_WAIT_POLICY is unset and this process has not already been re-executed,
-// sets OMP_WAIT_POLICY=PASSIVE and BILEVEL_OMP_REEXEC=1 and execv()s /proc/self/exe with the same arguments (the
-// process id, and hence signals and waiting parents, are unchanged). Returns only when nothing was done or the
-// exec failed (the run then continues with libgomp's default policy). BILEVEL_NO_REEXEC=1 turns it off.
-void reexec_with_passive_wait_policy(char** argv);
-
-// The policy libgomp was loaded with, for `bilevel env` and meta.yaml: "PASSIVE (set by bilevel)",
-// "<value> (from the environment)" or "unset (libgomp default: spin, then sleep)".
+// The policy libgomp was loaded with, for `bilevel env` and meta.yaml: "<value> (from the environment)" or
+// "unset (libgomp default, spin then sleep)".
 std::string omp_wait_policy_description();
 
 }  // namespace bilevel
