@@ -247,3 +247,31 @@ TEST(Solvers, AnalyticEnergyGradientsMatchAutogradConv) {
                 1e-10 * (1 + std::abs(E.item<double>())));
   }
 }
+
+// solver.init: feedforward starts the free phase from the network's forward pass (the feedback ignored), which
+// must be the forward pass computed independently here, and must not change the fixed point the solvers reach.
+TEST(Solvers, FeedforwardInitIsTheForwardPassAndLeadsToTheSameFixedPoint) {
+  for (int conv = 0; conv < 2; ++conv) {
+    for (const std::string loss : {"mse", "cross_entropy"}) {
+      auto net = conv ? make_conv("sigmoid4", loss, 0.5, 3, {3, 4}, 11) : make_mlp(11, {13, 9}, 5, "sigmoid4", loss, 0.8, 5);
+      auto S = setup(net, loss, 7, 4);
+      const std::string what = std::string(conv ? "conv" : "mlp") + "/" + loss;
+      EnergyState ff;
+      S.energy->init_state(S.batch, ff);
+      S.energy->feedforward_state(S.batch, ff);
+      torch::NoGradGuard no_grad;
+      Tensor s = S.batch.x;  // flattened for an mlp; apply_layer flattens it anyway
+      for (int64_t k = 0; k < S.energy->num_states(); ++k) {
+        s = net->rho().f(net->apply_layer(size_t(k), s));
+        EXPECT_LT(max_abs_diff(ff.s[size_t(k)].reshape(s.sizes()), s), 1e-12) << what << " state " << k + 1;
+      }
+      EnergyState zero;
+      S.energy->init_state(S.batch, zero);
+      FixedPointSolver solver;
+      ASSERT_LT(solver.solve(*S.energy, S.batch, zero, Nudge::none(), 3000, 1e-13).residual, 1e-13) << what;
+      const auto r = solver.solve(*S.energy, S.batch, ff, Nudge::none(), 3000, 1e-13);
+      EXPECT_LT(r.residual, 1e-13) << what;
+      EXPECT_LT(max_state_diff(zero, ff), 1e-12) << what;
+    }
+  }
+}

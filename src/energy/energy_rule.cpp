@@ -14,6 +14,10 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   o.free_steps = cfg.get_or<int64_t>("solver.free_steps", o.free_steps);
   o.nudged_steps = cfg.get_or<int64_t>("solver.nudged_steps", o.nudged_steps);
   o.tol = cfg.get_or<double>("solver.tol", o.tol);
+  o.feedforward_init = cfg.get_or<std::string>("solver.init", "zero") == "feedforward";
+  if (o.feedforward_init && cfg.train.algorithm == "bptt")
+    cfg.fail("solver.init", "bptt differentiates through the unrolled dynamics from zero states; solver.init: "
+                            "feedforward is for the rules that relax to equilibrium (ep, ep_symmetric, chl, implicit)");
   o.beta = cfg.get_or<double>("rule.beta", o.beta);
   o.random_sign = cfg.get_or<bool>("rule.random_sign", o.random_sign);
   o.seed = uint64_t(cfg.seed);
@@ -47,6 +51,7 @@ LayeredEnergy EnergyRule::energy_of(LayeredNet& net) const {
 SolveStats EnergyRule::free_phase(const LayeredEnergy& energy, const torch::Tensor& x, const torch::Tensor& y) {
   energy.prepare(batch_, x, y);
   energy.init_state(batch_, free_);
+  if (opt_.feedforward_init) energy.feedforward_state(batch_, free_);
   return solver_->solve(energy, batch_, free_, Nudge::none(), opt_.free_steps, opt_.tol);
 }
 

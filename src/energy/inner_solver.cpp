@@ -30,7 +30,12 @@ std::vector<KeySpec> sweep_keys() {
                            "stop a phase early when the max-abs change of the states over a sweep is below this "
                            "(0 = never)");
   tol.min = 0;
-  return {free, nudged, tol};
+  auto init = component_key("init", V::String, "zero",
+                            "the free phase's starting state: zero, or feedforward (s_k = h(a·A_{k-1}(s_{k-1}) + "
+                            "a·b_{k-1} + c) layer by layer from the input, ignoring the feedback; one forward pass, "
+                            "after which fewer sweeps may settle the state)");
+  init.choices = {"zero", "feedforward"};
+  return {free, nudged, tol, init};
 }
 
 }  // namespace

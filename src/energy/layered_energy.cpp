@@ -105,6 +105,18 @@ void LayeredEnergy::init_state(const EnergyBatch& batch, EnergyState& st) const 
   refresh_pools(st);
 }
 
+void LayeredEnergy::feedforward_state(const EnergyBatch& batch, EnergyState& st) const {
+  torch::NoGradGuard no_grad;
+  const double a = neuron_.scale();
+  for (int64_t k = 1; k <= num_states_; ++k) {
+    Tensor& out = st.s[k - 1];
+    if (k == 1) out.copy_(batch.drive1);
+    else maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
+    neuron_.finish_(out);
+  }
+  refresh_pools(st);
+}
+
 void LayeredEnergy::refresh_pools(EnergyState& st) const {
   if (!conv_after_input_) return;
   torch::NoGradGuard no_grad;

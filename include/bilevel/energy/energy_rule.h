@@ -23,6 +23,7 @@ struct EnergyRuleOptions {
   int64_t free_steps = 30;             // solver.free_steps (T)
   int64_t nudged_steps = 10;           // solver.nudged_steps (K)
   double tol = 0.0;                    // solver.tol (0 = no early stop)
+  bool feedforward_init = false;       // solver.init: feedforward (the free phase starts from a forward pass)
   double beta = 0.1;                   // rule.beta (ep, ep_symmetric)
   bool random_sign = false;            // rule.random_sign (ep)
   uint64_t seed = 0;                   // seed (random sign)
