@@ -28,25 +28,15 @@ Tensor Quantizer::mean_abs(const Tensor& theta) const {
   return m.clamp_min(1e-8);
 }
 
-namespace {
-// A built-in quantizer's grid as kernel data.
-kernels::CodeSpec code_spec(const Quantizer& q) {
-  const std::string n = q.name();
-  return {n == "binary" ? kernels::CodeKind::Binary : n == "ternary" ? kernels::CodeKind::Ternary
-                                                                     : kernels::CodeKind::Uniform,
-          q.code_min(), q.code_max()};
-}
-}  // namespace
-
 Tensor Quantizer::codes(const Tensor& theta, const GridParams& g, const uint64_t* key) const {
   TORCH_CHECK(theta.scalar_type() == torch::kFloat32, "quantizers work on float32 tensors");
-  if (is_builtin_quantizer(*this)) {
+  if (const auto spec = builtin_code_spec(*this)) {
     // The built-in grids run as kernels (bilevel/kernels/quant_ops.h): the CPU twin or the CUDA kernel, by θ's
     // device, computing the same codes (stochastic ones included: the stream is counter-based).
     const Tensor t = theta.detach().contiguous();
     const Tensor s = g.scale.detach().to(t.device(), torch::kFloat32).contiguous();
     const Tensor z = g.zero.defined() ? g.zero.detach().to(t.device(), torch::kFloat32).contiguous() : Tensor();
-    return kernels::quant_codes(t, s, z, code_spec(*this), key);
+    return kernels::quant_codes(t, s, z, *spec, key);
   }
   // A registered quantizer: its virtual code functions, on the CPU.
   const Tensor t = theta.detach().contiguous().cpu();

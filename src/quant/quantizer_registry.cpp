@@ -46,9 +46,14 @@ std::unique_ptr<Quantizer> make_quantizer(const QuantizerOptions& opt) {
   throw std::invalid_argument("unknown quantizer '" + opt.kind + "' (expected one of: " + names + ")");
 }
 
-bool is_builtin_quantizer(const Quantizer& q) {
+std::optional<kernels::CodeSpec> builtin_code_spec(const Quantizer& q) {
   const std::string n = q.name();
-  return n == "binary" || n == "ternary" || n == "uniform";
+  kernels::CodeKind kind;
+  if (n == "binary") kind = kernels::CodeKind::Binary;
+  else if (n == "ternary") kind = kernels::CodeKind::Ternary;
+  else if (n == "uniform") kind = kernels::CodeKind::Uniform;
+  else return std::nullopt;
+  return kernels::CodeSpec{kind, float(q.code_min()), float(q.code_max())};
 }
 
 }  // namespace bilevel

@@ -92,13 +92,11 @@ class SteSolver final : public WeightSolver {
     float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>(), *gp = g.data_ptr<float>();
     float *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
     const float *s0p = s0.data_ptr<float>(), *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
-    const auto kind = q.name() == "binary"    ? kernels::cpu::CodeKind::Binary
-                      : q.name() == "ternary" ? kernels::cpu::CodeKind::Ternary
-                                              : kernels::cpu::CodeKind::Uniform;
+    const kernels::CodeKind kind = builtin_code_spec(q).value().kind;  // the fused step is for built-in grids
     for_rows(p.latent, s.numel(), [&](int64_t, int64_t c, int64_t b, int64_t e) {
       kernels::cpu::SteChannel ch;
       ch.inv_scale_before = 1.f / s0p[c], ch.scale = sp[c], ch.zero = zp[c], ch.lo = float(lo), ch.hi = float(hi);
-      if (kind == kernels::cpu::CodeKind::Uniform) ch.code_lo = float(q.code_min()), ch.code_hi = float(q.code_max());
+      if (kind == kernels::CodeKind::Uniform) ch.code_lo = float(q.code_min()), ch.code_hi = float(q.code_max());
       kernels::cpu::ste_adam_pass(tp + b, wp + b, gp + b, mp + b, vp + b, e - b, ch, kind, a);
     });
   }

@@ -18,9 +18,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bilevel/kernels/quant_codes.h"
 #include "bilevel/quant/element.h"
 
 namespace bilevel {
@@ -94,16 +96,22 @@ struct AnyCode {
   float operator()(float x) const { return q->code(x); }
 };
 
-// Whether q is one of the built-in grids (binary, ternary, uniform), whose codes the fused loops inline.
-bool is_builtin_quantizer(const Quantizer& q);
+// The grid of a built-in quantizer (binary, ternary, uniform) as kernel data, whose codes the kernels and fused
+// loops inline; nullopt for a registered one (its codes go through its virtual code()). The one place that maps
+// a quantizer's name to a grid.
+std::optional<kernels::CodeSpec> builtin_code_spec(const Quantizer& q);
+inline bool is_builtin_quantizer(const Quantizer& q) { return builtin_code_spec(q).has_value(); }
 
-// Calls fn(code) with the code function object of q's kind.
+// Calls fn(code) with the code function object of q's grid.
 template <class Fn>
 void with_code(const Quantizer& q, Fn&& fn) {
-  if (q.name() == "binary") fn(BinaryCode{});
-  else if (q.name() == "ternary") fn(TernaryCode{});
-  else if (q.name() == "uniform") fn(UniformCode{q.code_min(), q.code_max()});
-  else fn(AnyCode{&q});
+  const auto spec = builtin_code_spec(q);
+  if (!spec) return fn(AnyCode{&q});
+  switch (spec->kind) {
+    case kernels::CodeKind::Binary: return fn(BinaryCode{});
+    case kernels::CodeKind::Ternary: return fn(TernaryCode{});
+    case kernels::CodeKind::Uniform: return fn(UniformCode{q.code_min(), q.code_max()});
+  }
 }
 
 // Builds the quantizer `opt.kind` from the registry (quantizers(), bilevel/registry.h); throws

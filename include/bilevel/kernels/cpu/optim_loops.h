@@ -8,14 +8,13 @@
 #include <cstdint>
 
 #include "bilevel/kernels/adam_element.h"
+#include "bilevel/kernels/quant_codes.h"  // CodeKind
 
 namespace bilevel::kernels::cpu {
 
 // p ← Adam(p, g) element-wise over n elements (m, v: the moments, updated).
 void adam_pass(float* p, float* m, float* v, const float* g, int64_t n, const AdamElement& a);
 
-// Which code function the weights use (bilevel/quant/element.h).
-enum class CodeKind : int32_t { Binary, Ternary, Uniform };
 
 // One channel's constants: u = θ/s + z is the latent in grid units.
 struct SteChannel {
