@@ -1,7 +1,8 @@
-// Launchers of the CUDA element-wise kernels (src/kernels/cuda/*.cu). Raw device pointers, element counts and a
-// stream; no LibTorch header, so the .cu files compile with nvcc alone. Each launcher enqueues its work on
-// `stream` and returns the launch's error (cudaGetLastError()), never throws. The LibTorch-facing entries that
-// check tensors and call these live in src/kernels/cuda/cuda_ops.cpp (bilevel/kernels/fused_ops.h).
+// Launchers of the CUDA kernels (src/kernels/cuda/*.cu): the element-wise ones and the persistent relaxation.
+// Raw device pointers, element counts and a stream; no LibTorch header, so the .cu files compile with nvcc alone.
+// Each launcher enqueues its work on `stream` and returns the launch's error (cudaGetLastError()), never throws.
+// The LibTorch-facing entries that check tensors and call these live in src/kernels/cuda/cuda_ops.cpp
+// (bilevel/kernels/fused_ops.h) and src/kernels/cuda/dense_relax_entry.cpp (energy/fused_relaxation.h).
 // The math is that of bilevel/kernels/elementwise.h, shared with the CPU twins.
 #pragma once
 
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 
+#include "bilevel/kernels/dense_relax_args.h"
 #include "bilevel/kernels/elementwise.h"
 #include "bilevel/kernels/quant_codes.h"
 
@@ -43,5 +45,11 @@ cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp,
                              cudaStream_t stream);
 cudaError_t launch_prox_towards(const float* u, float lambda, float* q, int64_t n, cudaStream_t stream);
 cudaError_t launch_flip_codes(float* codes, const float* m, float tau, int64_t n, cudaStream_t stream);
+
+// The persistent relaxation kernel (src/kernels/cuda/dense_relax.cu): all max_steps sweeps of one phase for every
+// example of `a` (all its arrays on the current device) in one launch, one thread block per example, with the
+// CPU kernel's per-example early stop; writes a.state, a.row_steps and a.row_residual. Returns
+// cudaErrorInvalidValue for S outside [1, kMaxRelaxStates] or more classes than shared memory holds.
+cudaError_t launch_dense_relax(const DenseRelaxArgs& a, cudaStream_t stream);
 
 }  // namespace bilevel::kernels::cuda
