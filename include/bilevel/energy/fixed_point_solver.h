@@ -9,7 +9,7 @@
 // step allocates nothing for fully connected layers.
 //
 // Two implementations of the same dynamics (solver.kernel): LibTorch operators on [B, n] tensors (any layer
-// kind, dtype and device), and, for fully connected float32 networks on the CPU, the fused kernel of
+// kind, dtype and device), and, for fully connected float32 networks (CPU, or GPU in a CUDA build), the fused kernel of
 // fused_relaxation.h, which runs all sweeps of a block of examples in one call (1.3x faster per sweep on one
 // thread for 784-512-10, and parallel over examples with no synchronisation between sweeps).
 #pragma once
@@ -21,7 +21,7 @@ namespace bilevel {
 
 class FixedPointSolver final : public InnerSolver {
  public:
-  // `kernel` (solver.kernel) picks between the fused CPU path (fused_relaxation.h) and LibTorch operators.
+  // `kernel` (solver.kernel) picks between the fused path (fused_relaxation.h) and LibTorch operators.
   explicit FixedPointSolver(RelaxKernel kernel = RelaxKernel::Auto) : kernel_(kernel) {}
   std::string name() const override { return "fixed_point"; }
   SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st, const Nudge& nudge,

@@ -1,5 +1,7 @@
-// The fixed-point solver's fused CPU path: the whole synchronous relaxation of fully connected layered energies
-// in one kernel call per block of examples (bilevel/kernels/cpu/dense_relax.h), split over LibTorch's threads.
+// The fixed-point solver's fused path: the whole synchronous relaxation of fully connected layered energies in one
+// kernel call per block of examples on the CPU (bilevel/kernels/cpu/dense_relax.h, split over LibTorch's threads)
+// and, in builds with CUDA kernels, in one persistent kernel launch per phase on the GPU (one block per example,
+// src/kernels/cuda/dense_relax.cu, bilevel/kernels/dense_relax_args.h; not yet run on a GPU).
 //
 // Same dynamics as FixedPointSolver's LibTorch path (see fixed_point_solver.h), with one difference under early
 // stopping: tol applies per example (an example stops after its first sweep with max-abs change < tol), where the
@@ -16,8 +18,8 @@
 
 namespace bilevel {
 
-// solver.kernel: `auto` takes the fused path where it applies and is expected to be faster (float32 on the CPU,
-// fully connected states, coupling weights above the input layer small enough to stay in cache: up to 32 Ki
+// solver.kernel: `auto` takes the fused path where it applies and is expected to be faster (float32 on the CPU or
+// on a GPU in a CUDA build, fully connected states, coupling weights above the input layer small enough to stay in cache: up to 32 Ki
 // floats, e.g. 784-512-10); `fused` takes it wherever it applies; `generic` never.
 enum class RelaxKernel { Auto, Fused, Generic };
 RelaxKernel relax_kernel_from_name(const std::string& name);  // throws std::invalid_argument

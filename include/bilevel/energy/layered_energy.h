@@ -24,7 +24,8 @@
 //
 // Speed: the relaxation works in "v-space", v = a·u + c (see Neuron), with the input layer's drive
 // a·(A_0 x + b_0) + c computed once per batch in prepare(), pre-allocated state buffers, and in-place LibTorch ops.
-// Fully connected float32 networks on the CPU relax in a fused kernel instead (energy/fused_relaxation.h).
+// Fully connected float32 networks relax in a fused kernel instead (CPU, or GPU in a CUDA build;
+// energy/fused_relaxation.h).
 #pragma once
 
 #include <torch/types.h>
