@@ -28,6 +28,13 @@ function(bilevel_torch_openmp target)
     message(STATUS "OpenMP: LibTorch does not use OpenMP for parallel_for; nothing to add")
     return()
   endif()
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    # Clang's -fopenmp emits calls into LLVM's libomp, a second runtime beside LibTorch's libgomp, and its
+    # -fopenmp=libgomp ignores the pragmas; so a clang build (the fuzzers, the sanitizers) stays serial.
+    message(STATUS "OpenMP: not with ${CMAKE_CXX_COMPILER_ID} (it would bring a second OpenMP runtime beside "
+                   "LibTorch's libgomp); our parallel_for runs on one thread in this build")
+    return()
+  endif()
   find_package(OpenMP REQUIRED COMPONENTS CXX)
   file(GLOB _bundled "${TORCH_INSTALL_PREFIX}/lib/libgomp*.so*")
   if(_bundled)
