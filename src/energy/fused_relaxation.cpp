@@ -24,28 +24,9 @@ namespace {
 constexpr int64_t kRowsPerTake = 2;                // rows a thread takes from the shared counter at a time
 constexpr int64_t kAutoCouplingLimit = 32 * 1024;  // floats of W_1..W_{S−1} (+ W_r) for `auto`
 
-bool is_cpu_f32(const Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous();
-}
-
-// The CUDA twin of the kernel (src/kernels/cuda/dense_relax.cu): every tensor float32, contiguous, on one device.
+// Every tensor of a fused relaxation: float32, contiguous, on the batch's device.
 bool is_f32_on(const Tensor& t, const torch::Device& device) {
   return t.defined() && t.device() == device && t.scalar_type() == torch::kFloat && t.is_contiguous();
-}
-
-bool cuda_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
-  if (!BILEVEL_WITH_CUDA) return false;
-  const torch::Device device = batch.drive1.device();
-  if (energy.num_states() > kernels::kMaxRelaxStates) return false;
-  for (size_t l = 0; l < energy.num_layers(); ++l) {
-    const Layer& L = energy.layer(l);
-    if (L.kind != LayerKind::Linear || !is_f32_on(L.weight, device) || !is_f32_on(L.bias, device)) return false;
-  }
-  if (nudge.active() && !is_f32_on(batch.onehot, device)) return false;
-  if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0 && !energy.output_is_state() &&
-      (energy.objective().name() != "cross_entropy" || batch.onehot.size(1) > kernels::kMaxRelaxClasses))
-    return false;
-  return true;
 }
 
 cpu::Act act_of(const Neuron& n, float& lo, float& hi) {
@@ -77,17 +58,19 @@ RelaxKernel relax_kernel_from_name(const std::string& name) {
 
 bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
   if (energy.neuron().kernel() == Neuron::Kernel::Softplus || energy.quantizes_states()) return false;
-  if (batch.drive1.defined() && batch.drive1.is_cuda() && batch.drive1.scalar_type() == torch::kFloat &&
-      batch.drive1.is_contiguous())
-    return cuda_relaxation_supported(energy, batch, nudge);
-  if (!is_cpu_f32(batch.drive1)) return false;
+  if (!batch.drive1.defined()) return false;
+  const torch::Device device = batch.drive1.device();
+  // The CPU kernel, or its CUDA twin (src/kernels/cuda/dense_relax.cu) in a CUDA build, within its fixed limits.
+  const bool cuda = device.is_cuda();
+  if (cuda ? !BILEVEL_WITH_CUDA || energy.num_states() > kernels::kMaxRelaxStates : !device.is_cpu()) return false;
+  if (!is_f32_on(batch.drive1, device)) return false;
   for (size_t l = 0; l < energy.num_layers(); ++l) {
     const Layer& L = energy.layer(l);
-    if (L.kind != LayerKind::Linear || !is_cpu_f32(L.weight) || !is_cpu_f32(L.bias)) return false;
+    if (L.kind != LayerKind::Linear || !is_f32_on(L.weight, device) || !is_f32_on(L.bias, device)) return false;
   }
-  if (nudge.active() && !is_cpu_f32(batch.onehot)) return false;
+  if (nudge.active() && !is_f32_on(batch.onehot, device)) return false;
   if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0 && !energy.output_is_state() &&
-      energy.objective().name() != "cross_entropy")
+      (energy.objective().name() != "cross_entropy" || (cuda && batch.onehot.size(1) > kernels::kMaxRelaxClasses)))
     return false;
   return true;
 }

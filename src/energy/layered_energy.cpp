@@ -111,10 +111,9 @@ void LayeredEnergy::feedforward_state(const EnergyBatch& batch, EnergyState& st)
   for (int64_t k = 1; k <= num_states_; ++k) {
     Tensor& out = st.s[k - 1];
     if (k == 1) out.copy_(batch.drive1);
-    else maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
+    else maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);  // its switches too
     neuron_.finish_(out);
   }
-  refresh_pools(st);
 }
 
 void LayeredEnergy::refresh_pools(EnergyState& st) const {

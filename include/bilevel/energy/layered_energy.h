@@ -101,7 +101,8 @@ class LayeredEnergy {
   // Zero states (the standard initialisation), re-using st's buffers when their shapes fit.
   void init_state(const EnergyBatch& batch, EnergyState& st) const;
   // Overwrites st (from init_state) with the feedforward pass: s_1 = h(drive1), s_k = h(a·A_{k−1}(s_{k−1}) +
-  // vbias_k) for k = 2..S, i.e. one bottom-up sweep that ignores the feedback terms; the max-pool switches follow.
+  // vbias_k) for k = 2..S, i.e. one bottom-up sweep that ignores the feedback terms; the max-pool switches are those
+  // of that pass (each computed with the map it pools).
   void feedforward_state(const EnergyBatch& batch, EnergyState& st) const;
   // Recomputes the max-pool switches of conv layers l ≥ 1 at the current states.
   void refresh_pools(EnergyState& st) const;

@@ -62,13 +62,11 @@ void split_addmm(Tensor& out, const Tensor& self, const Tensor& a, const Tensor&
     at::addmm_out(out, self, a, b, 1.0, alpha);
     return;
   }
-  // self broadcasts over rows: a row block takes it whole, a column block its matching columns.
-  const Tensor s = self.dim() == 1 ? self : self.expand({out.size(0), out.size(1)});
+  // self as out's shape (a broadcast view, no copy), cut like out.
+  const Tensor s = self.expand({out.size(0), out.size(1)});
   for_blocks(out, a, b, blocks, [&](Tensor o, const Tensor& ab, const Tensor& bb, bool by_rows, int64_t lo,
                                     int64_t len) {
-    Tensor sb = self.dim() == 1 ? (by_rows ? s : s.narrow(0, lo, len))
-                                : (by_rows ? s.narrow(0, lo, len) : s.narrow(1, lo, len));
-    at::addmm_out(o, sb, ab, bb, 1.0, alpha);
+    at::addmm_out(o, s.narrow(by_rows ? 0 : 1, lo, len), ab, bb, 1.0, alpha);
   });
 }
 
