@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "bilevel/kernels/elementwise.h"
+
 namespace bilevel {
 
 SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
@@ -15,25 +17,20 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
     st.s[S - 1].copy_(batch.onehot);
     st.scratch[S - 1].copy_(batch.onehot);
   }
-  const Neuron& neuron = energy.neuron();
   SolveStats stats;
   for (int64_t t = 1; t <= max_steps; ++t) {
+    const bool measure = tol > 0.0 || t == max_steps;
+    double r = 0.0;
     // Top-down, so that layer k's switches (computed with the drive of s_{k+1}) are ready for s_k's feedback.
     for (int64_t k = S; k >= 1; --k) {
       if (clamped && k == S) continue;
       torch::Tensor& out = st.scratch[k - 1];
       energy.drive_into(batch, st, k, out);
       if (k == S) energy.add_nudge(batch, st, nudge, out);
-      neuron.finish_(out);
-      energy.quantize_state_(out, k);
+      r = kernels::max_keep_nan(r, finish_state_(energy, out, st.s[k - 1], k, measure));
     }
     stats.steps = t;
-    const bool measure = tol > 0.0 || t == max_steps;
-    if (measure) {
-      stats.residual = 0.0;
-      for (int64_t k = 1; k <= S; ++k)
-        stats.residual = std::max(stats.residual, max_abs_diff(st.scratch[k - 1], st.s[k - 1]));
-    }
+    if (measure) stats.residual = r;
     std::swap(st.s, st.scratch);
     if (tol > 0.0 && stats.residual < tol) break;
   }

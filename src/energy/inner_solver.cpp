@@ -1,5 +1,7 @@
 #include "bilevel/energy/inner_solver.h"
 
+#include "bilevel/kernels/fused_ops.h"
+
 #include <stdexcept>
 
 #include "bilevel/energy/fixed_point_solver.h"
@@ -64,6 +66,17 @@ Registry<InnerSolver>& inner_solvers() {
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs_().max().item<double>();
+}
+
+double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
+                     bool measure) {
+  const bool quantized = energy.quantizes_states() && (k < energy.num_states() || !energy.output_is_state());
+  if (measure && !quantized && out.is_contiguous() && old.is_contiguous() && out.sizes() == old.sizes() &&
+      out.scalar_type() == old.scalar_type() && out.device() == old.device())
+    return kernels::state_update_(out, old, kernels::act_of(energy.neuron()));
+  energy.neuron().finish_(out);
+  energy.quantize_state_(out, k);
+  return measure ? max_abs_diff(out, old) : 0.0;
 }
 
 }  // namespace bilevel

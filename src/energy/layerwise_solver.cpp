@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "bilevel/kernels/elementwise.h"
+
 namespace bilevel {
 
 SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
@@ -26,12 +28,12 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
         if (k == S && prox_output) {
           torch::Tensor u = (out - neuron.shift()) / neuron.scale();
           neuron.output_prox_(out, u, batch.onehot, nudge.beta);
+          energy.quantize_state_(out, k);
+          if (measure) r = kernels::max_keep_nan(r, max_abs_diff(out, st.s[k - 1]));
         } else {
           if (k == S) energy.add_nudge(batch, st, nudge, out);
-          neuron.finish_(out);
+          r = kernels::max_keep_nan(r, finish_state_(energy, out, st.s[k - 1], k, measure));
         }
-        energy.quantize_state_(out, k);
-        if (measure) r = std::max(r, max_abs_diff(out, st.s[k - 1]));
         std::swap(st.s[k - 1], st.scratch[k - 1]);
       }
     }

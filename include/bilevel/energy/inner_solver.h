@@ -40,4 +40,11 @@ std::vector<std::string> solver_names();
 // max |a − b| over all elements (a synchronising read).
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 
+// A solver step's epilogue for state k: out (freshly driven, a·u_k + c plus any nudge) ← Q_k(h(out)) in place, then,
+// when `measure`, returns max |out − old| (0 otherwise). Where no quantizer acts on s_k and both tensors are
+// contiguous, the activation and the residual are one pass of the fused kernel (kernels::state_update_, on either
+// device); otherwise Neuron::finish_, the quantizer and max_abs_diff.
+double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
+                     bool measure);
+
 }  // namespace bilevel
