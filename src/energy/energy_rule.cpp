@@ -50,8 +50,8 @@ LayeredEnergy EnergyRule::energy_of(LayeredNet& net) const {
 
 SolveStats EnergyRule::free_phase(const LayeredEnergy& energy, const torch::Tensor& x, const torch::Tensor& y) {
   energy.prepare(batch_, x, y);
-  energy.init_state(batch_, free_);
   if (opt_.feedforward_init) energy.feedforward_state(batch_, free_);
+  else energy.init_state(batch_, free_);
   return solver_->solve(energy, batch_, free_, Nudge::none(), opt_.free_steps, opt_.tol);
 }
 

@@ -88,25 +88,29 @@ void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y
 }
 
 void LayeredEnergy::init_state(const EnergyBatch& batch, EnergyState& st) const {
+  allocate_state(batch, st);
+  for (auto& s : st.s) s.zero_();
+  refresh_pools(st);
+}
+
+void LayeredEnergy::allocate_state(const EnergyBatch& batch, EnergyState& st) const {
   const Tensor& like = layers_[0]->weight;
   st.s.resize(num_states_);
   st.scratch.resize(num_states_);
   for (int64_t k = 1; k <= num_states_; ++k) {
     const auto shape = state_shape(k, batch.size);
     if (!same_shape(st.s[k - 1], shape, like)) {
-      st.s[k - 1] = torch::zeros(shape, like.options());
+      st.s[k - 1] = torch::empty(shape, like.options());
       st.scratch[k - 1] = torch::empty(shape, like.options());
-    } else {
-      st.s[k - 1].zero_();
     }
   }
   st.pool.assign(layers_.size(), Tensor());
   st.size = batch.size;
-  refresh_pools(st);
 }
 
 void LayeredEnergy::feedforward_state(const EnergyBatch& batch, EnergyState& st) const {
   torch::NoGradGuard no_grad;
+  allocate_state(batch, st);
   const double a = neuron_.scale();
   for (int64_t k = 1; k <= num_states_; ++k) {
     Tensor& out = st.s[k - 1];

@@ -15,7 +15,10 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
   if (clamped) st.s[S - 1].copy_(batch.onehot);
   const bool prox_output = nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0 && energy.output_is_state();
   const Neuron& neuron = energy.neuron();
-  energy.refresh_pools(st);
+  // The even half-step's feedback into s_k (k even, k < S) reads layer k's switches at s_k from the entry
+  // state; every other switch is computed by the drive just before it is used (drive_into(k + 1) stores layer
+  // k's switches at s_k). With S ≤ 2 there is no such k, and the entry refresh (one convolution) is skipped.
+  if (S >= 3) energy.refresh_pools(st);
   SolveStats stats;
   for (int64_t t = 1; t <= max_steps; ++t) {
     const bool measure = tol > 0.0 || t == max_steps;

@@ -5,7 +5,10 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <optional>
+#include <stdexcept>
 
+#include "bilevel/kernels/fused_ops.h"
 #include "bilevel/nn/layer_maps.h"
 #include "bilevel/rules/registry.h"
 
@@ -41,6 +44,21 @@ Dyad dyad(const Tensor& u, const Tensor& f, const Tensor& rho_u, const Activatio
     Tensor sm = rho_u.defined() ? rho_u : rho->f(u);
     Tensor sp = rho->f(u + f);
     return {sp - sm, sm};
+  }
+  // On a GPU, one fused kernel (kernels::dyad_update) replaces the six operators below and their temporaries;
+  // on the CPU LibTorch's vectorised operators are faster than the kernel's scalar twin (README, CUDA kernels).
+  // (An activation registered by a user has no kernel: it takes the operators.)
+  if (u.is_cuda() && u.is_contiguous() && f.is_contiguous() && u.sizes() == f.sizes() &&
+      u.scalar_type() == f.scalar_type()) {
+    std::optional<kernels::ActParams> act;
+    try {
+      act = kernels::act_of(rho->name);
+    } catch (const std::invalid_argument&) {
+    }
+    if (act) {
+      kernels::DyadTensors k = kernels::dyad_update(u, f, alpha, *act);
+      return {k.delta, k.sbar};
+    }
   }
   Tensor sp = rho->f(at::add(u, f, 1.0 - alpha));
   Tensor sm = rho->f(at::sub(u, f, alpha));

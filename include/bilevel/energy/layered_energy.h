@@ -100,9 +100,9 @@ class LayeredEnergy {
   void prepare(EnergyBatch& batch, const torch::Tensor& x, const torch::Tensor& y) const;
   // Zero states (the standard initialisation), re-using st's buffers when their shapes fit.
   void init_state(const EnergyBatch& batch, EnergyState& st) const;
-  // Overwrites st (from init_state) with the feedforward pass: s_1 = h(drive1), s_k = h(a·A_{k−1}(s_{k−1}) +
-  // vbias_k) for k = 2..S, i.e. one bottom-up sweep that ignores the feedback terms; the max-pool switches are those
-  // of that pass (each computed with the map it pools).
+  // Instead of init_state: the feedforward pass, s_1 = h(drive1), s_k = h(a·A_{k−1}(s_{k−1}) + vbias_k) for
+  // k = 2..S, i.e. one bottom-up sweep that ignores the feedback terms (buffers re-used as by init_state); the
+  // max-pool switches are those of that pass (each computed with the map it pools).
   void feedforward_state(const EnergyBatch& batch, EnergyState& st) const;
   // Recomputes the max-pool switches of conv layers l ≥ 1 at the current states.
   void refresh_pools(EnergyState& st) const;
@@ -150,6 +150,8 @@ class LayeredEnergy {
   torch::Tensor output_autograd(const std::vector<torch::Tensor>& s) const;
 
  private:
+  // Sizes st's buffers for the batch (re-used when their shapes fit; contents unspecified) and clears the switches.
+  void allocate_state(const EnergyBatch& batch, EnergyState& st) const;
   LayerMaps maps_;
   std::vector<const Layer*> layers_;
   const LayeredNetImpl& net_;
