@@ -1,11 +1,10 @@
 #include "bilevel/energy/inner_solver.h"
 
-#include "bilevel/kernels/fused_ops.h"
-
 #include <stdexcept>
 
 #include "bilevel/energy/fixed_point_solver.h"
 #include "bilevel/energy/layerwise_solver.h"
+#include "bilevel/kernels/fused_ops.h"
 #include "bilevel/registry.h"
 
 namespace bilevel {
@@ -71,8 +70,9 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
                      bool measure) {
   const bool quantized = energy.quantizes_states() && (k < energy.num_states() || !energy.output_is_state());
-  if (measure && !quantized && out.is_cuda() && out.is_contiguous() && old.is_contiguous() && out.sizes() == old.sizes() &&
-      out.scalar_type() == old.scalar_type() && out.device() == old.device())
+  if (measure && !quantized && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
+      old.is_contiguous() && out.sizes() == old.sizes() && out.scalar_type() == old.scalar_type() &&
+      out.device() == old.device())
     return kernels::state_update_(out, old, kernels::act_of(energy.neuron()));
   energy.neuron().finish_(out);
   energy.quantize_state_(out, k);

@@ -47,9 +47,9 @@ Dyad dyad(const Tensor& u, const Tensor& f, const Tensor& rho_u, const Activatio
   }
   // On a GPU, one fused kernel (kernels::dyad_update) replaces the six operators below and their temporaries;
   // on the CPU LibTorch's vectorised operators are faster than the kernel's scalar twin (README, CUDA kernels).
-  // (An activation registered by a user has no kernel: it takes the operators.)
-  if (u.is_cuda() && u.is_contiguous() && f.is_contiguous() && u.sizes() == f.sizes() &&
-      u.scalar_type() == f.scalar_type()) {
+  // (A build without the CUDA kernels, and an activation registered by a user, take the operators.)
+  if (u.is_cuda() && kernels::cuda_kernels_built() && u.is_contiguous() && f.is_contiguous() &&
+      u.sizes() == f.sizes() && u.scalar_type() == f.scalar_type()) {
     std::optional<kernels::ActParams> act;
     try {
       act = kernels::act_of(rho->name);

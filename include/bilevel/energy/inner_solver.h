@@ -41,8 +41,8 @@ std::vector<std::string> solver_names();
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 
 // A solver step's epilogue for state k: out (freshly driven, a·u_k + c plus any nudge) ← Q_k(h(out)) in place, then,
-// when `measure`, returns max |out − old| (0 otherwise). On a GPU, where no quantizer acts on s_k and both
-// tensors are contiguous, the activation and the residual are one launch of the fused kernel
+// when `measure`, returns max |out − old| (0 otherwise). On a GPU in a build with the CUDA kernels, where no
+// quantizer acts on s_k and both tensors are contiguous, the activation and the residual are one launch of the fused kernel
 // (kernels::state_update_); otherwise (and always on the CPU, where LibTorch's vectorised operators beat the
 // kernel's scalar twin) Neuron::finish_, the quantizer and max_abs_diff.
 double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
