@@ -52,6 +52,7 @@
 #include "bilevel/nn/objective.h"
 #include "bilevel/run/build_info.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/first_line.h"
 #include "bilevel/util/threads.h"
 #include "epoch_timer.h"
 
@@ -687,10 +688,7 @@ double backprop_step_flops(const std::vector<int64_t>& n, int64_t B) {
 }
 
 // An exception's message without LibTorch's backtrace (its first line).
-std::string message_of(const std::exception& e) {
-  const std::string m = e.what();
-  return m.substr(0, m.find('\n'));
-}
+std::string message_of(const std::exception& e) { return first_line(e.what()); }
 
 std::string verdict(bool judged, bool ok) { return judged ? (ok ? "pass" : "**FAIL**") : "—"; }
 

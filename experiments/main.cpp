@@ -13,6 +13,7 @@
 
 #include "bilevel/cli.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/first_line.h"
 #include "bilevel/util/io_error.h"
 #include "commands/commands.h"
 
@@ -45,11 +46,7 @@ directory another process holds), 3 environment mismatch (env --check), 4 traini
 gradient), 75 preempted (SIGTERM or train.preempt_signal; resume continues mid-epoch), 130 interrupted.
 )";
 
-// The first line of a message (LibTorch appends a backtrace).
-std::string first_line(const char* what) {
-  std::string s = what ? what : "";
-  return s.substr(0, s.find('\n'));
-}
+using bilevel::first_line;
 
 // An exception that escapes where it cannot be caught (a destructor, a noexcept function, another thread) is
 // still one line and exit code 1, never an abort.

@@ -10,6 +10,7 @@
 
 #include "bilevel/dist/shm_allreduce.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/first_line.h"
 
 #if BILEVEL_WITH_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -53,7 +54,6 @@ std::string this_host() {
   ::gethostname(buf, sizeof buf - 1);
   return buf;
 }
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // LibTorch 2.x's TCPStore may use libuv, which a build without it refuses; the classic server works in every
 // version. The option does not exist in 1.x: set it only where it does.

@@ -14,6 +14,7 @@
 #include "bilevel/run/archive_check.h"
 #include "bilevel/util/atomic_file.h"
 #include "bilevel/util/error.h"
+#include "bilevel/util/first_line.h"
 
 namespace bilevel {
 namespace fs = std::filesystem;
@@ -101,12 +102,12 @@ std::string checkpoint_bytes(torch::nn::Module& model, torch::optim::Optimizer& 
 }
 
 namespace {
-// The first line of an error, at most 200 characters (LibTorch appends a backtrace or the offending source).
-std::string first_line(const std::string& what) {
-  std::string line = what.substr(0, what.find('\n'));
+// The first line of an error, at most 200 characters.
+std::string short_reason(const std::string& what) {
+  std::string line = first_line(what);
   return line.size() > 200 ? line.substr(0, 200) + "..." : line;
 }
-std::string torch_reason(const c10::Error& e) { return first_line(e.what_without_backtrace()); }
+std::string torch_reason(const c10::Error& e) { return short_reason(e.what_without_backtrace()); }
 }  // namespace
 
 namespace {
@@ -131,7 +132,7 @@ TrainProgress load_checkpoint(const fs::path& path, torch::nn::Module& model, to
     throw UserError(path.string() + ": unreadable checkpoint (" + torch_reason(e) + ")");
   } catch (const std::exception& e) {
     // LibTorch's archive reader also throws plain runtime_errors for corrupt contents (found by fuzz_checkpoint).
-    throw UserError(path.string() + ": unreadable checkpoint (" + first_line(e.what()) + ")");
+    throw UserError(path.string() + ": unreadable checkpoint (" + short_reason(e.what()) + ")");
   }
   return restore(archive, path, model, optimizer, expected_hash);
 }
@@ -143,7 +144,7 @@ TrainProgress load_checkpoint_bytes(const std::string& bytes, torch::nn::Module&
   try {
     archive.load_from(in);
   } catch (const std::exception& e) {
-    throw UserError("checkpoint received from rank 0: unreadable (" + first_line(e.what()) + ")");
+    throw UserError("checkpoint received from rank 0: unreadable (" + short_reason(e.what()) + ")");
   }
   return restore(archive, "checkpoint received from rank 0", model, optimizer, expected_hash);
 }
@@ -203,7 +204,7 @@ TrainProgress restore(torch::serialize::InputArchive& archive, const fs::path& p
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": unusable checkpoint (" + torch_reason(e) + ")");
   } catch (const std::exception& e) {
-    throw UserError(path.string() + ": unusable checkpoint (" + first_line(e.what()) + ")");
+    throw UserError(path.string() + ": unusable checkpoint (" + short_reason(e.what()) + ")");
   }
 }
 }  // namespace
@@ -224,7 +225,7 @@ void load_model(const fs::path& path, torch::nn::Module& model) {
   } catch (const c10::Error& e) {
     throw UserError(path.string() + ": cannot load model (" + torch_reason(e) + ")");
   } catch (const std::exception& e) {
-    throw UserError(path.string() + ": cannot load model (" + first_line(e.what()) + ")");
+    throw UserError(path.string() + ": cannot load model (" + short_reason(e.what()) + ")");
   }
 }
 
