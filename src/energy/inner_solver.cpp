@@ -69,8 +69,7 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 
 double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
                      bool measure) {
-  const bool quantized = energy.quantizes_states() && (k < energy.num_states() || !energy.output_is_state());
-  if (measure && !quantized && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
+  if (measure && !energy.quantizes_state(k) && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
       old.is_contiguous() && out.sizes() == old.sizes() && out.scalar_type() == old.scalar_type() &&
       out.device() == old.device())
     return kernels::state_update_(out, old, kernels::act_of(energy.neuron()));

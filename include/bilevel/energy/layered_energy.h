@@ -92,6 +92,8 @@ class LayeredEnergy {
   // quantized dynamics (Laydevant et al. 2021's binary neurons), not stationary points of E; EP's estimate is then
   // taken between the free and nudged fixed points of those dynamics.
   bool quantizes_states() const { return net_.state_quantizer() != nullptr; }
+  // Whether a quantizer acts on s_k (k = 1..S).
+  bool quantizes_state(int64_t k) const { return quantizes_states() && (k < num_states_ || !output_is_state_); }
   void quantize_state_(torch::Tensor& s, int64_t k) const {
     if (k < num_states_ || !output_is_state_) net_.quantize_state_(s, size_t(k - 1));
   }
