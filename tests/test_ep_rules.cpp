@@ -1,4 +1,4 @@
-// The energy-based rules on every layered model: conv + max-pool gradients (implicit vs BPTT vs EP), every rule
+// The energy-based rules on every layered model: conv + max/avg-pool gradients (implicit vs BPTT vs EP), every rule
 // trains every model (mlp/conv × mse/cross_entropy), predict is the free equilibrium's output, diagnostics are
 // reported as declared, and the random sign of β is a deterministic function of the batch.
 #include <gtest/gtest.h>
@@ -32,9 +32,10 @@ std::pair<Tensor, Tensor> batch_for(LayeredNet& net, int64_t B, uint64_t seed, t
 
 }  // namespace
 
-TEST(EpRules, ConvMaxPoolGradientsAgree) {
+TEST(EpRules, ConvPoolingGradientsAgree) {
+  for (const std::string pooling : {"max", "avg"})
   for (const std::string loss : {"mse", "cross_entropy"}) {
-    auto net = make_conv("sigmoid4", loss, 0.5, 21, {3, 2}, 10);
+    auto net = make_conv("sigmoid4", loss, 0.5, 21, {3, 2}, 10, 2, pooling);
     auto [x, y] = batch_for(net, 4, 5, torch::kFloat64);
     auto opt = converged_options();
     auto implicit = make("implicit", loss, opt);
@@ -43,18 +44,18 @@ TEST(EpRules, ConvMaxPoolGradientsAgree) {
     opt.tol = 0;
     auto bptt = make("bptt", loss, opt);
     Tensor gb = gradient_of(*bptt, net, x, y);
-    EXPECT_LT(rel(gi, gb), 1e-8) << loss;
+    EXPECT_LT(rel(gi, gb), 1e-8) << pooling << "/" << loss;
     auto o2 = converged_options();
     o2.beta = 0.01;
     auto sym = make("ep_symmetric", loss, o2);
     const double e_sym = rel(gradient_of(*sym, net, x, y), gi);
     auto one = make("ep", loss, o2);
     const double e_one = rel(gradient_of(*one, net, x, y), gi);
-    std::cout << loss << ": conv implicit vs bptt " << rel(gi, gb) << ", ep_symmetric(β=0.01) " << e_sym
+    std::cout << pooling << "/" << loss << ": conv implicit vs bptt " << rel(gi, gb) << ", ep_symmetric(β=0.01) " << e_sym
               << ", ep(β=0.01) " << e_one << "\n";
-    EXPECT_LT(e_sym, 1e-3) << loss;
-    EXPECT_LT(e_one, 0.05) << loss;
-    EXPECT_LT(e_sym, e_one) << loss;
+    EXPECT_LT(e_sym, 1e-3) << pooling << "/" << loss;
+    EXPECT_LT(e_one, 0.05) << pooling << "/" << loss;
+    EXPECT_LT(e_sym, e_one) << pooling << "/" << loss;
   }
 }
 

@@ -68,6 +68,31 @@ TEST(Solvers, LayerwiseNeverIncreasesTheEnergy) {
   }
 }
 
+// With average pooling every layer-wise step is an exact block minimisation of a conv network too (with max-pooling
+// the step holds the switches fixed, so it is not; layerwise_solver.h).
+TEST(Solvers, LayerwiseNeverIncreasesTheEnergyOfAnAvgPoolConvNet) {
+  for (const std::string act : {"hard_sigmoid", "sigmoid4"}) {
+    for (double beta : {0.0, 0.5, -0.3}) {
+      auto S = setup(make_conv(act, "mse", 2.0, 5, {3, 4}, 11, 2, "avg"), "mse", 6, 9);
+      const Nudge nudge = beta == 0.0 ? Nudge::none() : Nudge::loss(beta);
+      EnergyState st;
+      S.energy->init_state(S.batch, st);
+      LayerwiseSolver solver;
+      Tensor e = S.energy->energy(S.batch, st, nudge);
+      const Tensor e0 = e.clone();
+      int64_t increases = 0;
+      for (int t = 0; t < 30; ++t) {
+        solver.solve(*S.energy, S.batch, st, nudge, 1, 0.0);
+        Tensor e_next = S.energy->energy(S.batch, st, nudge);
+        increases += (e_next > e + 1e-12 * (1 + e.abs())).sum().item<int64_t>();
+        e = e_next;
+      }
+      EXPECT_EQ(increases, 0) << act << "/β=" << beta;
+      EXPECT_LT((e - e0).max().item<double>(), -1e-3) << act << "/β=" << beta;
+    }
+  }
+}
+
 TEST(Solvers, FixedPointDynamicsCanIncreaseTheEnergyButLayerwiseIsMonotone) {
   // A sanity check that the monotonicity test above is able to fail: the synchronous (Jacobi) dynamics with
   // strong weights is not a descent method.
@@ -86,8 +111,8 @@ TEST(Solvers, FixedPointDynamicsCanIncreaseTheEnergyButLayerwiseIsMonotone) {
   EXPECT_GT(increases, 0);
 }
 
-// With weights small enough for the energy to have a single minimiser. (Conv here without pooling; see
-// the next test for max-pooling.)
+// With weights small enough for the energy to have a single minimiser. (Conv here without pooling and with
+// average pooling; see the next test for max-pooling.)
 TEST(Solvers, BothSolversReachTheSameFixedPoint) {
   struct Net {
     std::string name;
@@ -95,7 +120,10 @@ TEST(Solvers, BothSolversReachTheSameFixedPoint) {
   };
   std::vector<Net> nets = {
       {"mlp", [](const std::string& a, const std::string& l) { return make_mlp(11, {13, 7}, 5, a, l, 0.7, 3); }},
-      {"conv", [](const std::string& a, const std::string& l) { return make_conv(a, l, 0.5, 3, {3, 4}, 11, 1); }}};
+      {"conv", [](const std::string& a, const std::string& l) { return make_conv(a, l, 0.5, 3, {3, 4}, 11, 1); }},
+      // Average pooling is linear: the energy stays convex in each layer, and odd sizes drop a row and a column.
+      {"conv_avg_pool",
+       [](const std::string& a, const std::string& l) { return make_conv(a, l, 0.5, 3, {3, 4}, 11, 2, "avg"); }}};
   for (const auto& n : nets) {
     for (const std::string act : {"hard_sigmoid", "sigmoid4", "tanh"}) {
       for (const std::string loss : {"mse", "cross_entropy"}) {
@@ -192,8 +220,9 @@ TEST(Solvers, ClampFixesTheOutput) {
 
 // The energy of a conv + pool + linear network written out with autograd, independently of LayeredEnergy.
 TEST(Solvers, AnalyticEnergyGradientsMatchAutogradConv) {
+  for (const std::string pooling : {"max", "avg"})
   for (const std::string loss : {"mse", "cross_entropy"}) {
-    auto net = make_conv("sigmoid4", loss, 1.0, 8, {3, 2}, 10);
+    auto net = make_conv("sigmoid4", loss, 1.0, 8, {3, 2}, 10, 2, pooling);
     auto S = setup(net, loss, 3, 6);
     const int64_t K = S.energy->num_states();
     torch::manual_seed(12);
@@ -203,7 +232,8 @@ TEST(Solvers, AnalyticEnergyGradientsMatchAutogradConv) {
     S.energy->refresh_pools(st);
     const double beta = 0.3;
 
-    // Autograd energy: Σ G(s) − Σ ⟨s_{l+1}, maxpool(conv(s_l)) + b⟩ / ⟨s_{l+1}, W s_l + b⟩ + β ℓ.
+    // Autograd energy: Σ G(s) − Σ ⟨s_{l+1}, pool(conv(s_l)) + b⟩ / ⟨s_{l+1}, W s_l + b⟩ + β ℓ, the average
+    // pooling written as the mean of each window's four elements (an odd size drops the last row and column).
     std::vector<Tensor> s;
     for (auto& t : st.s) s.push_back(t.detach().clone().requires_grad_(true));
     Tensor x = S.batch.x;
@@ -212,10 +242,16 @@ TEST(Solvers, AnalyticEnergyGradientsMatchAutogradConv) {
       const auto& L = net->layer(k - 1);
       Tensor in = k == 1 ? x : s[k - 2];
       Tensor z;
-      if (L.kind == LayerKind::Conv)
+      if (L.kind == LayerKind::Conv && pooling == "max") {
         z = torch::max_pool2d(torch::conv2d(in, L.weight, L.bias, 1, L.padding), {L.pool, L.pool});
-      else
+      } else if (L.kind == LayerKind::Conv) {
+        Tensor c = torch::conv2d(in, L.weight, L.bias, 1, L.padding);
+        const int64_t h = c.size(2) / 2, w = c.size(3) / 2;
+        c = c.narrow(2, 0, 2 * h).narrow(3, 0, 2 * w);
+        z = c.contiguous().view({c.size(0), c.size(1), h, 2, w, 2}).sum({3, 5}) / 4;
+      } else {
         z = torch::matmul(in.flatten(1), L.weight.t()) + L.bias;
+      }
       Tensor sk = s[k - 1];
       // sigmoid4 potential: G(s) = (s log s + (1−s) log(1−s) + 2 s) / 4
       Tensor G = (sk * sk.log() + (1 - sk) * (1 - sk).log() + 2 * sk) / 4;
@@ -234,13 +270,14 @@ TEST(Solvers, AnalyticEnergyGradientsMatchAutogradConv) {
     }
 
     auto g = S.energy->energy_grad_states(S.batch, st, Nudge::loss(beta));
-    for (int64_t k = 0; k < K; ++k) EXPECT_LT(rel(g[k], ds[k]), 1e-10) << loss << " state " << k;
+    const std::string what = pooling + "/" + loss;
+    for (int64_t k = 0; k < K; ++k) EXPECT_LT(rel(g[k], ds[k]), 1e-10) << what << " state " << k;
     // ∂E/∂θ = −∂Φ/∂θ.
     zero_grads(net);
     S.energy->add_phi_grad(S.batch, st, -1.0);
     for (int64_t l = 0; l < K; ++l) {
-      EXPECT_LT(rel(net->layer(l).weight.grad(), dtheta[2 * l]), 1e-10) << loss << " W" << l;
-      EXPECT_LT(rel(net->layer(l).bias.grad(), dtheta[2 * l + 1]), 1e-10) << loss << " b" << l;
+      EXPECT_LT(rel(net->layer(l).weight.grad(), dtheta[2 * l]), 1e-10) << what << " W" << l;
+      EXPECT_LT(rel(net->layer(l).bias.grad(), dtheta[2 * l + 1]), 1e-10) << what << " b" << l;
     }
     // The energy value itself.
     EXPECT_NEAR(S.energy->energy(S.batch, st, Nudge::loss(beta)).sum().item<double>(), E.item<double>(),

@@ -449,6 +449,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   m.kernel_size = g("model.kernel_size").as<int64_t>();
   m.padding = g("model.padding").as<int64_t>();
   m.pool = g("model.pool").as<int64_t>();
+  m.pooling = g("model.pooling").as<std::string>();
   m.activation = g("model.activation").as<std::string>();
   m.init = g("model.init").as<std::string>();
   m.init_gain = g("model.init_gain").as<double>();

@@ -185,7 +185,10 @@ void add_core_keys(Schema& s) {
   s.key("model.channels", V::IntList, "[32, 64]", "conv: output channels of each conv + pool block").min = 1;
   s.key("model.kernel_size", V::Int, "5", "conv: kernel size").min = 1;
   s.key("model.padding", V::Int, "2", "conv: zero padding").min = 0;
-  s.key("model.pool", V::Int, "2", "conv: max-pool size and stride after each conv (1 = none)").min = 1;
+  s.key("model.pool", V::Int, "2", "conv: pooling size and stride after each conv (1 = none)").min = 1;
+  s.key("model.pooling", V::String, "max",
+        "conv: max (a piecewise-linear map with switches) or avg (linear: the layer-wise solver's steps are exact)")
+      .choices = {"max", "avg"};
   s.key("model.activation", V::String, "relu", "Activation ρ of every hidden layer").choices = activation_names();
   s.key("model.init", V::String, "default", "Weight initialisation")
       .choices = {"default", "xavier_uniform", "kaiming_uniform"};

@@ -126,9 +126,8 @@ void LayeredEnergy::refresh_pools(EnergyState& st) const {
   if (st.pool.size() != layers_.size()) st.pool.resize(layers_.size());
   for (int64_t l = 1; l < num_states_; ++l) {
     const Layer& L = *layers_[l];
-    if (L.kind != LayerKind::Conv || L.pool <= 1) continue;
-    auto z = at::conv2d(LayerMaps::conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding);
-    st.pool[l] = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
+    if (!LayerMaps::has_switches(L)) continue;
+    LayerMaps::pool(L, at::conv2d(LayerMaps::conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding), &st.pool[l]);
   }
 }
 
@@ -249,10 +248,7 @@ Tensor LayeredEnergy::total_input(const EnergyBatch& batch, const EnergyState& s
   if (k < num_states_) {
     Tensor pk;
     const Layer& L = *layers_[k];
-    if (L.kind == LayerKind::Conv && L.pool > 1) {
-      auto z = at::conv2d(st.s[l], L.weight, {}, 1, L.padding);
-      pk = std::get<1>(at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool}));
-    }
+    if (LayerMaps::has_switches(L)) LayerMaps::pool(L, at::conv2d(st.s[l], L.weight, {}, 1, L.padding), &pk);
     maps_.feedback_add(k, st.s[k], pk, 1.0, u);
   }
   return u;
@@ -282,9 +278,7 @@ Tensor LayeredEnergy::input_drive_autograd(const Tensor& x) const {
   const Layer& L = *layers_[0];
   Tensor xin = x.to(L.weight.device(), L.weight.scalar_type());
   if (L.kind == LayerKind::Linear) return linear(xin, L.weight, L.bias);
-  Tensor z = torch::conv2d(xin, L.weight, L.bias, 1, L.padding);
-  if (L.pool > 1) z = torch::max_pool2d(z, {L.pool, L.pool}, {L.pool, L.pool});
-  return z;
+  return LayerMaps::pool(L, torch::conv2d(xin, L.weight, L.bias, 1, L.padding), nullptr);
 }
 
 std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std::vector<Tensor>& s_in,
@@ -295,19 +289,12 @@ std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std
   auto forward = [&](int64_t l, const Tensor& in, Tensor* pool) {
     const Layer& L = *layers_[l];
     if (L.kind == LayerKind::Linear) return linear(in, L.weight, L.bias);
-    Tensor z = torch::conv2d(in, L.weight, L.bias, 1, L.padding);
-    if (L.pool > 1) {
-      auto pr = torch::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
-      *pool = std::get<1>(pr);
-      return std::get<0>(pr);
-    }
-    return z;
+    return LayerMaps::pool(L, torch::conv2d(in, L.weight, L.bias, 1, L.padding), pool);
   };
   auto adjoint = [&](int64_t l, const Tensor& g, const Tensor& pool, const Tensor& like) {
     const Layer& L = *layers_[l];
     if (L.kind == LayerKind::Linear) return LayerMaps::flat(g).mm(L.weight).view(like.sizes());
-    Tensor up = g;
-    if (L.pool > 1) up = torch::max_unpool2d(g, pool, LayerMaps::conv_out_hw(L, like));
+    const Tensor up = LayerMaps::unpool(L, g, pool, LayerMaps::conv_out_hw(L, like));
     return torch::conv_transpose2d(up, L.weight, {}, 1, L.padding);
   };
   auto update = [&](const std::vector<int64_t>& ks, const std::vector<Tensor>& cur) {
@@ -316,7 +303,7 @@ std::vector<Tensor> LayeredEnergy::step_autograd(const Tensor& drive1, const std
     for (int64_t k : ks) {
       Tensor u = k == 1 ? drive1 : forward(k - 1, cur[k - 2], &pools[k - 1]);
       if (k < S) {
-        if (layers_[k]->kind == LayerKind::Conv && layers_[k]->pool > 1) forward(k, cur[k - 1], &pools[k]);
+        if (LayerMaps::has_switches(*layers_[k])) forward(k, cur[k - 1], &pools[k]);
         u = u + adjoint(k, cur[k], pools[k], cur[k - 1]);
       }
       next[k - 1] = neuron_.rho(u.view(cur[k - 1].sizes()));

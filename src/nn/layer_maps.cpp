@@ -39,6 +39,28 @@ Tensor LayerMaps::bias_view(const Layer& layer) {
   return layer.kind == LayerKind::Conv ? layer.bias.view({-1, 1, 1}) : layer.bias;
 }
 
+bool LayerMaps::has_switches(const Layer& layer) {
+  return layer.kind == LayerKind::Conv && layer.pool > 1 && !layer.avg_pool;
+}
+
+Tensor LayerMaps::pool(const Layer& layer, const Tensor& z, Tensor* switches) {
+  if (layer.kind != LayerKind::Conv || layer.pool <= 1) return z;
+  const int64_t p = layer.pool;
+  if (layer.avg_pool) return at::avg_pool2d(z, {p, p}, {p, p});
+  auto pr = at::max_pool2d_with_indices(z, {p, p}, {p, p});
+  if (switches) *switches = std::get<1>(pr);
+  return std::get<0>(pr);
+}
+
+Tensor LayerMaps::unpool(const Layer& layer, const Tensor& g, const Tensor& switches, at::IntArrayRef hw) {
+  if (layer.kind != LayerKind::Conv || layer.pool <= 1) return g;
+  const int64_t p = layer.pool;
+  if (!layer.avg_pool) return at::max_unpool2d(g, switches, hw);
+  // avg_pool2d's input gradient; its `self` argument only gives the shape.
+  const Tensor like = at::empty({g.size(0), g.size(1), hw[0], hw[1]}, g.options());
+  return at::avg_pool2d_backward(g, like, {p, p}, {p, p}, {0, 0}, false, true, c10::nullopt);
+}
+
 void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, double alpha, Tensor& out,
                              Tensor* pool) const {
   const Layer& L = *layers_[l];
@@ -47,12 +69,7 @@ void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, dou
     kernels::cpu::split_addmm(o, self, flat(in), L.weight.t(), alpha);
     return;
   }
-  Tensor z = at::conv2d(conv_input(in), L.weight, {}, 1, L.padding);
-  if (L.pool > 1) {
-    auto pr = at::max_pool2d_with_indices(z, {L.pool, L.pool}, {L.pool, L.pool});
-    z = std::get<0>(pr);
-    if (pool) *pool = std::get<1>(pr);
-  }
+  const Tensor z = LayerMaps::pool(L, at::conv2d(conv_input(in), L.weight, {}, 1, L.padding), pool);
   at::add_out(out, self, z, alpha);
 }
 
@@ -63,11 +80,8 @@ void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, doub
     kernels::cpu::split_addmm(o, flat(g), L.weight, 1.0, alpha);
     return;
   }
-  Tensor up = g;
-  if (L.pool > 1) {
-    const int64_t k = L.weight.size(2);
-    up = at::max_unpool2d(g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
-  }
+  const int64_t k = L.weight.size(2);
+  const Tensor up = unpool(L, g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
   // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
   // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
   // layer, batch 64, one thread). `out` stands in for the layer input (only its shape is read).
@@ -81,8 +95,8 @@ Tensor LayerMaps::linearized(size_t l, const Tensor& in, const Tensor& pool) con
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) return flat(in).mm(L.weight.t());
   Tensor z = at::conv2d(in, L.weight, {}, 1, L.padding);
-  if (L.pool > 1) z = z.flatten(2).gather(2, pool.flatten(2)).view(pool.sizes());
-  return z;
+  if (has_switches(L)) return z.flatten(2).gather(2, pool.flatten(2)).view(pool.sizes());
+  return LayerMaps::pool(L, z, nullptr);
 }
 
 void LayerMaps::param_grad_add(size_t l, const Tensor& g, const Tensor& in, const Tensor& pool, double coeff,
@@ -94,8 +108,7 @@ void LayerMaps::param_grad_add(size_t l, const Tensor& g, const Tensor& in, cons
     if (gb) gb->add_(gf.sum(0), coeff);
     return;
   }
-  Tensor up = g;
-  if (L.pool > 1) up = at::max_unpool2d(g, pool, conv_out_hw(L, in));
+  const Tensor up = unpool(L, g, pool, conv_out_hw(L, in));
   auto grads = at::convolution_backward(up, in, L.weight, at::OptionalIntArrayRef{}, {1, 1},
                                         {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1, {false, true, false});
   gW.add_(std::get<1>(grads), coeff);

@@ -1,5 +1,7 @@
 #include "bilevel/nn/layered_net.h"
 
+#include "bilevel/nn/layer_maps.h"
+
 #include <torch/nn/init.h>
 #include <torch/nn/functional.h>
 
@@ -50,6 +52,7 @@ LayeredNetImpl::LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> inpu
       l.kind = LayerKind::Conv;
       l.padding = cfg.padding;
       l.pool = cfg.pool;
+      l.avg_pool = cfg.pooling == "avg";
       l.in_shape = shape;
       const int64_t k = cfg.kernel_size;
       const int64_t h = shape[1] + 2 * cfg.padding - k + 1, w = shape[2] + 2 * cfg.padding - k + 1;
@@ -84,8 +87,7 @@ torch::Tensor LayeredNetImpl::apply_layer(size_t l, const torch::Tensor& input) 
   if (layer.kind == LayerKind::Linear) return linear(input, layer.weight, layer.bias);
   namespace F = torch::nn::functional;
   auto z = F::conv2d(input, layer.weight, F::Conv2dFuncOptions().bias(layer.bias).padding(layer.padding));
-  if (layer.pool > 1) z = F::max_pool2d(z, F::MaxPool2dFuncOptions(layer.pool).stride(layer.pool));
-  return z;
+  return LayerMaps::pool(layer, z, nullptr);
 }
 
 torch::Tensor LayeredNetImpl::logits(const torch::Tensor& x) {

@@ -1,6 +1,8 @@
 #include "bilevel/quant/export.h"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace bilevel {
 namespace {
@@ -35,6 +37,9 @@ ExportedModel export_model(const LayeredNetImpl& net, const QuantizationImpl* qu
   }
   for (size_t l = 0; l < L; ++l) {
     const Layer& layer = net.layer(l);
+    if (layer.avg_pool && layer.pool > 1)
+      throw std::invalid_argument("conv layer " + std::to_string(l + 1) + " averages its pooling windows "
+                                  "(model.pooling: avg): the integer model file has max-pooling only");
     ExportedLayer e;
     e.kind = layer.kind == LayerKind::Conv ? "conv" : "linear";
     e.in_shape = layer.in_shape;

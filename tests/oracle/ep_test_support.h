@@ -37,7 +37,7 @@ inline LayeredNet make_mlp(int64_t in, std::vector<int64_t> hidden, int64_t clas
 // A small conv LayeredNet in float64 (sizes deliberately not multiples of anything).
 inline LayeredNet make_conv(const std::string& activation, const std::string& loss, double gain = 1.0,
                             uint64_t seed = 1, std::vector<int64_t> channels = {3}, int64_t image = 9,
-                            int64_t pool = 2) {
+                            int64_t pool = 2, const std::string& pooling = "max") {
   torch::manual_seed(seed);
   bilevel::ModelConfig m;
   m.kind = "conv";
@@ -47,6 +47,7 @@ inline LayeredNet make_conv(const std::string& activation, const std::string& lo
   m.kernel_size = 3;
   m.padding = 1;
   m.pool = pool;
+  m.pooling = pooling;
   m.init = "default";
   m.init_gain = gain;
   LayeredNet net(m, std::vector<int64_t>{2, image, image}, 3, loss == "mse");

@@ -34,6 +34,7 @@ struct ModelConfig {
   int64_t kernel_size = 5;
   int64_t padding = 2;
   int64_t pool = 2;
+  std::string pooling = "max";  // conv: max | avg
   std::string init;  // default | xavier_uniform | kaiming_uniform
   double init_gain = 1.0;
 };

@@ -1,10 +1,10 @@
-// A layered network: a stack of fully connected or convolutional (+ max-pool) layers sharing one activation ρ.
+// A layered network: a stack of fully connected or convolutional (+ max- or average-pool) layers sharing one activation ρ.
 // The same parameters serve every learning rule: backprop runs the feedforward pass below; energy-based rules
 // read the layers through layer(l) and compute their own states.
 //
 // Feedforward pass (input s_0 = x):
 //   linear layer l:  z_l = W_l s_{l-1} + b_l                              (s_{l-1} flattened)
-//   conv layer l:    z_l = maxpool_p(conv2d(s_{l-1}, W_l, padding) + b_l)
+//   conv layer l:    z_l = pool_p(conv2d(s_{l-1}, W_l, padding) + b_l)   (max or average over p×p windows)
 //   s_l = ρ(z_l) for hidden layers; the output layer gives s_L = ρ_out(z_L), where ρ_out = ρ when the
 //   network's outputs are states (squared-error objective) and the identity when they are logits (cross-entropy).
 #pragma once
@@ -40,7 +40,8 @@ struct Layer {
   torch::Tensor weight;  // Linear: [out, in]; Conv: [out_ch, in_ch, k, k]
   torch::Tensor bias;    // [out] / [out_ch]
   int64_t padding = 0;   // conv only
-  int64_t pool = 1;      // conv only: max-pool kernel and stride (1 = none)
+  int64_t pool = 1;      // conv only: pooling kernel and stride (1 = none)
+  bool avg_pool = false;  // conv only: average instead of max pooling
   std::vector<int64_t> in_shape;   // per example, e.g. {1, 28, 28} or {784}
   std::vector<int64_t> out_shape;  // per example, after pooling
 };
