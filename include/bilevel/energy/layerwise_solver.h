@@ -12,7 +12,8 @@
 //   * cross_entropy read-out nudge: ℓ(W_r s_S + b_r) couples the units of s_S, so s_S takes the fixed-point
 //     step ρ(u_S − β W_rᵀ ∂ℓ/∂o) at the current s_S (exact at β = 0);
 //   * conv layers with max-pooling: ⟨s_{k+1}, maxpool(conv(s_k))⟩ is not linear in s_k, so the update of s_k
-//     uses the switches at its current value (a block fixed-point step).
+//     uses the switches at its current value (a block fixed-point step). Average pooling (model.pooling: avg)
+//     is linear, and its steps are exact.
 #pragma once
 
 #include "bilevel/energy/inner_solver.h"
