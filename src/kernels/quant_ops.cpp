@@ -39,10 +39,16 @@ const float* in(const Tensor& t) { return t.data_ptr<float>(); }
 float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 
 // Checks a per-channel grid (scale, zero: float32, contiguous, on θ's device, 1 or θ.size(0) elements; zero may
-// be undefined) and returns zero, or zeros when it is undefined.
-Tensor checked_grid(const char* entry, const Tensor& theta, const Tensor& scale, const Tensor& zero) {
-  const Tensor z = zero.defined() ? zero : torch::zeros_like(scale);
-  check_tensors(entry, {{"scale", &scale}, {"zero", &z}}, true);
+// be undefined) and returns the zero points' pointer for the kernels' arguments: null when zero is undefined.
+const float* checked_grid(const char* entry, const Tensor& theta, const Tensor& scale, const Tensor& zero) {
+  if (zero.defined())
+    check_tensors(entry, {{"scale", &scale}, {"zero", &zero}}, true);
+  else
+    check_tensors(entry, {{"scale", &scale}}, true);
+  if (zero.defined() && zero.numel() != scale.numel())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'zero' has " +
+                                std::to_string(zero.numel()) + " elements but 'scale' has " +
+                                std::to_string(scale.numel()));
   if (scale.device() != theta.device())
     throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' is on " +
                                 scale.device().str() + " but 'theta' is on " + theta.device().str());
@@ -50,7 +56,7 @@ Tensor checked_grid(const char* entry, const Tensor& theta, const Tensor& scale,
   if (channels != 1 && (theta.dim() == 0 || channels != theta.size(0)))
     throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' has " +
                                 std::to_string(channels) + " elements; expected 1 or theta.size(0)");
-  return z;
+  return zero.defined() ? in(zero) : nullptr;
 }
 
 }  // namespace
@@ -66,12 +72,12 @@ Tensor checked_grid(const char* entry, const Tensor& theta, const Tensor& scale,
 void quant_codes_out(const Tensor& theta, const Tensor& scale, const Tensor& zero, CodeSpec spec, const uint64_t* key,
                      Tensor& out) {
   check_tensors("quant_codes", {{"theta", &theta}, {"out", &out}}, true);
-  const Tensor z = checked_grid("quant_codes", theta, scale, zero);
+  const float* const z = checked_grid("quant_codes", theta, scale, zero);
   const int64_t n = theta.numel(), channels = scale.numel();
   if (spec.kind == CodeKind::Uniform && !(spec.lo <= spec.hi))
     throw std::invalid_argument("bilevel::kernels::quant_codes: empty code range [" + std::to_string(spec.lo) + ", " +
                                 std::to_string(spec.hi) + "]");
-  CodesArgs a{in(theta), in(scale), in(z), out_of(out), n, channels > 1 ? n / channels : n, spec, key != nullptr,
+  CodesArgs a{in(theta), in(scale), z, out_of(out), n, channels > 1 ? n / channels : n, spec, key != nullptr,
               key ? *key : 0};
   dispatch("quant_codes", theta, [&](int64_t b, int64_t e) { cpu::quant_codes(a, b, e); },
            BILEVEL_CUDA_PART(launch_quant_codes(a, stream)));
@@ -97,9 +103,9 @@ void activation_codes_out(const Tensor& x, double offset, double step, double lo
 void ste_grad_out(const Tensor& g, const Tensor& theta, const Tensor& scale, const Tensor& zero, double lo, double hi,
                   Tensor& out) {
   check_tensors("ste_grad", {{"g", &g}, {"theta", &theta}, {"out", &out}}, true);
-  const Tensor z = checked_grid("ste_grad", theta, scale, zero);
+  const float* const z = checked_grid("ste_grad", theta, scale, zero);
   const int64_t n = theta.numel(), channels = scale.numel();
-  const SteArgs a{in(g), in(theta), in(scale), in(z), out_of(out), n, channels > 1 ? n / channels : n, float(lo),
+  const SteArgs a{in(g), in(theta), in(scale), z, out_of(out), n, channels > 1 ? n / channels : n, float(lo),
                   float(hi)};
   dispatch("ste_grad", g, [&](int64_t b, int64_t e) { cpu::ste_grad(a, b, e); },
            BILEVEL_CUDA_PART(launch_ste_grad(a, stream)));

@@ -36,13 +36,16 @@ BILEVEL_HDI float spec_code_stochastic(CodeSpec c, float x, float u) {
   }
 }
 
+// A channel's zero point, 0 when the grid has none (zero = null).
+BILEVEL_HDI float zero_at(const float* zero, int64_t c) { return zero ? zero[c] : 0.f; }
+
 // Element i of the codes of θ with one scale and zero point per channel (channel = i / inner): deterministic
 // q(θ_i · (1/s_c) + z_c), or stochastic q(θ_i / s_c + z_c, u_i) with u_i the i-th number of stream `key`
 // (bilevel/quant/counter_rng.h), so that every element can be drawn by any thread.
 struct CodesArgs {
   const float* theta;
   const float* scale;  // [channels]
-  const float* zero;   // [channels]
+  const float* zero;   // [channels], or null: zero points of 0
   float* out;
   int64_t n, inner;    // elements; elements per channel (n when one channel)
   CodeSpec spec;
@@ -51,8 +54,8 @@ struct CodesArgs {
 };
 BILEVEL_HDI float codes_element(const CodesArgs& a, int64_t i) {
   const int64_t c = a.inner < a.n ? i / a.inner : 0;
-  if (a.stochastic) return spec_code_stochastic(a.spec, a.theta[i] / a.scale[c] + a.zero[c], counter_uniform(a.key, uint64_t(i)));
-  return spec_code(a.spec, a.theta[i] * (1.f / a.scale[c]) + a.zero[c]);
+  if (a.stochastic) return spec_code_stochastic(a.spec, a.theta[i] / a.scale[c] + zero_at(a.zero, c), counter_uniform(a.key, uint64_t(i)));
+  return spec_code(a.spec, a.theta[i] * (1.f / a.scale[c]) + zero_at(a.zero, c));
 }
 
 // The activation quantizer's codes (quant/activation_quantizer.h): uniform on [lo, hi] of (x − offset)/step,
@@ -77,7 +80,7 @@ struct SteArgs {
   const float* g;
   const float* theta;
   const float* scale;  // [channels]
-  const float* zero;   // [channels]
+  const float* zero;   // [channels], or null: zero points of 0
   float* out;
   int64_t n, inner;
   float lo, hi;
@@ -85,7 +88,7 @@ struct SteArgs {
 BILEVEL_HDI float ste_mask(float u, float lo, float hi) { return float(u >= lo) * float(u <= hi); }
 BILEVEL_HDI float ste_element(const SteArgs& a, int64_t i) {
   const int64_t c = a.inner < a.n ? i / a.inner : 0;
-  return a.g[i] * ste_mask(a.theta[i] * (1.f / a.scale[c]) + a.zero[c], a.lo, a.hi);
+  return a.g[i] * ste_mask(a.theta[i] * (1.f / a.scale[c]) + zero_at(a.zero, c), a.lo, a.hi);
 }
 
 }  // namespace bilevel::kernels

@@ -14,7 +14,7 @@ void codes_loop(CodesArgs a, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end;) {
     const int64_t c = per_channel ? i / a.inner : 0;
     const int64_t stop = per_channel ? std::min(end, (c + 1) * a.inner) : end;
-    const float z = a.zero[c];
+    const float z = zero_at(a.zero, c);
     if (a.stochastic) {
       const float s = a.scale[c];
       for (; i < stop; ++i)
@@ -45,7 +45,7 @@ void ste_grad(const SteArgs& a, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end;) {  // the channel's 1/s and z hoisted, as in codes_loop
     const int64_t c = per_channel ? i / a.inner : 0;
     const int64_t stop = per_channel ? std::min(end, (c + 1) * a.inner) : end;
-    const float inv = 1.f / a.scale[c], z = a.zero[c];
+    const float inv = 1.f / a.scale[c], z = zero_at(a.zero, c);
     for (; i < stop; ++i) a.out[i] = a.g[i] * ste_mask(a.theta[i] * inv + z, a.lo, a.hi);
   }
 }
