@@ -95,7 +95,7 @@ class LayeredEnergy {
   // Whether a quantizer acts on s_k (k = 1..S).
   bool quantizes_state(int64_t k) const { return quantizes_states() && (k < num_states_ || !output_is_state_); }
   void quantize_state_(torch::Tensor& s, int64_t k) const {
-    if (k < num_states_ || !output_is_state_) net_.quantize_state_(s, size_t(k - 1));
+    if (quantizes_state(k)) net_.quantize_state_(s, size_t(k - 1));
   }
 
   // Fills `batch` for input x (any dtype; converted) and labels y (may be undefined).
