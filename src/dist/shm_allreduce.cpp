@@ -1,5 +1,7 @@
 #include "bilevel/dist/shm_allreduce.h"
 
+#include "../kernels/cpu/clones.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,26 +51,46 @@ std::atomic<uint64_t>& arrive_of(std::atomic<uint64_t>* first, int r) {
 }
 
 // The sum (or mean) over the slots of elements [begin, end), written back into every slot. Summed in rank order, so the
-// bits do not depend on which rank computes them.
+// bits do not depend on which rank computes them. Two ranks (the common case on one host) take one pass that reads
+// both slots and writes both; more go block by block through a buffer that stays in L1. Built for AVX-512, AVX2 and
+// baseline x86-64 (the same bits in each). One rank's half of a 407,052-float gradient, both slots in its own cache,
+// on the 2-core EPYC VM: 57 µs in the former blocked loop of the baseline build, 16 µs in this pass.
 template <class T>
-void reduce_chunk(char* const* slots, int size, size_t begin, size_t end, bool mean) {
-  constexpr size_t kBlock = 512;  // a block stays in L1 between the sum and the write-back
-  T acc[kBlock];
+inline __attribute__((always_inline)) void reduce_chunk(T* const* slots, int size, size_t begin, size_t end, bool mean) {
   const T divisor = mean ? T(size) : T(1);
+  if (size == 2) {
+    T* __restrict a = slots[0] + begin;
+    T* __restrict b = slots[1] + begin;
+    for (size_t i = 0, n = end - begin; i < n; ++i) {
+      const T s = (a[i] + b[i]) / divisor;
+      a[i] = s;
+      b[i] = s;
+    }
+    return;
+  }
+  constexpr size_t kBlock = 512;
+  T acc[kBlock];
   for (size_t b = begin; b < end; b += kBlock) {
     const size_t m = std::min(kBlock, end - b);
-    const T* first = reinterpret_cast<const T*>(slots[0]) + b;
+    const T* first = slots[0] + b;
     for (size_t i = 0; i < m; ++i) acc[i] = first[i];
     for (int r = 1; r < size; ++r) {
-      const T* s = reinterpret_cast<const T*>(slots[r]) + b;
+      const T* s = slots[r] + b;
       for (size_t i = 0; i < m; ++i) acc[i] += s[i];
     }
     for (size_t i = 0; i < m; ++i) acc[i] /= divisor;
     for (int r = 0; r < size; ++r) {
-      T* s = reinterpret_cast<T*>(slots[r]) + b;
+      T* s = slots[r] + b;
       for (size_t i = 0; i < m; ++i) s[i] = acc[i];
     }
   }
+}
+
+BILEVEL_CLONES void reduce_floats(char* const* slots, int size, size_t begin, size_t end, bool mean) {
+  reduce_chunk(reinterpret_cast<float* const*>(slots), size, begin, end, mean);
+}
+BILEVEL_CLONES void reduce_doubles(char* const* slots, int size, size_t begin, size_t end, bool mean) {
+  reduce_chunk(reinterpret_cast<double* const*>(slots), size, begin, end, mean);
 }
 }  // namespace
 
@@ -190,9 +212,9 @@ void ShmAllreduce::allreduce(size_t n, size_t elem_size, bool mean) {
   const size_t begin = std::min(n, lines * size_t(rank_) / size_t(size_) * per_line);
   const size_t end = std::min(n, lines * size_t(rank_ + 1) / size_t(size_) * per_line);
   if (elem_size == 4)
-    reduce_chunk<float>(slots_.data(), size_, begin, end, mean);
+    reduce_floats(slots_.data(), size_, begin, end, mean);
   else
-    reduce_chunk<double>(slots_.data(), size_, begin, end, mean);
+    reduce_doubles(slots_.data(), size_, begin, end, mean);
   barrier();  // every chunk is written back
 }
 

@@ -5,13 +5,7 @@
 #include "bilevel/quant/element.h"
 #include "bilevel/util/denormals.h"
 
-// GCC and Clang on x86-64 build each function below three times and resolve the call once, at load time (ifunc).
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(BILEVEL_NO_CLONES)
-#define BILEVEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BILEVEL_CLONES
-#endif
+#include "clones.h"  // each loop below is built for AVX-512, AVX2 and baseline x86-64
 
 namespace bilevel::kernels::cpu {
 namespace {
