@@ -152,6 +152,12 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::map(const std::string& name, int ran
   if (create)
     for (int r = 0; r < size; ++r) new (s->base_ + arrive_at + kLine * size_t(r)) std::atomic<uint64_t>(0);
   s->pids_[rank] = ::getpid();
+  // Spin long where every rank can have a CPU of its own; yield early where ranks share CPUs, since then the rank
+  // being waited for may need this very CPU.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int usable = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  s->spin_budget_ = size <= usable ? std::chrono::microseconds(2000) : std::chrono::microseconds(100);
   for (int r = 0; r < size; ++r) s->slots_.push_back(s->slot_of(r));
   return s;
 }
@@ -173,15 +179,22 @@ void ShmAllreduce::barrier() {
   const uint64_t g = ++generation_;
   arrive_of(arrive_, rank_).store(g, std::memory_order_release);
   using clock = std::chrono::steady_clock;
-  clock::time_point start{}, checked{};
+  clock::time_point start{}, checked{}, spin_from{};
   uint64_t spins = 0;
+  bool spinning = true;
   for (int r = 0; r < size_; ++r) {
     while (arrive_of(arrive_, r).load(std::memory_order_acquire) < g) {
-      // Spin briefly (the other rank is usually a few microseconds away), then give the CPU away between looks.
-      if (++spins < 4096) {
+      // Spin for spin_budget_ (the other rank is usually well under a millisecond away), then give the CPU away
+      // between looks.
+      if (spinning) {
         BILEVEL_CPU_RELAX();
-        continue;
+        if ((++spins & 63) != 0) continue;
+        const auto now = clock::now();
+        if (spin_from == clock::time_point{}) spin_from = now;
+        if (now - spin_from < spin_budget_) continue;
+        spinning = false;
       }
+      ++spins;
       ::sched_yield();
       if ((spins & 255) != 0) continue;
       const auto now = clock::now();
