@@ -9,19 +9,20 @@
 # and, as the machine's ceiling for both, two independent 1-rank runs at once (no communication at all; their
 # examples per second added): what two processes get from two cores on this machine.
 #
-#   benchmarks/dist_throughput.sh [BUILD_DIR]   (environment: REPS=3 EPOCHS=3 TRAIN_LIMIT=20000 OUT=bench_dist,
+#   benchmarks/dist_throughput.sh [BUILD_DIR]   (environment: REPS=5 EPOCHS=3 TRAIN_LIMIT=20000 OUT=bench_dist,
 #                                                RULES="backprop ep", EXTRA="key=value ..." for every run)
 #
 # Each run trains EPOCHS epochs on the first TRAIN_LIMIT Fashion-MNIST training examples (1000 held out for
 # validation, 2000 test examples) with the rule's configs/fmnist_mlp_*.yaml and train.threads=1. The figure is
 # training examples per second of epoch time (metrics.csv's epoch_seconds: training plus the evaluation, which the
 # ranks split too), the median over the epochs after the first and over REPS repetitions; the settings alternate
-# so that drift on a shared machine spreads over all of them. Writes OUT/results.csv and prints the speed-ups.
+# so that drift on a shared machine spreads over all of them. Writes OUT/results.csv and prints the speed-ups, both
+# as the ratio of those medians and as the median of the ratios paired within each repetition.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-${BUILD_DIR:-build}}
 BIN="$BUILD_DIR/bilevel"
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 EPOCHS=${EPOCHS:-3}
 TRAIN_LIMIT=${TRAIN_LIMIT:-20000}
 OUT=${OUT:-bench_dist}
@@ -73,3 +74,16 @@ awk -F, 'NR>1 && $4>1 {v[$1","$2]=v[$1","$2]" "$6; if(!($1 in seen)){seen[$1]=1;
   END{for(i=1;i<=n;i++){r=rules[i]; one=med(v[r",one"]); g=med(v[r",same_global"]); p=med(v[r",same_per_rank"]);
       c=med(v[r",independent_pair"]);
       printf "%-10s 1 rank %8.0f/s | 2 ranks, same global batch %8.0f/s (%.2fx) | 2 ranks, same per-rank batch %8.0f/s (%.2fx) | ceiling: 2 independent runs %8.0f/s (%.2fx)\n", r, one, g, g/one, p, p/one, c, c/one}}' "$OUT/results.csv"
+# Paired within each repetition (its settings ran within a minute of one another, so the VM's drift over the
+# repetitions cancels): each setting's mean examples/s over epochs 2..EPOCHS against the 1-rank run's of the same
+# repetition; the median and range of those ratios over the repetitions.
+echo "paired per repetition (median over $REPS repetitions, min-max):"
+awk -F, 'NR>1 && $4>1 {k=$1","$2","$3; s[k]+=$6; n[k]++; if(!($1 in seen)){seen[$1]=1; rules[++nr]=$1}; if($3>reps)reps=$3}
+  function med(a,k,   i,j,t){for(i=1;i<=k;i++)for(j=i+1;j<=k;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return k%2?a[(k+1)/2]:(a[k/2]+a[k/2+1])/2}
+  END{split("same_global same_per_rank independent_pair", settings, " ");
+      for(i=1;i<=nr;i++){r=rules[i]; line=sprintf("%-10s", r);
+        for(q=1;q<=3;q++){m=0; delete a;
+          for(rep=1;rep<=reps;rep++){o=r",one,"rep; x=r","settings[q]","rep; if(n[o]&&n[x]) a[++m]=(s[x]/n[x])/(s[o]/n[o])}
+          if(m){mn=a[1]; mx=a[1]; for(j=1;j<=m;j++){if(a[j]<mn)mn=a[j]; if(a[j]>mx)mx=a[j]}
+                line=line sprintf(" | %s %.2fx (%.2f-%.2f)", settings[q], med(a,m), mn, mx)}}
+        print line}}' "$OUT/results.csv"

@@ -9,7 +9,7 @@
 // the CPU between looks, so ranks that share cores still progress. On the 2-core VM of the README, a 2-rank ep run
 // waits a few hundred µs at the first barrier in one step of ten; yielding after 0.1 ms there let other threads
 // take the core and widened the slow tail (14 interleaved pairs against 1 rank: 1.48–1.83×, median 1.71×, against
-// 1.64–1.85×, median 1.74×, with the 2 ms spin).
+// 1.64–1.85×, median 1.74×, spinning ~1.7 ms).
 //
 // Faults: a barrier that waits longer than the timeout, or that finds a peer process gone (its PID no longer
 // exists, or is a zombie), throws std::runtime_error naming the rank; the segment's name is removed from /dev/shm
