@@ -1,6 +1,7 @@
 #include "bilevel/dist/shm_allreduce.h"
 
 #include "../kernels/cpu/clones.h"
+#include "bilevel/util/threads.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -154,10 +155,7 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::map(const std::string& name, int ran
   s->pids_[rank] = ::getpid();
   // Spin long where every rank can have a CPU of its own; yield early where ranks share CPUs, since then the rank
   // being waited for may need this very CPU.
-  cpu_set_t cpus;
-  CPU_ZERO(&cpus);
-  const int usable = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-  s->spin_budget_ = size <= usable ? std::chrono::microseconds(2000) : std::chrono::microseconds(100);
+  s->spin_budget_ = size <= available_cpus().cpus ? std::chrono::microseconds(2000) : std::chrono::microseconds(100);
   for (int r = 0; r < size; ++r) s->slots_.push_back(s->slot_of(r));
   return s;
 }
