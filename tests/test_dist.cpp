@@ -7,9 +7,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -367,6 +370,60 @@ TEST(DataParallel, MissingRankTimesOut) {
   EXPECT_EQ(r.exit_code, 2) << r.describe();
   EXPECT_TRUE(contains(r.err, "rank(s) 1 of 2 did not join")) << r.describe();
   EXPECT_TRUE(list_dir(w.out()).empty());
+}
+
+// Two ranks as two threads of this process (loopback, shared memory). Gloo's TCP device runs a thread that wakes
+// every 10 ms; when shared memory carries every later sum, the process group goes after the starting state's
+// broadcast (its threads end), and a later collective that needs Gloo connects a new one.
+TEST(DataParallel, IdleGlooGroupIsReleasedAndReconnectsWhenNeeded) {
+  if (!gloo_available()) GTEST_SKIP() << "built without Gloo";
+  Workspace w;
+  const ExperimentConfig cfg = load_config(w.config);
+  const int port = free_loopback_port();
+  const std::vector<torch::Tensor> params{torch::zeros({1001})};
+  std::shared_ptr<DataParallel> dp[2];
+  auto both = [&](const std::function<void(int)>& f) {
+    std::string errors[2];
+    auto run = [&](int r) {
+      try {
+        f(r);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    };
+    std::thread t0(run, 0), t1(run, 1);
+    t0.join(), t1.join();
+    ASSERT_TRUE(errors[0].empty() && errors[1].empty()) << errors[0] << " | " << errors[1];
+  };
+  auto threads = [] { return std::distance(fs::directory_iterator("/proc/self/task"), fs::directory_iterator{}); };
+  both([&](int r) { dp[r] = DataParallel::join(World{r, 2, r, "127.0.0.1", port, "test"}, cfg, params); });
+  ASSERT_TRUE(dp[0] && dp[1]);
+  ASSERT_EQ(dp[0]->gradient_transport(), "shm");
+  const auto connected = threads();
+
+  torch::manual_seed(int64_t(std::random_device{}()));
+  const torch::Tensor blob = torch::randint(0, 256, {70001}, torch::kUInt8);
+  std::string bytes[2] = {std::string(reinterpret_cast<const char*>(blob.data_ptr<uint8_t>()), 70001), "poison"};
+  both([&](int r) { dp[r]->broadcast_bytes(bytes[r]); });
+  EXPECT_EQ(bytes[1], bytes[0]);
+  const auto released = threads();
+  EXPECT_LT(released, connected) << "the Gloo group's threads should have ended";
+
+  // More values than the small-sums segment holds: through Gloo, a group connected again, released again.
+  const torch::Tensor x = torch::randn({2, 300}, torch::kFloat64);
+  std::vector<double> v[2];
+  for (int r = 0; r < 2; ++r) v[r].assign(x[r].data_ptr<double>(), x[r].data_ptr<double>() + 300);
+  both([&](int r) { dp[r]->allreduce_sum(v[r]); });
+  for (int i = 0; i < 300; ++i) {
+    const double expected = x[0][i].item<double>() + x[1][i].item<double>();
+    ASSERT_EQ(v[0][size_t(i)], expected) << i;
+    ASSERT_EQ(v[1][size_t(i)], expected) << i;
+  }
+  EXPECT_EQ(threads(), released);
+  std::string again[2] = {"rank 0's bytes", ""};
+  both([&](int r) { dp[r]->broadcast_bytes(again[r]); });
+  EXPECT_EQ(again[1], "rank 0's bytes");
+  EXPECT_EQ(threads(), released);
 }
 
 // ================================================================ under srun (scripts/slurm-local; skipped without it)

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <sstream>
 
 #include "bilevel/dist/shm_allreduce.h"
@@ -69,12 +70,31 @@ void use_classic_store(Options&, long) {}
 
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
   std::chrono::milliseconds timeout{0};
+  // Builds a Gloo process group (a new device and a new store prefix each time: generation 0, 1, ...).
+  std::function<c10::intrusive_ptr<c10d::ProcessGroupGloo>(int generation)> connect;
+  int generation = 0;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  bool gradients_over_gloo = false;  // some step's gradients did not fit the segment: keep the group
   // The gradients' path when every rank is on this host; gradients that are views of it keep it mapped.
   std::shared_ptr<ShmAllreduce> shm;
   // The small sums (metrics, stop flags) on one host: a segment of their own, so they never touch the gradients.
   std::unique_ptr<ShmAllreduce> small;
+
+  // The process group, connected again if it was released. Every rank calls this at the same collectives, so the
+  // ranks connect the same generation together.
+  c10d::ProcessGroupGloo& group() {
+    if (!group_) group_ = connect(generation++);
+    return *group_;
+  }
+  // When shared memory carries every per-step and per-epoch sum, Gloo is needed only at the start (the state's
+  // broadcast): release it then. Gloo's TCP device runs a thread that wakes every 10 ms (an epoll_wait timeout);
+  // with every rank busy on its own core each wake-up preempts a rank, and its lockstep partner waits (~100
+  // preemptions a second per rank, 20-30 us each, measured with perf's sched_switch events). The device goes with
+  // the group: the options that hold it are not kept.
+  void release_group_if_idle() {
+    if (shm && small && !gradients_over_gloo) group_.reset();
+  }
 
   template <class Work>
   void wait(const Work& work, const char* what) {
@@ -234,22 +254,27 @@ std::shared_ptr<DataParallel> DataParallel::join(const World& world, const Exper
   }
   for (const auto& a : announced) dp->hosts_.push_back(a.substr(a.find(' ') + 1));
 
-  auto options = c10d::ProcessGroupGloo::Options::create(m.timeout);
-  const bool loopback = world.master_addr == "localhost" || world.master_addr.rfind("127.", 0) == 0;
-  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  else if (loopback)
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  else
-    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  options->threads = 1;
-  try {
-    m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        c10::make_intrusive<c10d::PrefixStore>("gloo", m.store), world.rank, world.size, options);
-  } catch (const std::exception& e) {
-    throw UserError("rank " + std::to_string(world.rank) + ": cannot connect the Gloo process group: " +
-                    first_line(e.what()));
-  }
+  m.connect = [store = m.store, timeout = m.timeout, world](int generation) {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    const bool loopback = world.master_addr == "localhost" || world.master_addr.rfind("127.", 0) == 0;
+    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    else if (loopback)
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    else
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    options->threads = 1;
+    try {
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(
+          c10::make_intrusive<c10d::PrefixStore>(generation == 0 ? "gloo" : "gloo" + std::to_string(generation),
+                                                 store),
+          world.rank, world.size, options);
+    } catch (const std::exception& e) {
+      throw UserError("rank " + std::to_string(world.rank) + ": cannot connect the Gloo process group: " +
+                      first_line(e.what()));
+    }
+  };
+  m.group();  // connect now: an unreachable peer fails here, before anything is written
 
   bool one_host = true;
   for (const auto& h : dp->hosts_) one_host = one_host && h == dp->hosts_.front();
@@ -331,7 +356,8 @@ unsigned DataParallel::average_gradients(const std::vector<torch::Tensor>& param
   const auto f = flag_values(stop_flags);
   pieces.push_back(torch::tensor({f[0], f[1]}, torch::TensorOptions().dtype(dtype)));
   std::vector<torch::Tensor> flat{torch::cat(pieces)};
-  impl_->wait(impl_->group->allreduce(flat), "gradient allreduce");
+  impl_->gradients_over_gloo = true;
+  impl_->wait(impl_->group().allreduce(flat), "gradient allreduce");
   // Divide after the wait: the buffer holds the sum only once the collective is complete.
   torch::Tensor sum = flat[0];
   const int64_t n = sum.numel();
@@ -368,19 +394,21 @@ void DataParallel::allreduce_sum(std::vector<double>& values) {
     return;
   }
   std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
-  impl_->wait(impl_->group->allreduce(t), "allreduce");
+  impl_->wait(impl_->group().allreduce(t), "allreduce");
   const auto out = t[0].contiguous();
   for (size_t i = 0; i < values.size(); ++i) values[i] = out.data_ptr<double>()[i];
+  impl_->release_group_if_idle();
 }
 
 void DataParallel::broadcast_bytes(std::string& bytes) {
   std::vector<torch::Tensor> size{torch::tensor({int64_t(bytes.size())}, torch::kInt64)};
-  impl_->wait(impl_->group->broadcast(size), "broadcast");
+  impl_->wait(impl_->group().broadcast(size), "broadcast");
   const int64_t n = size[0].item<int64_t>();
   std::vector<torch::Tensor> data{rank() == 0 ? torch::from_blob(bytes.data(), {n}, torch::kUInt8).clone()
                                               : torch::empty({n}, torch::kUInt8)};
-  impl_->wait(impl_->group->broadcast(data), "broadcast");
+  impl_->wait(impl_->group().broadcast(data), "broadcast");
   bytes.assign(reinterpret_cast<const char*>(data[0].data_ptr<uint8_t>()), size_t(n));
+  impl_->release_group_if_idle();
 }
 
 #else  // no Gloo in this build

@@ -132,7 +132,10 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& command, std::
   std::chrono::steady_clock::time_point deadline{};
   while (running > 0) {
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    // Until a rank fails, block: a launcher that polled would wake a few dozen times a second and preempt a rank
+    // each time (the ranks keep every core busy), stalling its lockstep partner too. A forwarded signal interrupts
+    // the wait (the handler is installed without SA_RESTART). After a failure, poll until the grace period ends.
+    const pid_t pid = ::waitpid(-1, &status, first_failed < 0 ? 0 : WNOHANG);
     if (pid > 0) {
       const int r = int(std::find(g_pids, g_pids + nproc, pid) - g_pids);
       if (r >= nproc) continue;
@@ -146,7 +149,8 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& command, std::
       continue;
     }
     if (pid < 0 && errno != EINTR) break;
-    if (first_failed >= 0 && std::chrono::steady_clock::now() > deadline)
+    if (first_failed < 0) continue;
+    if (std::chrono::steady_clock::now() > deadline)
       for (int i = 0; i < nproc; ++i)
         if (g_pids[i] > 0) ::kill(g_pids[i], SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
