@@ -25,8 +25,14 @@ Tensor LayerMaps::flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.si
 // instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The result is the same map (values differ only by
 // the convolution's summation order); the pooling indices are positions in each channel's plane whatever the
 // layout, so max_unpool2d and the switches are unchanged.
+namespace {
+bool channels_last_on_cpu(const Tensor& t) {
+  return t.dim() == 4 && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
+}
+}  // namespace
+
 Tensor LayerMaps::conv_input(const Tensor& in) {
-  if (in.dim() != 4 || !in.device().is_cpu() || in.scalar_type() != torch::kFloat) return in;
+  if (!channels_last_on_cpu(in)) return in;
   return in.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
@@ -81,11 +87,16 @@ void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, doub
     return;
   }
   const int64_t k = L.weight.size(2);
-  const Tensor up = unpool(L, g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1});
+  const Tensor up =
+      conv_input(unpool(L, g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1}));
   // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
   // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
-  // layer, batch 64, one thread). `out` stands in for the layer input (only its shape is read).
-  out.add_(std::get<0>(at::convolution_backward(up, out, L.weight, at::OptionalIntArrayRef{}, {1, 1},
+  // layer, batch 64, one thread). The input argument stands in for the layer input (only its shape and layout are
+  // read). Float32 goes channels-last, as in the forward: Debian 13's LibTorch 2.6 (oneDNN 3.7.2) returned a wrong
+  // float32 input gradient for NCHW tensors (batch 6, 4 -> 5 channels, 6x6, 3x3 kernel, padding 1: off by up to
+  // 18 against float64 autograd; channels-last: 4e-6), which EpRules.Float32ConvRelaxationMatchesFloat64 caught.
+  const Tensor shape = channels_last_on_cpu(out) ? at::empty_like(out, at::MemoryFormat::ChannelsLast) : out;
+  out.add_(std::get<0>(at::convolution_backward(up, shape, L.weight, at::OptionalIntArrayRef{}, {1, 1},
                                                 {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1,
                                                 {true, false, false})),
            alpha);
