@@ -173,6 +173,25 @@ TEST(EpRules, RandomSignIsADeterministicFunctionOfTheBatch) {
   EXPECT_EQ(fixed.batch_beta(torch::zeros({3}, torch::kLong)), -0.2);
 }
 
+// Backprop through a float32 conv net (the channels-last path) gives float64 autograd's gradients up to float32
+// rounding: every layer's weight gradient, so the input gradients between the conv layers are right too.
+TEST(EpRules, Float32ConvBackpropMatchesFloat64) {
+  auto net64 = make_conv("sigmoid4", "mse", 0.5, 23, {4, 5}, 12);
+  auto net32 = make_conv("sigmoid4", "mse", 0.5, 23, {4, 5}, 12);
+  net32->to(torch::kFloat32);
+  auto [x, y] = batch_for(net64, 6, 9, torch::kFloat64);
+  auto grads = [&](LayeredNet& net, const Tensor& xb) {
+    for (auto& p : net->parameters()) p.mutable_grad() = Tensor();
+    net->forward(xb).pow(2).sum().backward();
+    std::vector<Tensor> g;
+    for (auto& p : net->parameters()) g.push_back(p.grad().to(torch::kFloat64));
+    return g;
+  };
+  const auto g64 = grads(net64, x), g32 = grads(net32, x.to(torch::kFloat32));
+  ASSERT_EQ(g64.size(), g32.size());
+  for (size_t i = 0; i < g64.size(); ++i) EXPECT_LT(rel(g32[i], g64[i]), 1e-4) << "parameter " << i;
+}
+
 // float32 conv layers take the channels-last path inside the relaxation (layered_energy.cpp, conv_input); float64
 // keeps NCHW. The same network and batch in both precisions: same free states, same switches, same EP gradient
 // up to float32 rounding.

@@ -86,7 +86,11 @@ torch::Tensor LayeredNetImpl::apply_layer(size_t l, const torch::Tensor& input) 
   const Layer& layer = layers_.at(l);
   if (layer.kind == LayerKind::Linear) return linear(input, layer.weight, layer.bias);
   namespace F = torch::nn::functional;
-  auto z = F::conv2d(input, layer.weight, F::Conv2dFuncOptions().bias(layer.bias).padding(layer.padding));
+  // LayerMaps::conv_input: float32 on the CPU goes channels-last, as in the relaxation. Besides being oneDNN's fast
+  // path, it keeps backprop's input gradients right under Debian 13's LibTorch 2.6, whose float32 NCHW conv2d
+  // backward returned wrong input gradients (see LayerMaps::feedback_add).
+  auto z = F::conv2d(LayerMaps::conv_input(input), layer.weight,
+                     F::Conv2dFuncOptions().bias(layer.bias).padding(layer.padding));
   return LayerMaps::pool(layer, z, nullptr);
 }
 
