@@ -12,8 +12,8 @@
 #include <optional>
 #include <random>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bilevel/config/config.h"

@@ -20,17 +20,18 @@ LayerMaps::LayerMaps(const LayeredNetImpl& net) {
 
 Tensor LayerMaps::flat(const Tensor& t) { return t.dim() == 2 ? t : t.view({t.size(0), -1}); }
 
-// Channels-last (NHWC) for float32 on the CPU: for the relaxation's conv + max-pool (fmnist_conv_ep's second layer,
-// batch 64, one thread) LibTorch then takes its oneDNN convolution and its vectorised NHWC pooling: ~2.2 + 0.4 ms
-// instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The result is the same map (values differ only by
-// the convolution's summation order); the pooling indices are positions in each channel's plane whatever the
-// layout, so max_unpool2d and the switches are unchanged.
 namespace {
+// The tensors conv_input (and feedback_add's convolution) put in channels-last: 4-d float32 on the CPU.
 bool channels_last_on_cpu(const Tensor& t) {
   return t.dim() == 4 && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
 }
 }  // namespace
 
+// Channels-last (NHWC) for float32 on the CPU: for the relaxation's conv + max-pool (fmnist_conv_ep's second layer,
+// batch 64, one thread) LibTorch then takes its oneDNN convolution and its vectorised NHWC pooling: ~2.2 + 0.4 ms
+// instead of ~5.9 + 3.0 ms in NCHW, for a 0.05 ms layout copy. The result is the same map (values differ only by
+// the convolution's summation order); the pooling indices are positions in each channel's plane whatever the
+// layout, so max_unpool2d and the switches are unchanged.
 Tensor LayerMaps::conv_input(const Tensor& in) {
   if (!channels_last_on_cpu(in)) return in;
   return in.contiguous(at::MemoryFormat::ChannelsLast);
@@ -86,9 +87,7 @@ void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, doub
     kernels::cpu::split_addmm(o, flat(g), L.weight, 1.0, alpha);
     return;
   }
-  const int64_t k = L.weight.size(2);
-  const Tensor up =
-      conv_input(unpool(L, g, pool, {out.size(2) + 2 * L.padding - k + 1, out.size(3) + 2 * L.padding - k + 1}));
+  const Tensor up = conv_input(unpool(L, g, pool, conv_out_hw(L, out)));
   // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
   // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
   // layer, batch 64, one thread). The input argument stands in for the layer input (only its shape and layout are
