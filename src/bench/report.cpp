@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -141,6 +142,14 @@ Table read_metrics(const fs::path& path) {
   return t;
 }
 
+// The relaxation-cost columns (energy/sweep_stats.h) the summary reports.
+bool is_relaxation_column(const std::string& name) {
+  for (const char* phase : {"free_", "nudged_"})
+    if (name.rfind(phase, 0) == 0 && (name.find("_sweeps") != std::string::npos || name.find("_at_limit") != std::string::npos))
+      return true;
+  return name == "macs_ratio";
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -188,6 +197,14 @@ RunResult read_run(const fs::path& suite_dir, const RunRecord& record) {
     cumulative += secs >= 0 ? row[secs] : 0.0;
     r.curve_accuracy.push_back(acc >= 0 ? row[acc] : std::nan(""));
     r.curve_seconds.push_back(cumulative);
+  }
+  for (size_t c = 0; c < t.header.size(); ++c) {
+    const std::string& name = t.header[c];
+    if (!is_relaxation_column(name)) continue;
+    std::vector<double> v;
+    for (const auto& row : t.rows)
+      if (std::isfinite(row[c])) v.push_back(row[c]);
+    if (!v.empty()) r.relaxation.emplace_back(name, std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()));
   }
   const int cos = t.column("probe_cosine"), rel = t.column("probe_rel_error"), ep = t.column("epoch");
   if (cos >= 0 && rel >= 0) {
@@ -459,6 +476,39 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
       os << "| " << suite.entries[i].name << " |";
       for (size_t l = 0; l < L; ++l)
         os << " " << (l < stats[i].layer_cos_first.size() ? stats[i].layer_cos_first[l].show(4) : "–") << " |";
+      os << "\n";
+    }
+  }
+
+  // Relaxation cost: one column per cost figure any entry reported, in the order first met.
+  std::vector<std::string> cost_cols;
+  for (const auto& r : results)
+    for (const auto& kv : r.relaxation)
+      if (std::find(cost_cols.begin(), cost_cols.end(), kv.first) == cost_cols.end()) cost_cols.push_back(kv.first);
+  if (!cost_cols.empty()) {
+    os << "\n## Relaxation cost\n\n"
+          "Energy-based entries: sweeps per example of each phase (mean; `at_limit`: the fraction of examples that "
+          "ended the phase on its step limit), the histogram of sweeps per example (fractions of examples), and "
+          "`macs_ratio`, the multiply-adds of a step over backprop's on the same network with those sweeps (the "
+          "epoch-time ratio an implementation without overhead would reach). Means over epochs and seeds.\n\n| entry |";
+    for (const auto& c : cost_cols) os << " " << c << " |";
+    os << "\n|---|";
+    for (size_t c = 0; c < cost_cols.size(); ++c) os << "---|";
+    os << "\n";
+    for (const auto& entry : suite.entries) {
+      std::vector<Stat> col(cost_cols.size());
+      bool any = false;
+      for (const auto& r : results) {
+        if (r.record.entry != entry.name || r.record.status != "completed") continue;
+        for (const auto& kv : r.relaxation) {
+          const size_t i = size_t(std::find(cost_cols.begin(), cost_cols.end(), kv.first) - cost_cols.begin());
+          col[i].add(kv.second);
+          any = true;
+        }
+      }
+      if (!any) continue;
+      os << "| " << entry.name << " |";
+      for (const auto& c : col) os << " " << (c.empty() ? "–" : c.show(c.mean() >= 1 ? 1 : 3)) << " |";
       os << "\n";
     }
   }

@@ -1,7 +1,9 @@
 #include "bilevel/energy/energy_rule.h"
 
+#include "bilevel/energy/sweep_stats.h"
 #include "bilevel/registry.h"
 
+#include <cmath>
 #include <stdexcept>
 
 namespace bilevel {
@@ -65,6 +67,60 @@ void EnergyRule::output_stats(const LayeredEnergy& energy, StepStats& stats) con
   torch::Tensor out = energy.output(batch_, free_);
   stats.loss_sum = objective_->loss(out, batch_.labels).sum().item<double>();
   stats.correct = out.argmax(1).eq(batch_.labels).sum().item<int64_t>();
+}
+
+std::vector<std::string> EnergyRule::cost_columns(bool nudged) {
+  std::vector<std::string> c = sweep_columns("free");
+  if (nudged)
+    for (auto& n : sweep_columns("nudged")) c.push_back(n);
+  if (nudged) c.push_back("output_shift");
+  c.push_back("macs_ratio");
+  return c;
+}
+
+void EnergyRule::add_cost_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
+                                      const std::vector<const SolveStats*>& nudged, StepStats& stats) const {
+  const int64_t B = batch_.size;
+  add_sweep_diagnostics("free", {&free}, B, opt_.free_steps, opt_.tol, stats.diagnostics);
+  double nudged_mean = 0.0;
+  if (!nudged.empty()) {
+    add_sweep_diagnostics("nudged", nudged, B, opt_.nudged_steps, opt_.tol, stats.diagnostics);
+    nudged_mean = stats.diagnostics["nudged_sweeps"];
+  }
+  const double ep = ep_step_macs(energy, stats.diagnostics["free_sweeps"], nudged_mean, int64_t(nudged.size()));
+  stats.diagnostics["macs_ratio"] = ep / backprop_step_macs(energy);
+}
+
+void EnergyRule::add_output_shift(const LayeredEnergy& energy, const EnergyState& nudged, double beta,
+                                  StepStats& stats) const {
+  torch::NoGradGuard no_grad;
+  const double b = std::abs(beta) > 0.0 ? std::abs(beta) : 1.0;
+  const torch::Tensor d = energy.output(batch_, nudged) - energy.output(batch_, free_);
+  stats.diagnostics["output_shift"] = d.abs().mean().item<double>() / b;
+}
+
+std::vector<std::string> EnergyRule::epoch_warnings(const std::vector<double>& diagnostics) const {
+  std::vector<std::string> out;
+  const auto names = diagnostic_columns();
+  auto value = [&](const std::string& name) {
+    for (size_t i = 0; i < names.size() && i < diagnostics.size(); ++i)
+      if (names[i] == name) return diagnostics[i];
+    return std::nan("");
+  };
+  const double limit = value("free_at_limit");
+  if (limit > 0.5 && !cancels_free_drift())
+    out.push_back(std::to_string(int(std::lround(100 * limit))) + "% of the examples ended the free phase on its step "
+                  "limit (solver.free_steps: " + std::to_string(opt_.free_steps) + ") with their states still "
+                  "moving, and this estimator takes what they move during the nudged phase, divided by beta, for "
+                  "gradient; deeper or wider networks learn with rule.name: ep_symmetric (its two nudged phases "
+                  "cancel that drift to first order) or with a free phase that settles (solver.name: layerwise, "
+                  "solver.init: feedforward, more solver.free_steps; configs/fmnist_mlp_ep_deep.yaml)");
+  const double shift = value("output_shift");
+  if (shift < 1e-3)
+    out.push_back("the nudged phase barely moves the output (mean |s^β − s^0| / |β| = " + std::to_string(shift) +
+                  "): the states are saturated, so the rule gets almost no learning signal; lower the initial "
+                  "weights (model.init_gain), the learning rate, or raise rule.beta");
+  return out;
 }
 
 const EnergyState& EnergyRule::relax_free(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y,

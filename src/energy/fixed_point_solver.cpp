@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "bilevel/energy/compact_relaxation.h"
 #include "bilevel/kernels/elementwise.h"
 
 namespace bilevel {
@@ -11,6 +12,8 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
                                    const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
   if (use_fused_relaxation(kernel_, energy, batch, nudge)) return fused_relaxation(energy, batch, st, nudge, max_steps, tol);
+  if (use_compact_relaxation(kernel_, batch, tol))
+    return compact_relaxation(energy, batch, st, nudge, max_steps, tol, SweepSchedule::Jacobi);
   const int64_t S = energy.num_states();
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;
   if (clamped) {

@@ -52,8 +52,9 @@ int64_t coupling_floats(const LayeredEnergy& energy) {
 RelaxKernel relax_kernel_from_name(const std::string& name) {
   if (name == "auto") return RelaxKernel::Auto;
   if (name == "fused") return RelaxKernel::Fused;
+  if (name == "compact") return RelaxKernel::Compact;
   if (name == "generic") return RelaxKernel::Generic;
-  throw std::invalid_argument("unknown relaxation kernel '" + name + "' (expected auto, fused or generic)");
+  throw std::invalid_argument("unknown relaxation kernel '" + name + "' (expected auto, fused, compact or generic)");
 }
 
 bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& batch, const Nudge& nudge) {
@@ -77,8 +78,16 @@ bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& 
 
 bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const EnergyBatch& batch,
                           const Nudge& nudge) {
-  if (choice == RelaxKernel::Generic || !fused_relaxation_supported(energy, batch, nudge)) return false;
+  if (choice == RelaxKernel::Generic || choice == RelaxKernel::Compact ||
+      !fused_relaxation_supported(energy, batch, nudge))
+    return false;
   return choice == RelaxKernel::Fused || coupling_floats(energy) <= kAutoCouplingLimit;
+}
+
+bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol) {
+  if (choice == RelaxKernel::Compact) return true;
+  if (choice != RelaxKernel::Auto) return false;
+  return !(batch.drive1.defined() && batch.drive1.is_cuda() && tol == 0.0);
 }
 
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
@@ -129,19 +138,22 @@ SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batc
     p.onehot = batch.onehot.data_ptr<float>();
     p.classes = batch.onehot.size(1);
   }
+  SolveStats stats;
+  stats.row_steps = torch::zeros({p.batch}, torch::kLong);
+  p.row_steps = stats.row_steps.data_ptr<int64_t>();
   if (batch.drive1.is_cuda()) {
     // The CUDA twin: every example through all sweeps in one kernel launch (the pointers above are device ones).
 #if BILEVEL_WITH_CUDA
     const cpu::RelaxStats r = kernels::cuda::dense_relax(p, state.data(), scratch.data(), batch.drive1.device());
-    SolveStats gpu;
-    gpu.residual = double(r.residual);
-    gpu.steps = r.steps;
-    return gpu;
+    stats.residual = double(r.residual);
+    stats.steps = r.steps;
+    stats.at_limit = r.at_limit;
+    return stats;
 #else
     throw std::logic_error("fused relaxation: this build has no CUDA kernels");
 #endif
   }
-  SolveStats stats;
+  stats.at_limit = 0;
   std::mutex merge;
   // Rows are independent, so they run on LibTorch's threads with no synchronisation between sweeps. Rows stop at
   // different sweeps (early stopping), so a fixed half of the batch per thread leaves one thread waiting for the
@@ -155,10 +167,12 @@ SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batc
           cpu::dense_relax_rows(p, state.data(), scratch.data(), begin, std::min(p.batch, begin + kRowsPerTake));
       mine.residual = std::max(mine.residual, r.residual);
       mine.steps = std::max(mine.steps, r.steps);
+      mine.at_limit += r.at_limit;
     }
     std::lock_guard<std::mutex> lock(merge);
     stats.residual = std::max(stats.residual, double(mine.residual));
     stats.steps = std::max(stats.steps, mine.steps);
+    stats.at_limit += mine.at_limit;
   });
   return stats;
 }

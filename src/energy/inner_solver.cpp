@@ -12,7 +12,7 @@ namespace bilevel {
 std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel) {
   const RelaxKernel k = relax_kernel_from_name(kernel);
   if (name == "fixed_point") return std::make_unique<FixedPointSolver>(k);
-  if (name == "layerwise") return std::make_unique<LayerwiseSolver>();
+  if (name == "layerwise") return std::make_unique<LayerwiseSolver>(k);
   throw std::invalid_argument("unknown solver '" + name + "' (expected fixed_point or layerwise)");
 }
 
@@ -44,21 +44,30 @@ std::vector<KeySpec> sweep_keys() {
 Registry<InnerSolver>& inner_solvers() {
   static Registry<InnerSolver> registry("inner solver", [](Registry<InnerSolver>& r) {
     auto kernel = component_key("kernel", ValueType::String, "auto",
-                                "on the CPU: fused = relax fully connected float32 networks in one fused kernel per "
-                                "block of examples (same dynamics; tol then applies per example), generic = LibTorch "
-                                "operators, auto = fused where it applies and the weights above the input layer fit "
-                                "in cache");
-    kernel.choices = {"auto", "fused", "generic"};
+                                "fused = relax fully connected float32 networks in one fused kernel per block of "
+                                "examples; compact = sweeps as matrix products over the examples still relaxing, "
+                                "each example stopping at its own fixed point (any network); generic = LibTorch "
+                                "operators on the whole batch, which stops together; auto = fused where the weights "
+                                "above the input layer fit in cache, else compact (generic on a GPU with tol = 0). "
+                                "Same dynamics; fused and compact apply tol per example");
+    kernel.choices = {"auto", "fused", "compact", "generic"};
     std::vector<KeySpec> fixed_point_keys = sweep_keys();
     fixed_point_keys.push_back(kernel);
+    auto lw_kernel = component_key("kernel", ValueType::String, "auto",
+                                   "compact = even/odd sweeps over the examples still relaxing, each stopping at its "
+                                   "own fixed point; generic = the whole batch, stopping together; auto = compact "
+                                   "(generic on a GPU with tol = 0)");
+    lw_kernel.choices = {"auto", "compact", "generic"};
+    std::vector<KeySpec> layerwise_keys = sweep_keys();
+    layerwise_keys.push_back(lw_kernel);
     r.add({"fixed_point", "synchronous fixed-point dynamics s ← ρ(−∂E/∂s + s) of every layer at once",
            fixed_point_keys},
           [](const ExperimentConfig& cfg) {
             return make_solver("fixed_point", cfg.get<std::string>("solver.kernel"));
           });
     r.add({"layerwise", "layer-wise exact minimisation: even layers, then odd (block coordinate descent)",
-           sweep_keys()},
-          [](const ExperimentConfig&) { return make_solver("layerwise"); });
+           layerwise_keys},
+          [](const ExperimentConfig& cfg) { return make_solver("layerwise", cfg.get<std::string>("solver.kernel")); });
   });
   return registry;
 }

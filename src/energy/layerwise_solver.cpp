@@ -1,15 +1,24 @@
 #include "bilevel/energy/layerwise_solver.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
+#include "bilevel/energy/compact_relaxation.h"
 #include "bilevel/kernels/elementwise.h"
 
 namespace bilevel {
 
+LayerwiseSolver::LayerwiseSolver(RelaxKernel kernel) : kernel_(kernel) {
+  if (kernel == RelaxKernel::Fused)
+    throw std::invalid_argument("solver 'layerwise' has no fused kernel (solver.kernel: auto, compact or generic)");
+}
+
 SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                                   const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
+  if (use_compact_relaxation(kernel_, batch, tol))
+    return compact_relaxation(energy, batch, st, nudge, max_steps, tol, SweepSchedule::EvenOdd);
   const int64_t S = energy.num_states();
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;
   if (clamped) st.s[S - 1].copy_(batch.onehot);

@@ -2,12 +2,15 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include "bilevel/energy/neuron.h"
 #include "bilevel/kernels/config.h"
+#include "bilevel/kernels/cpu/dense_relax.h"
 #include "bilevel/kernels/cpu/elementwise_twins.h"
 #include "check_tensors.h"
 #include "cuda_entries.h"
@@ -54,6 +57,41 @@ double state_cpu(Tensor& v, const Tensor& s_old, ActParams h) {
   T r = T(0);
   for (T p : partial) r = max_keep_nan(r, p);
   return double(r);
+}
+
+// The vectorised CPU epilogue's activation for h, when it has one.
+bool dense_act(const ActParams& h, bilevel::cpu::Act& act, float& lo, float& hi) {
+  switch (h.kind) {
+    case Act::Identity: act = bilevel::cpu::Act::Identity; return true;
+    case Act::Sigmoid: act = bilevel::cpu::Act::Sigmoid; return true;
+    case Act::Tanh: act = bilevel::cpu::Act::Tanh; return true;
+    case Act::Clip: act = bilevel::cpu::Act::Clamp, lo = float(h.lo), hi = float(h.hi); return true;
+    default: return false;
+  }
+}
+
+template <class T>
+void state_rows_cpu(Tensor& v, const Tensor& s_old, ActParams h, Tensor& change, const Tensor& s_older,
+                    Tensor* change_older) {
+  const int64_t rows = v.size(0), n = rows > 0 ? v.numel() / rows : 0;
+  T* pv = v.data_ptr<T>();
+  const T* ps = s_old.data_ptr<T>();
+  T* pc = change.data_ptr<T>();
+  const T* po = s_older.defined() ? s_older.data_ptr<T>() : nullptr;
+  T* pco = po ? change_older->data_ptr<T>() : nullptr;
+  bilevel::cpu::Act act{};
+  float lo = 0.0f, hi = 0.0f;
+  const bool dense = std::is_same_v<T, float> && dense_act(h, act, lo, hi);
+  const int64_t grain = std::max<int64_t>(1, kCpuGrain / std::max<int64_t>(n, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (dense)
+        return bilevel::cpu::finish_rows(act, lo, hi, pv + b * n, ps + b * n, e - b, n, pc + b,
+                                         po ? po + b * n : nullptr, po ? pco + b : nullptr);
+    }
+    cpu::state_update_rows(pv + b * n, ps + b * n, e - b, n, h, pc + b, po ? po + b * n : nullptr,
+                           po ? pco + b : nullptr);
+  });
 }
 
 }  // namespace
@@ -118,6 +156,30 @@ double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
 #endif
   }
   return v.scalar_type() == torch::kFloat ? state_cpu<float>(v, s_old, h) : state_cpu<double>(v, s_old, h);
+}
+
+void state_update_rows_(Tensor& v, const Tensor& s_old, ActParams h, Tensor& change, const Tensor& s_older,
+                        Tensor* change_older) {
+  if (s_older.defined()) check_tensors("state_update_rows_", {{"v", &v}, {"s_old", &s_old}, {"s_older", &s_older}});
+  else check_tensors("state_update_rows_", {{"v", &v}, {"s_old", &s_old}});
+  check_act("state_update_rows_", h);
+  auto check_rows = [&](const Tensor* c, const char* name) {
+    if (v.dim() < 1 || !c || !c->defined() || c->dim() != 1 || c->size(0) != v.size(0) ||
+        c->scalar_type() != v.scalar_type() || c->device() != v.device() || !c->is_contiguous())
+      throw std::invalid_argument(std::string("bilevel::kernels::state_update_rows_: argument '") + name +
+                                  "' must be a contiguous [" + std::to_string(v.dim() ? v.size(0) : 0) +
+                                  "] tensor of v's dtype and device");
+  };
+  check_rows(&change, "change");
+  if (s_older.defined()) check_rows(change_older, "change_older");
+  if (v.is_cuda()) {
+#if BILEVEL_WITH_CUDA
+    cuda::state_update_rows(v, s_old, h, change, s_older, change_older);
+#endif
+    return;
+  }
+  if (v.scalar_type() == torch::kFloat) state_rows_cpu<float>(v, s_old, h, change, s_older, change_older);
+  else state_rows_cpu<double>(v, s_old, h, change, s_older, change_older);
 }
 
 }  // namespace bilevel::kernels

@@ -11,6 +11,18 @@
 #include "bilevel/nn/linear.h"
 
 namespace bilevel {
+
+int64_t layer_macs(const Layer& layer) {
+  const auto ws = layer.weight.sizes().vec();
+  const int64_t O = ws[0], K = layer.weight.numel() / O;
+  int64_t positions = 1;
+  if (layer.kind == LayerKind::Conv) {
+    const int64_t k = ws[2];
+    positions = (layer.in_shape[1] + 2 * layer.padding - k + 1) * (layer.in_shape[2] + 2 * layer.padding - k + 1);
+  }
+  return positions * O * K;
+}
+
 namespace {
 
 int64_t numel(const std::vector<int64_t>& shape) {

@@ -93,12 +93,7 @@ std::vector<LayerSummary> summarize(const LayeredNetImpl& net, const Quantizatio
                    : std::to_string(K) + "→" + std::to_string(O);
     s.weights = layer.weight.numel();
     s.params = s.weights + layer.bias.numel();
-    int64_t positions = 1;
-    if (conv) {
-      const int64_t k = ws[2];
-      positions = (layer.in_shape[1] + 2 * layer.padding - k + 1) * (layer.in_shape[2] + 2 * layer.padding - k + 1);
-    }
-    s.macs = positions * O * K;
+    s.macs = layer_macs(layer);
     s.float_bytes = 4 * s.params;
     int64_t extra = 0;
     if (quant && quant->quantized(l)) {

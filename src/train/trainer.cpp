@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <optional>
 
@@ -43,6 +44,14 @@ EvalResult evaluate(LearningRule& rule, LayeredNet& net, const Dataset& data, in
 }
 
 namespace {
+// A warning's text without its figures: the same warning in a later epoch has the same key.
+std::string without_digits(const std::string& s) {
+  std::string out;
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c))) out += c;
+  return out;
+}
+
 unsigned local_stop_flags() {
   return (stop_requested() ? kStopInterrupt : 0u) | (preempt_requested() ? kStopPreempt : 0u);
 }
@@ -260,6 +269,12 @@ TrainProgress Trainer::run(TrainProgress progress) {
                    epochs, row[1], row[2], test.loss, test.accuracy, seconds);
     for (size_t i = 0; i < diag_names.size(); ++i)
       spdlog::debug("epoch {} {} = {}", epoch + 1, diag_names[i], diag_sums[i] / double(batches.count()));
+    if (writer_) {
+      std::vector<double> means;
+      for (double d : diag_sums) means.push_back(d / double(batches.count()));
+      for (const auto& w : x_.rule->epoch_warnings(means))
+        if (warned_.insert(without_digits(w)).second) spdlog::warn("epoch {}: {}", epoch + 1, w);
+    }
 
     crash_point("epoch_end", std::to_string(epoch + 1));
     if (writer_ && ((epoch + 1) % cfg.checkpoint_every == 0 || epoch + 1 == epochs)) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct RunResult {
     std::vector<double> layer_cosine, layer_norm_ratio;
   };
   std::optional<Probe> first_probe, last_probe;
+  // The relaxation's cost columns of the EP family (energy/sweep_stats.h: free_sweeps, nudged_sweeps, their
+  // at_limit fractions and histograms, macs_ratio), each the mean over the run's epochs; empty for other rules.
+  std::vector<std::pair<std::string, double>> relaxation;
   // Test accuracy per epoch and the cumulative epoch_seconds at its end (for the plots).
   std::vector<double> curve_accuracy, curve_seconds;
 };

@@ -16,7 +16,8 @@
 
 namespace bilevel {
 
-// Hyperparameters of the EP family (config keys in src/config/schema_energy.cpp).
+// Hyperparameters of the EP family (config keys: the rules' and solvers' registrations, src/rules/ep_family_registry.cpp
+// and src/energy/inner_solver.cpp).
 struct EnergyRuleOptions {
   std::string solver = "fixed_point";  // solver.name
   std::string kernel = "auto";         // solver.kernel
@@ -42,6 +43,11 @@ class EnergyRule : public LearningRule {
  public:
   torch::Tensor predict(LayeredNet& net, const torch::Tensor& x) override;
   const EnergyRuleOptions& options() const { return opt_; }
+  // Warns when most examples end the free phase on the step limit (free_at_limit > ½) under an estimator that
+  // takes the free states' remaining drift for gradient (one-sided EP, CHL; not symmetric EP, whose two nudged
+  // phases cancel it to first order), and when the nudge does not move the output (output_shift < 1e-3:
+  // saturated states give no learning signal).
+  std::vector<std::string> epoch_warnings(const std::vector<double>& diagnostics) const override;
   const InnerSolver& solver() const { return *solver_; }
 
   // The free phase for a batch, exposed for tests and analysis: relaxes the rule's free state and returns it.
@@ -50,6 +56,8 @@ class EnergyRule : public LearningRule {
 
  protected:
   EnergyRule(std::unique_ptr<Objective> objective, EnergyRuleOptions options);
+  // Whether the estimate cancels, to first order, what the free phase left unsettled (symmetric EP).
+  virtual bool cancels_free_drift() const { return false; }
 
   // The energy view of `net` (cheap; built per call because the trainer may pass any net).
   LayeredEnergy energy_of(LayeredNet& net) const;
@@ -59,6 +67,16 @@ class EnergyRule : public LearningRule {
   SolveStats nudged_phase(const LayeredEnergy& energy, EnergyState& st, const Nudge& nudge);
   // loss_sum and correct at the free equilibrium.
   void output_stats(const LayeredEnergy& energy, StepStats& stats) const;
+  // The relaxation's cost columns (energy/sweep_stats.h): the free phase's sweeps, the nudged phases' when
+  // `nudged`, and macs_ratio (the step's multiply-adds over backprop's with the measured sweeps).
+  static std::vector<std::string> cost_columns(bool nudged);
+  // With `nudged`, also output_shift: the mean over examples and units of |s_S^β − s_S^0| / |β| (cross_entropy:
+  // of the read-out logits), how far the nudge moves the output.
+  // Adds them to stats.diagnostics for a step with the given solves (nudged empty: a rule without nudged phases).
+  void add_cost_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
+                            const std::vector<const SolveStats*>& nudged, StepStats& stats) const;
+  // Adds output_shift for a nudged state (see cost_columns).
+  void add_output_shift(const LayeredEnergy& energy, const EnergyState& nudged, double beta, StepStats& stats) const;
 
   EnergyRuleOptions opt_;
   std::shared_ptr<InnerSolver> solver_;

@@ -18,10 +18,13 @@
 
 namespace bilevel {
 
-// solver.kernel: `auto` takes the fused path where it applies and is expected to be faster (float32 on the CPU or
-// on a GPU in a CUDA build, fully connected states, coupling weights above the input layer small enough to stay in cache: up to 32 Ki
-// floats, e.g. 784-512-10); `fused` takes it wherever it applies; `generic` never.
-enum class RelaxKernel { Auto, Fused, Generic };
+// solver.kernel: `fused` takes the fused kernel wherever it applies (float32, fully connected states, CPU or a GPU
+// in a CUDA build); `compact` the compact relaxation (compact_relaxation.h: per-example stop, products over the
+// examples still relaxing, any network); `generic` LibTorch operators on the whole batch, which stops together;
+// `auto` the one expected to be fastest: fused for small coupling weights (up to kAutoCouplingLimit floats above
+// the input layer, e.g. 784-512-10), where a row's states and weights stay in cache, compact otherwise; on a GPU
+// with tol = 0 the whole-batch path, which needs no host synchronisation inside a phase.
+enum class RelaxKernel { Auto, Fused, Compact, Generic };
 RelaxKernel relax_kernel_from_name(const std::string& name);  // throws std::invalid_argument
 
 // Whether the fused path can relax this energy and batch at all (not whether it is faster).
@@ -29,6 +32,8 @@ bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& 
 // Whether `choice` selects the fused path for this problem.
 bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const EnergyBatch& batch,
                           const Nudge& nudge);
+// Whether `choice`, when the fused path is not taken, selects the compact relaxation over the whole-batch one.
+bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol);
 
 // Relaxes st (from its current states); requires fused_relaxation_supported(). Clamp nudges fix s_S first.
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,

@@ -19,6 +19,12 @@ namespace bilevel {
 struct SolveStats {
   double residual = 0.0;  // r at the last sweep
   int64_t steps = 0;      // sweeps performed
+  // Sweeps each example ran (int64 [B] on the CPU), where the path stops examples one by one (the fused and the
+  // compact relaxations); undefined where the whole batch stops together (every example then ran `steps`).
+  torch::Tensor row_steps;
+  // Examples that ran out of sweeps: their last sweep still changed them by at least tol (tol > 0) or at all
+  // (tol = 0). −1 where the path does not count them.
+  int64_t at_limit = -1;
 };
 
 class InnerSolver {

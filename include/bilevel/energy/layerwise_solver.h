@@ -16,15 +16,22 @@
 //     is linear, and its steps are exact.
 #pragma once
 
+#include "bilevel/energy/fused_relaxation.h"
 #include "bilevel/energy/inner_solver.h"
 
 namespace bilevel {
 
+// solver.kernel: compact (and auto, but on a GPU with tol = 0) runs the schedule in the compact relaxation
+// (compact_relaxation.h: per-example stop); generic on the whole batch, which stops together. No fused kernel.
 class LayerwiseSolver final : public InnerSolver {
  public:
+  explicit LayerwiseSolver(RelaxKernel kernel = RelaxKernel::Auto);
   std::string name() const override { return "layerwise"; }
   SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st, const Nudge& nudge,
                    int64_t max_steps, double tol) const override;
+
+ private:
+  RelaxKernel kernel_;
 };
 
 }  // namespace bilevel

@@ -40,4 +40,15 @@ DyadTensors dyad_update(const torch::Tensor& u, const torch::Tensor& f, double a
 // empty, NaN when a change is NaN). The same result as  finish_(v); (v − s_old).abs().max().
 double state_update_(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
 
+// The same epilogue per example, for the compact relaxation (energy/compact_relaxation.h): v and s_old are
+// [rows, ...] (the trailing dimensions are one row), change is [rows] of their dtype and device. v ← h(v) in place
+// and change[r] ← max(change[r], max over row r of |h(v) − s_old|); a NaN change makes change[r] NaN for good. No
+// host synchronisation. On the CPU, float32 rows with the energy neurons' activations (identity, clip, sigmoid,
+// tanh) take the vectorised code of the fused relaxation (bilevel/kernels/cpu/dense_relax.h, a few ulps from
+// LibTorch's); other cases the CPU twin; CUDA tensors one kernel launch with one block per row.
+// With s_older defined (v's shape) the same pass also folds max |h(v) − s_older| into change_older ([rows]): the
+// compact relaxation's period-2 test (a row whose state equals the one two sweeps back alternates from then on).
+void state_update_rows_(torch::Tensor& v, const torch::Tensor& s_old, ActParams h, torch::Tensor& change,
+                        const torch::Tensor& s_older = {}, torch::Tensor* change_older = nullptr);
+
 }  // namespace bilevel::kernels

@@ -46,6 +46,10 @@ struct Layer {
   std::vector<int64_t> out_shape;  // per example, after pooling
 };
 
+// Multiply-adds of the layer's linear map for one example (conv: output positions before pooling × out
+// channels × in channels × k²).
+int64_t layer_macs(const Layer& layer);
+
 class LayeredNetImpl : public torch::nn::Module {
  public:
   // input_shape = {C, H, W}; activate_output: whether ρ is applied to the output layer.

@@ -39,6 +39,7 @@ class EquilibriumPropagation final : public EnergyRule {
   double batch_beta(const torch::Tensor& y) const;
 
  private:
+  bool cancels_free_drift() const override { return estimator_ == Estimator::Symmetric; }
   Estimator estimator_;
   EnergyState nudged_, nudged_neg_;
 };

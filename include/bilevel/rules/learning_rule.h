@@ -34,6 +34,12 @@ class LearningRule {
   virtual torch::Tensor predict(LayeredNet& net, const torch::Tensor& x) = 0;
   // Names of the diagnostics train_step reports, in column order.
   virtual std::vector<std::string> diagnostic_columns() const { return {}; }
+  // Warnings about an epoch whose diagnostics (epoch means, in diagnostic_columns() order) say the rule cannot
+  // learn with its settings; the trainer logs each distinct one once per run.
+  virtual std::vector<std::string> epoch_warnings(const std::vector<double>& diagnostics) const {
+    (void)diagnostics;
+    return {};
+  }
   const Objective& objective() const { return *objective_; }
 
   // Called by the trainer before each train_step: the 0-based epoch and batch. A rule that needs randomness

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ class Trainer {
   Experiment& x_;
   RunDir run_;
   bool writer_ = true;  // rank 0 (or alone): owns the run directory
+  std::set<std::string> warned_;  // the rule's epoch warnings already logged (without their figures)
   bool preempted_ = false;
 };
 

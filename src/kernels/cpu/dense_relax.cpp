@@ -7,6 +7,7 @@ namespace bilevel::cpu {
 namespace avx2 {
 RelaxStats dense_relax_rows(const DenseRelaxProblem&, float* const*, float* const*, int64_t, int64_t);
 void apply_activation(Act, float, float, float*, int64_t);
+void finish_rows(Act, float, float, float*, const float*, int64_t, int64_t, float*, const float*, float*);
 }  // namespace avx2
 
 namespace {
@@ -24,6 +25,11 @@ RelaxStats dense_relax_rows(const DenseRelaxProblem& p, float* const* state, flo
 void apply_activation(Act act, float lo, float hi, float* v, int64_t n) {
   cpu_has_avx2() ? avx2::apply_activation(act, lo, hi, v, n) : generic::apply_activation(act, lo, hi, v, n);
 }
+void finish_rows(Act act, float lo, float hi, float* v, const float* old, int64_t rows, int64_t n, float* change,
+                 const float* older, float* change_older) {
+  cpu_has_avx2() ? avx2::finish_rows(act, lo, hi, v, old, rows, n, change, older, change_older)
+                 : generic::finish_rows(act, lo, hi, v, old, rows, n, change, older, change_older);
+}
 const char* dense_relax_isa() { return cpu_has_avx2() ? "avx2" : "generic"; }
 #else
 RelaxStats dense_relax_rows(const DenseRelaxProblem& p, float* const* state, float* const* scratch, int64_t begin,
@@ -32,6 +38,10 @@ RelaxStats dense_relax_rows(const DenseRelaxProblem& p, float* const* state, flo
 }
 void apply_activation(Act act, float lo, float hi, float* v, int64_t n) {
   generic::apply_activation(act, lo, hi, v, n);
+}
+void finish_rows(Act act, float lo, float hi, float* v, const float* old, int64_t rows, int64_t n, float* change,
+                 const float* older, float* change_older) {
+  generic::finish_rows(act, lo, hi, v, old, rows, n, change, older, change_older);
 }
 const char* dense_relax_isa() { return "generic"; }
 #endif

@@ -267,6 +267,7 @@ RelaxStats relax_rows(const DenseRelaxProblem& p, float* const* state, float* co
     for (int64_t k = 0; k < S; ++k) cur[k] = state[k] + r * p.width[k], nxt[k] = scratch[k] + r * p.width[k];
     const float* onehot = p.onehot ? p.onehot + r * p.classes : nullptr;
     float residual = 0.0f;
+    bool settled = false;
     int64_t t = 1;
     for (; t <= p.max_steps; ++t) {
       // The change is measured at every sweep: a sweep that changes no state of the row has reached an exact
@@ -333,7 +334,10 @@ RelaxStats relax_rows(const DenseRelaxProblem& p, float* const* state, float* co
         std::swap(cur[k], nxt[k]);
       }
       residual = change;
-      if (change == 0.0f || (p.tol > 0.0f && change < p.tol)) break;
+      if (change == 0.0f || (p.tol > 0.0f && change < p.tol)) {
+        settled = true;
+        break;
+      }
     }
     // Rows whose last sweep landed in the scratch buffers are copied home.
     for (int64_t k = 0; k < S; ++k) {
@@ -342,6 +346,8 @@ RelaxStats relax_rows(const DenseRelaxProblem& p, float* const* state, float* co
     }
     out.residual = std::max(out.residual, residual);
     out.steps = std::max(out.steps, std::min(t, p.max_steps));
+    if (!settled) ++out.at_limit;
+    if (p.row_steps) p.row_steps[r] = std::min(t, p.max_steps);
   }
   return out;
 }
@@ -371,6 +377,64 @@ void apply_activation(Act act, float lo, float hi, float* v, int64_t n) {
   };
   switch (act) {
     case Act::Identity: return;
+    case Act::Clamp: return run(std::integral_constant<Act, Act::Clamp>{});
+    case Act::Sigmoid: return run(std::integral_constant<Act, Act::Sigmoid>{});
+    case Act::Tanh: return run(std::integral_constant<Act, Act::Tanh>{});
+  }
+}
+
+// Folds a row's maximum (with its NaN flag) into a running per-row maximum that keeps NaN.
+inline void fold_change(float ch, bool nan, float& into) {
+  if (nan) ch = std::numeric_limits<float>::quiet_NaN();
+  if (into == into && !(ch <= into)) into = ch;
+}
+
+void finish_rows(Act act, float lo, float hi, float* v, const float* old, int64_t rows, int64_t n, float* change,
+                 const float* older, float* change_older) {
+  auto run = [&](auto tag) {
+    constexpr Act A = decltype(tag)::value;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* vr = v + r * n;
+      const float* orow = old + r * n;
+      const float* o2 = older ? older + r * n : nullptr;
+      float ch = 0.0f, ch2 = 0.0f;
+      bool nan = false, nan2 = false;
+      int64_t i = 0;
+#ifdef BILEVEL_LANES8
+      const __m256 lo8 = _mm256_set1_ps(lo), hi8 = _mm256_set1_ps(hi);
+      __m256 ch8 = _mm256_setzero_ps(), nan8 = _mm256_setzero_ps();
+      __m256 c28 = _mm256_setzero_ps(), n28 = _mm256_setzero_ps();
+      for (; i + 8 <= n; i += 8) {
+        const __m256 d = activate_lanes<A>(i, orow, vr, lo8, hi8);
+        ch8 = _mm256_max_ps(ch8, d);
+        nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(d, d, _CMP_UNORD_Q));
+        if (o2) {
+          const __m256 d2 = lanes::abs(_mm256_sub_ps(_mm256_loadu_ps(vr + i), _mm256_loadu_ps(o2 + i)));
+          c28 = _mm256_max_ps(c28, d2);
+          n28 = _mm256_or_ps(n28, _mm256_cmp_ps(d2, d2, _CMP_UNORD_Q));
+        }
+      }
+      ch = lanes::hmax(ch8);
+      nan = _mm256_movemask_ps(nan8) != 0;
+      ch2 = lanes::hmax(c28);
+      nan2 = _mm256_movemask_ps(n28) != 0;
+#endif
+      for (; i < n; ++i) {
+        const float d = activate_lanes<A>(i, orow, vr, lo, hi);
+        if (d != d) nan = true;
+        ch = std::max(ch, d);
+        if (o2) {
+          const float d2 = std::fabs(vr[i] - o2[i]);
+          if (d2 != d2) nan2 = true;
+          ch2 = std::max(ch2, d2);
+        }
+      }
+      fold_change(ch, nan, change[r]);
+      if (o2) fold_change(ch2, nan2, change_older[r]);
+    }
+  };
+  switch (act) {
+    case Act::Identity: return run(std::integral_constant<Act, Act::Identity>{});
     case Act::Clamp: return run(std::integral_constant<Act, Act::Clamp>{});
     case Act::Sigmoid: return run(std::integral_constant<Act, Act::Sigmoid>{});
     case Act::Tanh: return run(std::integral_constant<Act, Act::Tanh>{});

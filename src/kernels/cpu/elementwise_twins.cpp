@@ -43,6 +43,21 @@ T state_dispatch(T* v, const T* s_old, int64_t n, ActParams h) {
   return state_loop<T, Act::Identity>(v, s_old, n, h);
 }
 
+template <class T>
+void state_rows(T* v, const T* s_old, int64_t rows, int64_t n, ActParams h, T* change, const T* s_older,
+                T* change_older) {
+  for (int64_t r = 0; r < rows; ++r) {
+    change[r] = max_keep_nan(change[r], state_dispatch(v + r * n, s_old + r * n, n, h));
+    if (!s_older) continue;
+    T m = T(0);
+    for (int64_t j = 0; j < n; ++j) {
+      const T d = v[r * n + j] - s_older[r * n + j];
+      m = max_keep_nan(m, d < T(0) ? -d : d);
+    }
+    change_older[r] = max_keep_nan(change_older[r], m);
+  }
+}
+
 template <class T, Act K>
 void dyad_fixed(const T* u, const T* f, T* delta, T* sbar, int64_t n, T alpha, ActParams rho) {
   rho.kind = K;
@@ -76,5 +91,13 @@ void dyad_update(const double* u, const double* f, double* delta, double* sbar, 
 }
 float state_update(float* v, const float* s_old, int64_t n, ActParams h) { return state_dispatch(v, s_old, n, h); }
 double state_update(double* v, const double* s_old, int64_t n, ActParams h) { return state_dispatch(v, s_old, n, h); }
+void state_update_rows(float* v, const float* s_old, int64_t rows, int64_t n, ActParams h, float* change,
+                       const float* s_older, float* change_older) {
+  state_rows(v, s_old, rows, n, h, change, s_older, change_older);
+}
+void state_update_rows(double* v, const double* s_old, int64_t rows, int64_t n, ActParams h, double* change,
+                       const double* s_older, double* change_older) {
+  state_rows(v, s_old, rows, n, h, change, s_older, change_older);
+}
 
 }  // namespace bilevel::kernels::cpu

@@ -57,4 +57,22 @@ double state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h) {
   return residual.item<double>();  // synchronises with the stream
 }
 
+void state_update_rows(torch::Tensor& v, const torch::Tensor& s_old, ActParams h, torch::Tensor& change,
+                       const torch::Tensor& s_older, torch::Tensor* change_older) {
+  const c10::cuda::CUDAGuard guard(v.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(v.device().index()).stream();
+  const int64_t rows = v.size(0), n = rows > 0 ? v.numel() / rows : 0;
+  const bool two = s_older.defined();
+  if (v.scalar_type() == torch::kFloat)
+    check_launch(launch_state_update_rows(v.data_ptr<float>(), s_old.data_ptr<float>(), rows, n, h,
+                                          change.data_ptr<float>(), two ? s_older.data_ptr<float>() : nullptr,
+                                          two ? change_older->data_ptr<float>() : nullptr, stream),
+                 "state_update_rows_");
+  else
+    check_launch(launch_state_update_rows(v.data_ptr<double>(), s_old.data_ptr<double>(), rows, n, h,
+                                          change.data_ptr<double>(), two ? s_older.data_ptr<double>() : nullptr,
+                                          two ? change_older->data_ptr<double>() : nullptr, stream),
+                 "state_update_rows_");
+}
+
 }  // namespace bilevel::kernels::cuda

@@ -9,6 +9,7 @@
 // Compiled only when LibTorch has CUDA (cmake/Cuda.cmake, BILEVEL_WITH_CUDA).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -68,6 +69,12 @@ namespace bilevel::kernels::cuda {
   const double* m = maxima.data_ptr<double>();
   stats.residual = float(m[0]);
   stats.steps = int64_t(m[1]);
+  const torch::Tensor settled = p.tol > 0.0f ? residual.lt(p.tol) : residual.eq(0.0f);
+  stats.at_limit = (steps.ge(p.max_steps) & settled.logical_not()).sum().item<int64_t>();
+  if (p.row_steps) {
+    const torch::Tensor host = steps.cpu();
+    std::copy(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + p.batch, p.row_steps);
+  }
   return stats;
 }
 

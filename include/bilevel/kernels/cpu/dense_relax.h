@@ -54,11 +54,13 @@ struct DenseRelaxProblem {
   int64_t classes = 0;                // C
   int64_t max_steps = 0;
   float tol = 0.0f;
+  int64_t* row_steps = nullptr;       // optional, host memory [B]: the sweeps each row ran
 };
 
 struct RelaxStats {
   float residual = 0.0f;  // max over rows of the last sweep's max-abs state change
   int64_t steps = 0;      // max over rows of the sweeps run
+  int64_t at_limit = 0;   // rows that ran max_steps sweeps without meeting the stop criterion
 };
 
 // Relaxes rows [begin, end). state[k−1] holds s_k ([B, n_k], row-major) on entry and on exit; scratch[k−1] is
@@ -69,6 +71,14 @@ RelaxStats dense_relax_rows(const DenseRelaxProblem& p, float* const* state, flo
 // h applied in place to n floats (the same code the relaxation uses).
 void apply_activation(Act act, float lo, float hi, float* v, int64_t n);
 
+// The epilogue of one sweep of the compact relaxation (energy/compact_relaxation.h) over rows [0, rows) of
+// [rows, n] row-major arrays, in one pass per row: v ← h(v), and change[r] ← max(change[r], max_j |h(v[r, j]) −
+// old[r, j]|). A NaN change makes change[r] NaN (and it stays NaN). Same h as apply_activation. When `older` is
+// not null, also change_older[r] ← max(change_older[r], max_j |h(v[r, j]) − older[r, j]|) (the state two sweeps
+// back: a zero there is a period-2 cycle).
+void finish_rows(Act act, float lo, float hi, float* v, const float* old, int64_t rows, int64_t n, float* change,
+                 const float* older = nullptr, float* change_older = nullptr);
+
 // The instruction set the kernels run with on this CPU: "avx2" or "generic".
 const char* dense_relax_isa();
 
@@ -77,6 +87,8 @@ namespace generic {
 RelaxStats dense_relax_rows(const DenseRelaxProblem& p, float* const* state, float* const* scratch, int64_t begin,
                             int64_t end);
 void apply_activation(Act act, float lo, float hi, float* v, int64_t n);
+void finish_rows(Act act, float lo, float hi, float* v, const float* old, int64_t rows, int64_t n, float* change,
+                 const float* older, float* change_older);
 }  // namespace generic
 
 }  // namespace bilevel::cpu

@@ -18,4 +18,12 @@ void dyad_update(const double* u, const double* f, double* delta, double* sbar, 
 float state_update(float* v, const float* s_old, int64_t n, ActParams h);
 double state_update(double* v, const double* s_old, int64_t n, ActParams h);
 
+// Row-wise: for each row r < rows of [rows, n] arrays, v[r, j] ← h(v[r, j]),
+// change[r] ← max_keep_nan(change[r], max_j |h(v[r, j]) − s_old[r, j]|) and, when s_older is not null,
+// change_older[r] ← max_keep_nan(change_older[r], max_j |h(v[r, j]) − s_older[r, j]|) (the CUDA kernel's twin).
+void state_update_rows(float* v, const float* s_old, int64_t rows, int64_t n, ActParams h, float* change,
+                       const float* s_older = nullptr, float* change_older = nullptr);
+void state_update_rows(double* v, const double* s_old, int64_t rows, int64_t n, ActParams h, double* change,
+                       const double* s_older = nullptr, double* change_older = nullptr);
+
 }  // namespace bilevel::kernels::cpu

@@ -29,6 +29,15 @@ cudaError_t launch_state_update(float* v, const float* s_old, int64_t n, ActPara
 cudaError_t launch_state_update(double* v, const double* s_old, int64_t n, ActParams h, double* residual,
                                 cudaStream_t stream);
 
+// Row-wise (one block per row of [rows, n] arrays): v[r, j] ← h(v[r, j]) and change[r] ← max_keep_nan(change[r],
+// max_j |h(v[r, j]) − s_old[r, j]|); with s_older not null, change_older[r] likewise against s_older. The changes
+// are read and written, never zeroed.
+cudaError_t launch_state_update_rows(float* v, const float* s_old, int64_t rows, int64_t n, ActParams h,
+                                     float* change, const float* s_older, float* change_older, cudaStream_t stream);
+cudaError_t launch_state_update_rows(double* v, const double* s_old, int64_t rows, int64_t n, ActParams h,
+                                     double* change, const double* s_older, double* change_older,
+                                     cudaStream_t stream);
+
 // The quantization kernels (src/kernels/cuda/quant.cu), float32, math of bilevel/kernels/quant_codes.h:
 // a.out[i] = codes_element(a, i) for i < a.n (a's arrays on the device);
 cudaError_t launch_quant_codes(const CodesArgs& a, cudaStream_t stream);
