@@ -282,8 +282,12 @@ TEST(CompactRelaxation, AutoPicksCompactForDeepAndWideNetworks) {
   const Nudge none = Nudge::none();
   EXPECT_TRUE(use_fused_relaxation(RelaxKernel::Auto, *classic.energy, classic.batch, none));
   EXPECT_FALSE(use_fused_relaxation(RelaxKernel::Auto, *deep.energy, deep.batch, none));
-  EXPECT_TRUE(use_compact_relaxation(RelaxKernel::Auto, deep.batch, 0.0));
-  EXPECT_FALSE(use_compact_relaxation(RelaxKernel::Generic, deep.batch, 0.0));
+  EXPECT_TRUE(use_compact_relaxation(RelaxKernel::Auto, deep.batch, 0.0, 30));
+  EXPECT_TRUE(use_compact_relaxation(RelaxKernel::Auto, deep.batch, 1e-6, 6));
+  // Phases too short for any example to settle exactly: the whole batch, without the per-sweep bookkeeping.
+  EXPECT_FALSE(use_compact_relaxation(RelaxKernel::Auto, deep.batch, 0.0, 6));
+  EXPECT_TRUE(use_compact_relaxation(RelaxKernel::Compact, deep.batch, 0.0, 6));
+  EXPECT_FALSE(use_compact_relaxation(RelaxKernel::Generic, deep.batch, 1e-6, 30));
   EXPECT_FALSE(use_fused_relaxation(RelaxKernel::Compact, *classic.energy, classic.batch, none));
   EXPECT_THROW(make_solver("layerwise", "fused"), std::invalid_argument);
   EXPECT_EQ(relax_kernel_from_name("compact"), RelaxKernel::Compact);

@@ -116,7 +116,7 @@ std::vector<std::string> EnergyRule::epoch_warnings(const std::vector<double>& d
                   "cancel that drift to first order) or with a free phase that settles (solver.name: layerwise, "
                   "solver.init: feedforward, more solver.free_steps; configs/fmnist_mlp_ep_deep.yaml)");
   const double shift = value("output_shift");
-  if (shift < 1e-3)
+  if (shift < 1e-2)
     out.push_back("the nudged phase barely moves the output (mean |s^β − s^0| / |β| = " + std::to_string(shift) +
                   "): the states are saturated, so the rule gets almost no learning signal; lower the initial "
                   "weights (model.init_gain), the learning rate, or raise rule.beta");

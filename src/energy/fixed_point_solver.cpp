@@ -12,7 +12,7 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
                                    const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
   if (use_fused_relaxation(kernel_, energy, batch, nudge)) return fused_relaxation(energy, batch, st, nudge, max_steps, tol);
-  if (use_compact_relaxation(kernel_, batch, tol))
+  if (use_compact_relaxation(kernel_, batch, tol, max_steps))
     return compact_relaxation(energy, batch, st, nudge, max_steps, tol, SweepSchedule::Jacobi);
   const int64_t S = energy.num_states();
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;

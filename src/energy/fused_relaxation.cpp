@@ -84,10 +84,11 @@ bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const
   return choice == RelaxKernel::Fused || coupling_floats(energy) <= kAutoCouplingLimit;
 }
 
-bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol) {
+bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol, int64_t max_steps) {
   if (choice == RelaxKernel::Compact) return true;
   if (choice != RelaxKernel::Auto) return false;
-  return !(batch.drive1.defined() && batch.drive1.is_cuda() && tol == 0.0);
+  if (tol > 0.0) return true;
+  return max_steps > kCompactMinSteps && !(batch.drive1.defined() && batch.drive1.is_cuda());
 }
 
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,

@@ -48,15 +48,17 @@ Registry<InnerSolver>& inner_solvers() {
                                 "examples; compact = sweeps as matrix products over the examples still relaxing, "
                                 "each example stopping at its own fixed point (any network); generic = LibTorch "
                                 "operators on the whole batch, which stops together; auto = fused where the weights "
-                                "above the input layer fit in cache, else compact (generic on a GPU with tol = 0). "
-                                "Same dynamics; fused and compact apply tol per example");
+                                "above the input layer fit in cache, else compact where examples can stop early "
+                                "(tol > 0, or more than 16 sweeps; not on a GPU with tol = 0), else generic. Same "
+                                "dynamics; fused and compact apply tol per example");
     kernel.choices = {"auto", "fused", "compact", "generic"};
     std::vector<KeySpec> fixed_point_keys = sweep_keys();
     fixed_point_keys.push_back(kernel);
     auto lw_kernel = component_key("kernel", ValueType::String, "auto",
                                    "compact = even/odd sweeps over the examples still relaxing, each stopping at its "
                                    "own fixed point; generic = the whole batch, stopping together; auto = compact "
-                                   "(generic on a GPU with tol = 0)");
+                                   "where examples can stop early (tol > 0, or more than 16 sweeps; not on a GPU "
+                                   "with tol = 0), else generic");
     lw_kernel.choices = {"auto", "compact", "generic"};
     std::vector<KeySpec> layerwise_keys = sweep_keys();
     layerwise_keys.push_back(lw_kernel);

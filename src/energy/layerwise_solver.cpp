@@ -17,7 +17,7 @@ LayerwiseSolver::LayerwiseSolver(RelaxKernel kernel) : kernel_(kernel) {
 SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                                   const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
-  if (use_compact_relaxation(kernel_, batch, tol))
+  if (use_compact_relaxation(kernel_, batch, tol, max_steps))
     return compact_relaxation(energy, batch, st, nudge, max_steps, tol, SweepSchedule::EvenOdd);
   const int64_t S = energy.num_states();
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;

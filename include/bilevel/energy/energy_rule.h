@@ -45,7 +45,7 @@ class EnergyRule : public LearningRule {
   const EnergyRuleOptions& options() const { return opt_; }
   // Warns when most examples end the free phase on the step limit (free_at_limit > ½) under an estimator that
   // takes the free states' remaining drift for gradient (one-sided EP, CHL; not symmetric EP, whose two nudged
-  // phases cancel it to first order), and when the nudge does not move the output (output_shift < 1e-3:
+  // phases cancel it to first order), and when the nudge does not move the output (output_shift < 0.01:
   // saturated states give no learning signal).
   std::vector<std::string> epoch_warnings(const std::vector<double>& diagnostics) const override;
   const InnerSolver& solver() const { return *solver_; }

@@ -22,8 +22,11 @@ namespace bilevel {
 // in a CUDA build); `compact` the compact relaxation (compact_relaxation.h: per-example stop, products over the
 // examples still relaxing, any network); `generic` LibTorch operators on the whole batch, which stops together;
 // `auto` the one expected to be fastest: fused for small coupling weights (up to kAutoCouplingLimit floats above
-// the input layer, e.g. 784-512-10), where a row's states and weights stay in cache, compact otherwise; on a GPU
-// with tol = 0 the whole-batch path, which needs no host synchronisation inside a phase.
+// the input layer, e.g. 784-512-10), where a row's states and weights stay in cache; otherwise compact where
+// examples can stop early — tol > 0, or more than kCompactMinSteps sweeps (from a feedforward start the deep
+// networks of docs/results/ep-depth.md need about 17 layer-wise sweeps to reach float32 precision, so shorter
+// phases end on their limit, and compact's per-sweep bookkeeping, about 7% of a sweep, buys nothing) — and the
+// whole-batch path else, and always on a GPU with tol = 0 (no host synchronisation inside a phase).
 enum class RelaxKernel { Auto, Fused, Compact, Generic };
 RelaxKernel relax_kernel_from_name(const std::string& name);  // throws std::invalid_argument
 
@@ -32,8 +35,10 @@ bool fused_relaxation_supported(const LayeredEnergy& energy, const EnergyBatch& 
 // Whether `choice` selects the fused path for this problem.
 bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const EnergyBatch& batch,
                           const Nudge& nudge);
-// Whether `choice`, when the fused path is not taken, selects the compact relaxation over the whole-batch one.
-bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol);
+// Whether `choice`, when the fused path is not taken, selects the compact relaxation over the whole-batch one
+// for a phase of at most max_steps sweeps.
+constexpr int64_t kCompactMinSteps = 16;
+bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol, int64_t max_steps);
 
 // Relaxes st (from its current states); requires fused_relaxation_supported(). Clamp nudges fix s_S first.
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,

@@ -21,8 +21,8 @@
 
 namespace bilevel {
 
-// solver.kernel: compact (and auto, but on a GPU with tol = 0) runs the schedule in the compact relaxation
-// (compact_relaxation.h: per-example stop); generic on the whole batch, which stops together. No fused kernel.
+// solver.kernel: compact runs the schedule in the compact relaxation (compact_relaxation.h: per-example stop);
+// generic on the whole batch, which stops together; auto as use_compact_relaxation() decides. No fused kernel.
 class LayerwiseSolver final : public InnerSolver {
  public:
   explicit LayerwiseSolver(RelaxKernel kernel = RelaxKernel::Auto);
