@@ -3,8 +3,8 @@
 
     benchmarks/depth_report.py SUITE_DIR            # Markdown on stdout
 
-Entries are named RULE_NETWORK (bp_512x2, ep_512x2, ...); each rule's epoch time is divided by the same
-network's backprop entry (bp_NETWORK). For every entry: runs, test accuracy (final epoch, mean over seeds), the
+Entries are named RULE_NETWORK (backprop_512x2, ep_512x2, ...); each rule's epoch time is divided by the same
+network's backprop entry (backprop_NETWORK). For every entry: runs, test accuracy (final epoch, mean over seeds), the
 median epoch time (the median over seeds of each run's median `epoch_seconds`), the ratio to backprop on the same
 network, mean sweeps per example of the free and nudged phases with the fraction that ran out of sweeps, the
 multiply-add ratio those sweeps imply (`macs_ratio`), and the measured ratio over that bound (1.0 = the time is
@@ -66,14 +66,14 @@ def main():
     for name in order:
         e = entries[name]
         net = net_of(name)
-        bp = entries.get("bp_" + net)
+        bp = entries.get("backprop_" + net)
         t = statistics.median(e["epoch"])
         ratio = t / statistics.median(bp["epoch"]) if bp else float("nan")
         c = {k: mean([x.get(k, float("nan")) for x in e["cost"]]) for k in cost}
         sweeps = lambda p: "–" if c[p + "_sweeps"] != c[p + "_sweeps"] else \
             f"{c[p + '_sweeps']:.1f} ({100 * c[p + '_at_limit']:.0f}%)"
         bound = c["macs_ratio"]
-        rel = ratio / bound if bound == bound and name != "bp_" + net else float("nan")
+        rel = ratio / bound if bound == bound and name != "backprop_" + net else float("nan")
         fmt = lambda x, d: "–" if x != x else f"{x:.{d}f}"
         print(f"| {net} | {name.split('_', 1)[0]} | {len(e['acc'])} | {100 * mean(e['acc']):.2f}% | {t:.2f} | "
               f"{fmt(ratio, 2)}× | {sweeps('free')} | {sweeps('nudged')} | {fmt(bound, 2)}× | {fmt(rel, 2)} |")
