@@ -63,8 +63,9 @@ SolveStats EnergyRule::nudged_phase(const LayeredEnergy& energy, EnergyState& st
 void EnergyRule::output_stats(const LayeredEnergy& energy, StepStats& stats) const {
   torch::NoGradGuard no_grad;
   torch::Tensor out = energy.output(batch_, free_);
-  stats.loss_sum = objective_->loss(out, batch_.labels).sum().item<double>();
-  stats.correct = out.argmax(1).eq(batch_.labels).sum().item<int64_t>();
+  // Left on the device (StepStats::pending): the trainer reads both at once, after the step is queued.
+  stats.pending = torch::stack({objective_->loss(out, batch_.labels).sum().to(torch::kFloat64),
+                                out.argmax(1).eq(batch_.labels).sum().to(torch::kFloat64)});
 }
 
 const EnergyState& EnergyRule::relax_free(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y,
