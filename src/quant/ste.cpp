@@ -31,7 +31,8 @@ class SteSolver final : public WeightSolver {
     const Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
     // g is the weights' gradient buffer: it is read once here and left zero for the next batch's accumulation.
     Tensor gc = g.contiguous();
-    const bool clear = p.weight.grad().defined() && gc.data_ptr() == p.weight.grad().data_ptr();
+    const Tensor& wg = p.weight.grad();
+    const bool clear = wg.defined() && gc.is_alias_of(wg) && gc.storage_offset() == wg.storage_offset();
     const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p, theta.device());
     // The latent's gradient buffer is reused from step to step (a fresh allocation of this size costs page faults).
     Tensor out = p.grad_cache.defined() && p.grad_cache.sizes() == theta.sizes() &&

@@ -8,9 +8,9 @@ StepStats& StepStats::resolve() {
   if (!pending.defined()) return *this;
   const torch::Tensor host = pending.to(torch::kCPU, torch::kFloat64).contiguous();  // the one read
   pending = torch::Tensor();
-  const double* v = host.data_ptr<double>();
-  loss_sum = v[0];
-  correct = std::isfinite(v[1]) ? int64_t(std::llround(v[1])) : 0;
+  const double c = host[1].item<double>();  // a CPU tensor: no further synchronisation
+  loss_sum = host[0].item<double>();
+  correct = std::isfinite(c) ? int64_t(std::llround(c)) : 0;
   return *this;
 }
 
