@@ -60,7 +60,7 @@ void activation_codes(const ActCodesArgs& a, const Tensor& x) {
            [&](int64_t b, int64_t e) {
              if (a.stochastic) return cpu::activation_codes(a, b, e);
              // Deterministic: integer inference's function, so a state gets the same code in both.
-             cpu::state_codes(a.x + b, e - b, a.offset, act_inv_step(a), a.lo, a.hi, a.out + b);
+             ::bilevel::cpu::state_codes(a.x + b, e - b, a.offset, act_inv_step(a), a.lo, a.hi, a.out + b);
            },
            BILEVEL_CUDA_PART(launch_activation_codes(a, stream)));
 }
