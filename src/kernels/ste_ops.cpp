@@ -42,6 +42,7 @@ Tensor ste_backward(Tensor& g, const Tensor& theta, const Tensor& w, const Tenso
   if (theta.is_cuda()) {
     const SteArgs a{g.data_ptr<float>(), theta.data_ptr<float>(), scale.data_ptr<float>(), z, out.data_ptr<float>(),
                     theta.numel(), channels > 1 ? inner : theta.numel(), float(lo), float(hi)};
+    (void)a;  // used by the CUDA half only
     dispatch_n("ste_backward", g, 0, 1, [](int64_t, int64_t) {}, BILEVEL_CUDA_CALL(launch_ste_grad(a, stream)));
     Tensor sg;
     if (scale_grad) {
