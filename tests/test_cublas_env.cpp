@@ -61,7 +61,7 @@ TEST(CublasEnv, AValueTheUserSetIsKept) {
 TEST(CublasEnv, RuntimeSettingsOfADeterministicConfigSetIt) {
   SavedEnv saved;
   ::unsetenv("CUBLAS_WORKSPACE_CONFIG");
-  const char* yaml = "experiment:\n  name: t\ndata:\n  name: synthetic\ntrain:\n  threads: 1\n";
+  const char* yaml = "experiment:\n  name: t\ndata:\n  name: synthetic\n  validation: 0\ntrain:\n  threads: 1\n";
   apply_runtime_settings(load_config_text(yaml, "t.yaml", {"deterministic=false"}));
   EXPECT_EQ(current(), std::nullopt);
   apply_runtime_settings(load_config_text(yaml, "t.yaml", {"deterministic=true"}));
