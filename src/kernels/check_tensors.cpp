@@ -49,14 +49,15 @@ void check_tensors(const char* entry, std::initializer_list<Arg> args, bool floa
 
 const float* check_grid(const char* entry, const torch::Tensor& theta, const torch::Tensor& scale,
                         const torch::Tensor& zero) {
+  // The element counts first: check_tensors would name a mismatch only as two shapes.
+  if (zero.defined() && scale.defined() && zero.numel() != scale.numel())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'zero' has " +
+                                std::to_string(zero.numel()) + " elements but 'scale' has " +
+                                std::to_string(scale.numel()));
   if (zero.defined())
     check_tensors(entry, {{"scale", &scale}, {"zero", &zero}}, true);
   else
     check_tensors(entry, {{"scale", &scale}}, true);
-  if (zero.defined() && zero.numel() != scale.numel())
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'zero' has " +
-                                std::to_string(zero.numel()) + " elements but 'scale' has " +
-                                std::to_string(scale.numel()));
   if (scale.device() != theta.device())
     throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' is on " +
                                 scale.device().str() + " but 'theta' is on " + theta.device().str());
