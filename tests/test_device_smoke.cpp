@@ -11,6 +11,7 @@
 #include <torch/cuda.h>
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,9 @@ std::vector<SmokeCase> all_cases() {
   }
   return out;
 }
+
+// gtest prints a parameter with this (otherwise as raw bytes, in every skipped test's line of ctest's summary).
+void PrintTo(const SmokeCase& c, std::ostream* os) { *os << c.name; }
 
 class DeviceSmoke : public ::testing::TestWithParam<SmokeCase> {};
 
