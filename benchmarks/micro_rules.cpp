@@ -78,8 +78,8 @@ void BM_train_step(benchmark::State& state, const std::string& algorithm) {
     for (auto& p : net->parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();
     rule->begin_batch(cfg.seed, 0, step++);
-    const StepStats s = rule->train_step(net, x, y);
-    benchmark::DoNotOptimize(s.loss_sum);
+    StepStats s = rule->train_step(net, x, y);
+    benchmark::DoNotOptimize(s.resolve().loss_sum);
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
   state.SetLabel(algorithm);

@@ -98,7 +98,9 @@ function(bilevel_cuda_add_kernels target)
   add_library(bilevel_cuda_kernels OBJECT ${_kernels})
   # The quantization kernels compute exactly what their CPU twins do (no multiply-add contraction), so a code is
   # the same integer on either device.
-  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/kernels/cuda/quant.cu PROPERTIES COMPILE_OPTIONS "--fmad=false")
+  # The optimizer's kernels likewise (their twins are compiled with -ffp-contract=off).
+  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/kernels/cuda/quant.cu ${PROJECT_SOURCE_DIR}/src/kernels/cuda/optim.cu
+                              PROPERTIES COMPILE_OPTIONS "--fmad=false")
   target_include_directories(bilevel_cuda_kernels PRIVATE ${PROJECT_SOURCE_DIR}/include)
   set_target_properties(bilevel_cuda_kernels PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
                         POSITION_INDEPENDENT_CODE ON)

@@ -113,6 +113,7 @@ TEST(EpRules, EveryRuleTrainsEveryModel) {
           for (int it = 0; it < 25; ++it) {
             adam.zero_grad();
             auto st = rule->train_step(net, x, y);
+            st.resolve();
             if (it == 0) {
               first = st.loss_sum;
               auto cols = rule->diagnostic_columns();

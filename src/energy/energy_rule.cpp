@@ -65,8 +65,9 @@ SolveStats EnergyRule::nudged_phase(const LayeredEnergy& energy, EnergyState& st
 void EnergyRule::output_stats(const LayeredEnergy& energy, StepStats& stats) const {
   torch::NoGradGuard no_grad;
   torch::Tensor out = energy.output(batch_, free_);
-  stats.loss_sum = objective_->loss(out, batch_.labels).sum().item<double>();
-  stats.correct = out.argmax(1).eq(batch_.labels).sum().item<int64_t>();
+  // Left on the device (StepStats::pending): the trainer reads both at once, after the step is queued.
+  stats.pending = torch::stack({objective_->loss(out, batch_.labels).sum().to(torch::kFloat64),
+                                out.argmax(1).eq(batch_.labels).sum().to(torch::kFloat64)});
 }
 
 std::vector<std::string> EnergyRule::cost_columns(bool nudged) {
@@ -96,7 +97,7 @@ void EnergyRule::add_output_shift(const LayeredEnergy& energy, const EnergyState
   torch::NoGradGuard no_grad;
   const double b = std::abs(beta) > 0.0 ? std::abs(beta) : 1.0;
   const torch::Tensor d = energy.output(batch_, nudged) - energy.output(batch_, free_);
-  stats.diagnostics["output_shift"] = d.abs().mean().item<double>() / b;
+  stats.pending_diagnostics.emplace_back("output_shift", d.abs().mean() / b);  // read with the loss (resolve())
 }
 
 std::vector<std::string> EnergyRule::epoch_warnings(const std::vector<double>& diagnostics) const {

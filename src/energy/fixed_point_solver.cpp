@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "bilevel/energy/compact_relaxation.h"
-#include "bilevel/kernels/elementwise.h"
+#include "bilevel/energy/sweep_residual.h"
 
 namespace bilevel {
 
@@ -23,17 +23,17 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
   SolveStats stats;
   for (int64_t t = 1; t <= max_steps; ++t) {
     const bool measure = tol > 0.0 || t == max_steps;
-    double r = 0.0;
+    SweepResidual r;  // the states' residuals, read once after the sweep
     // Top-down, so that layer k's switches (computed with the drive of s_{k+1}) are ready for s_k's feedback.
     for (int64_t k = S; k >= 1; --k) {
       if (clamped && k == S) continue;
       torch::Tensor& out = st.scratch[k - 1];
       energy.drive_into(batch, st, k, out);
       if (k == S) energy.add_nudge(batch, st, nudge, out);
-      r = kernels::max_keep_nan(r, finish_state_(energy, out, st.s[k - 1], k, measure));
+      r.add(finish_state_residual_(energy, out, st.s[k - 1], k, measure));
     }
     stats.steps = t;
-    if (measure) stats.residual = r;
+    if (measure) stats.residual = r.read();
     std::swap(st.s, st.scratch);
     if (tol > 0.0 && stats.residual < tol) break;
   }

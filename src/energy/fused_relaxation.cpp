@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "bilevel/energy/relax_buffers.h"
 #include "bilevel/kernels/config.h"
 #include "bilevel/kernels/cpu/dense_relax.h"
 #include "bilevel/kernels/dense_relax_args.h"
@@ -94,6 +95,7 @@ bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                             const Nudge& nudge, int64_t max_steps, double tol) {
   torch::NoGradGuard no_grad;
+  check_relax_buffers(energy, batch, st);  // device, dtype, shape, contiguity: before any pointer is taken
   const int64_t S = energy.num_states();
   const Neuron& neuron = energy.neuron();
   cpu::DenseRelaxProblem p;

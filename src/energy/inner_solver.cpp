@@ -74,19 +74,25 @@ Registry<InnerSolver>& inner_solvers() {
   return registry;
 }
 
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs_().max().item<double>();
+torch::Tensor max_abs_diff_tensor(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs_().max(); }
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) { return max_abs_diff_tensor(a, b).item<double>(); }
+
+torch::Tensor finish_state_residual_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old,
+                                     int64_t k, bool measure) {
+  if (measure && !energy.quantizes_state(k) && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
+      old.is_contiguous() && out.sizes() == old.sizes() && out.scalar_type() == old.scalar_type() &&
+      out.device() == old.device())
+    return kernels::state_update_residual_(out, old, kernels::act_of(energy.neuron()));
+  energy.neuron().finish_(out);
+  energy.quantize_state_(out, k);
+  return measure ? max_abs_diff_tensor(out, old) : torch::Tensor();
 }
 
 double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
                      bool measure) {
-  if (measure && !energy.quantizes_state(k) && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
-      old.is_contiguous() && out.sizes() == old.sizes() && out.scalar_type() == old.scalar_type() &&
-      out.device() == old.device())
-    return kernels::state_update_(out, old, kernels::act_of(energy.neuron()));
-  energy.neuron().finish_(out);
-  energy.quantize_state_(out, k);
-  return measure ? max_abs_diff(out, old) : 0.0;
+  const torch::Tensor r = finish_state_residual_(energy, out, old, k, measure);
+  return r.defined() ? r.item<double>() : 0.0;
 }
 
 }  // namespace bilevel

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "bilevel/energy/compact_relaxation.h"
-#include "bilevel/kernels/elementwise.h"
+#include "bilevel/energy/sweep_residual.h"
 
 namespace bilevel {
 
@@ -31,7 +31,7 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
   SolveStats stats;
   for (int64_t t = 1; t <= max_steps; ++t) {
     const bool measure = tol > 0.0 || t == max_steps;
-    double r = 0.0;
+    SweepResidual r;  // the states' residuals, read once after the sweep
     for (int64_t parity : {0, 1}) {  // even layers, then odd layers
       for (int64_t k = 2 - parity; k <= S; k += 2) {
         if (clamped && k == S) continue;
@@ -41,17 +41,17 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
           torch::Tensor u = (out - neuron.shift()) / neuron.scale();
           neuron.output_prox_(out, u, batch.onehot, nudge.beta);
           energy.quantize_state_(out, k);
-          if (measure) r = kernels::max_keep_nan(r, max_abs_diff(out, st.s[k - 1]));
+          if (measure) r.add(max_abs_diff_tensor(out, st.s[k - 1]));
         } else {
           if (k == S) energy.add_nudge(batch, st, nudge, out);
-          r = kernels::max_keep_nan(r, finish_state_(energy, out, st.s[k - 1], k, measure));
+          r.add(finish_state_residual_(energy, out, st.s[k - 1], k, measure));
         }
         std::swap(st.s[k - 1], st.scratch[k - 1]);
       }
     }
     stats.steps = t;
-    if (measure) stats.residual = r;
-    if (tol > 0.0 && r < tol) break;
+    if (measure) stats.residual = r.read();
+    if (tol > 0.0 && stats.residual < tol) break;
   }
   energy.refresh_pools(st);
   return stats;

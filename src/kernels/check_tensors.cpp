@@ -47,4 +47,25 @@ void check_tensors(const char* entry, std::initializer_list<Arg> args, bool floa
                                 " (the kernels run on the CPU and on CUDA devices)");
 }
 
+const float* check_grid(const char* entry, const torch::Tensor& theta, const torch::Tensor& scale,
+                        const torch::Tensor& zero) {
+  // The element counts first: check_tensors would name a mismatch only as two shapes.
+  if (zero.defined() && scale.defined() && zero.numel() != scale.numel())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'zero' has " +
+                                std::to_string(zero.numel()) + " elements but 'scale' has " +
+                                std::to_string(scale.numel()));
+  if (zero.defined())
+    check_tensors(entry, {{"scale", &scale}, {"zero", &zero}}, true);
+  else
+    check_tensors(entry, {{"scale", &scale}}, true);
+  if (scale.device() != theta.device())
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' is on " +
+                                scale.device().str() + " but 'theta' is on " + theta.device().str());
+  const int64_t channels = scale.numel();
+  if (channels != 1 && (theta.dim() == 0 || channels != theta.size(0)))
+    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' has " +
+                                std::to_string(channels) + " elements; expected 1 or theta.size(0)");
+  return zero.defined() ? zero.data_ptr<float>() : nullptr;
+}
+
 }  // namespace bilevel::kernels

@@ -22,4 +22,10 @@ struct Arg {
 // build without CUDA kernels).
 void check_tensors(const char* entry, std::initializer_list<Arg> args, bool float32_only = false);
 
+// A per-channel grid of `theta` (scale, zero: float32, contiguous, on θ's device, 1 or θ.size(0) elements; zero
+// may be undefined): std::invalid_argument naming the entry and the argument otherwise. Returns the zero points'
+// pointer for the kernels' arguments: null when zero is undefined.
+const float* check_grid(const char* entry, const torch::Tensor& theta, const torch::Tensor& scale,
+                        const torch::Tensor& zero);
+
 }  // namespace bilevel::kernels

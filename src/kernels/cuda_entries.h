@@ -19,7 +19,8 @@ namespace bilevel::kernels::cuda {
 
 void dyad_update(const torch::Tensor& u, const torch::Tensor& f, double alpha, ActParams rho, torch::Tensor& delta,
                  torch::Tensor& sbar);
-double state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
+// The residual stays on the device (a 0-dimensional tensor; not read, so no synchronisation).
+torch::Tensor state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
 void state_update_rows(torch::Tensor& v, const torch::Tensor& s_old, ActParams h, torch::Tensor& change,
                        const torch::Tensor& s_older, torch::Tensor* change_older);
 // The whole relaxation of one phase (src/kernels/cuda/dense_relax_entry.cpp): p, state and scratch as for

@@ -147,7 +147,7 @@ DyadTensors dyad_update(const Tensor& u, const Tensor& f, double alpha, ActParam
   return out;
 }
 
-double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
+Tensor state_update_residual_(Tensor& v, const Tensor& s_old, ActParams h) {
   check_tensors("state_update_", {{"v", &v}, {"s_old", &s_old}});
   check_act("state_update_", h);
   if (v.is_cuda()) {
@@ -155,7 +155,12 @@ double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
     return cuda::state_update(v, s_old, h);
 #endif
   }
-  return v.scalar_type() == torch::kFloat ? state_cpu<float>(v, s_old, h) : state_cpu<double>(v, s_old, h);
+  const double r = v.scalar_type() == torch::kFloat ? state_cpu<float>(v, s_old, h) : state_cpu<double>(v, s_old, h);
+  return torch::scalar_tensor(r, v.options());
+}
+
+double state_update_(Tensor& v, const Tensor& s_old, ActParams h) {
+  return state_update_residual_(v, s_old, h).item<double>();
 }
 
 void state_update_rows_(Tensor& v, const Tensor& s_old, ActParams h, Tensor& change, const Tensor& s_older,

@@ -5,14 +5,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "bilevel/kernels/config.h"
+#include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/kernels/cpu/quant_twins.h"
-#include "check_tensors.h"
-#include "cuda_entries.h"
-
-#if BILEVEL_WITH_CUDA
-#include "bilevel/kernels/cuda/launch.h"
-#endif
+#include "dispatch.h"
 
 namespace bilevel::kernels {
 
@@ -20,53 +15,22 @@ using torch::Tensor;
 
 namespace {
 
-// Runs cpu_part(begin, end) over chunks of n elements on LibTorch's threads, or cuda_part(stream) on the tensors'
-// CUDA device; `like` gives the device.
+// The element-wise entries below: chunks of kCpuGrain elements on the CPU.
 template <class Cpu, class Cuda>
 void dispatch(const char* entry, const Tensor& like, Cpu&& cpu_part, Cuda&& cuda_part) {
-  if (like.is_cuda()) {
-#if BILEVEL_WITH_CUDA
-    cuda::launch_on(like.device(), entry, cuda_part);
-#else
-    (void)cuda_part;
-#endif
-    return;
-  }
-  at::parallel_for(0, like.numel(), kCpuGrain, [&](int64_t b, int64_t e) { cpu_part(b, e); });
+  dispatch_n(entry, like, like.numel(), kCpuGrain, cpu_part, cuda_part);
 }
 
 const float* in(const Tensor& t) { return t.data_ptr<float>(); }
 float* out_of(Tensor& t) { return t.data_ptr<float>(); }
 
-// Checks a per-channel grid (scale, zero: float32, contiguous, on θ's device, 1 or θ.size(0) elements; zero may
-// be undefined) and returns the zero points' pointer for the kernels' arguments: null when zero is undefined.
 const float* checked_grid(const char* entry, const Tensor& theta, const Tensor& scale, const Tensor& zero) {
-  if (zero.defined())
-    check_tensors(entry, {{"scale", &scale}, {"zero", &zero}}, true);
-  else
-    check_tensors(entry, {{"scale", &scale}}, true);
-  if (zero.defined() && zero.numel() != scale.numel())
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'zero' has " +
-                                std::to_string(zero.numel()) + " elements but 'scale' has " +
-                                std::to_string(scale.numel()));
-  if (scale.device() != theta.device())
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' is on " +
-                                scale.device().str() + " but 'theta' is on " + theta.device().str());
-  const int64_t channels = scale.numel();
-  if (channels != 1 && (theta.dim() == 0 || channels != theta.size(0)))
-    throw std::invalid_argument(std::string("bilevel::kernels::") + entry + ": argument 'scale' has " +
-                                std::to_string(channels) + " elements; expected 1 or theta.size(0)");
-  return zero.defined() ? in(zero) : nullptr;
+  return check_grid(entry, theta, scale, zero);
 }
 
 }  // namespace
 
-// The CUDA half of an entry: a call of bilevel/kernels/cuda/launch.h on `stream` (never called without CUDA).
-#if BILEVEL_WITH_CUDA
-#define BILEVEL_CUDA_PART(call) [&](cudaStream_t stream) { return cuda::call; }
-#else
-#define BILEVEL_CUDA_PART(call) [](auto) { return 0; }
-#endif
+#define BILEVEL_CUDA_PART(call) BILEVEL_CUDA_CALL(call)
 
 
 void quant_codes_out(const Tensor& theta, const Tensor& scale, const Tensor& zero, CodeSpec spec, const uint64_t* key,
@@ -89,6 +53,20 @@ Tensor quant_codes(const Tensor& theta, const Tensor& scale, const Tensor& zero,
   return out;
 }
 
+namespace {
+
+void activation_codes(const ActCodesArgs& a, const Tensor& x) {
+  dispatch("activation_codes", x,
+           [&](int64_t b, int64_t e) {
+             if (a.stochastic) return cpu::activation_codes(a, b, e);
+             // Deterministic: integer inference's function, so a state gets the same code in both.
+             ::bilevel::cpu::state_codes(a.x + b, e - b, a.offset, act_inv_step(a), a.lo, a.hi, a.out + b);
+           },
+           BILEVEL_CUDA_PART(launch_activation_codes(a, stream)));
+}
+
+}  // namespace
+
 void activation_codes_out(const Tensor& x, double offset, double step, double lo, double hi, const uint64_t* key,
                           Tensor& out) {
   check_tensors("activation_codes", {{"x", &x}, {"out", &out}}, true);
@@ -96,8 +74,21 @@ void activation_codes_out(const Tensor& x, double offset, double step, double lo
     throw std::invalid_argument("bilevel::kernels::activation_codes: step must be > 0 and lo <= hi");
   const ActCodesArgs a{in(x), out_of(out), x.numel(), float(offset), 1.f / float(step), float(lo), float(hi),
                        key != nullptr, key ? *key : 0};
-  dispatch("activation_codes", x, [&](int64_t b, int64_t e) { cpu::activation_codes(a, b, e); },
-           BILEVEL_CUDA_PART(launch_activation_codes(a, stream)));
+  activation_codes(a, x);
+}
+
+void activation_codes_out(const Tensor& x, double offset, const Tensor& step, double lo, double hi,
+                          const uint64_t* key, Tensor& out) {
+  check_tensors("activation_codes", {{"x", &x}, {"out", &out}}, true);
+  if (!step.defined() || step.numel() != 1 || step.scalar_type() != torch::kFloat32 || step.device() != x.device())
+    throw std::invalid_argument("bilevel::kernels::activation_codes: argument 'step' must be one float32 element on " +
+                                x.device().str() + " (x's device)");
+  if (!(lo <= hi)) throw std::invalid_argument("bilevel::kernels::activation_codes: lo must be <= hi");
+  const Tensor st = step.contiguous();
+  ActCodesArgs a{in(x), out_of(out), x.numel(), float(offset), 0.f, float(lo), float(hi), key != nullptr,
+                 key ? *key : 0};
+  a.step = in(st);
+  activation_codes(a, x);
 }
 
 void ste_grad_out(const Tensor& g, const Tensor& theta, const Tensor& scale, const Tensor& zero, double lo, double hi,

@@ -1,8 +1,8 @@
 #include "bilevel/quant/activation_quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 
-#include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/counter_rng.h"
 
@@ -29,22 +29,37 @@ float ActivationQuantizer::step(size_t layer) const {
 Tensor ActivationQuantizer::codes(const Tensor& s, size_t layer, bool training) const {
   const Tensor x = s.detach().to(torch::kFloat32).contiguous();
   Tensor out = torch::empty_like(x);
-  const float lo = code_min(), hi = code_max(), d = step(layer), off = offset();
+  const float lo = code_min(), hi = code_max(), off = offset();
   const bool stochastic = training && opt_.stochastic;
   const uint64_t key = stochastic ? stream_key(seed_, epoch_, batch_, 0x5741ull * 131 + layer) : 0;
-  if (x.device().is_cpu() && !stochastic) {
-    cpu::state_codes(x.data_ptr<float>(), x.numel(), off, 1.f / d, lo, hi, out.data_ptr<float>());  // as integer inference
-    return out;
-  }
-  // Stochastic, or off the CPU: the kernels (kernels/quant_ops.h; the same deterministic function as state_codes).
-  kernels::activation_codes_out(x, off, d, lo, hi, stochastic ? &key : nullptr, out);
+  // The kernels (kernels/quant_ops.h; deterministic CPU codes are integer inference's state_codes). A learned step
+  // is passed as the tensor it is, so that it is never read on the host.
+  if (opt_.learned)
+    kernels::activation_codes_out(x, off, steps_.at(layer).detach(), lo, hi, stochastic ? &key : nullptr, out);
+  else
+    kernels::activation_codes_out(x, off, step(layer), lo, hi, stochastic ? &key : nullptr, out);
   return out;
 }
 
 void ActivationQuantizer::apply_(Tensor& s, size_t layer, bool training) const {
   torch::NoGradGuard no_grad;
-  Tensor q = codes(s, layer, training).mul_(step(layer)).add_(offset());
+  Tensor q = codes(s, layer, training);
+  if (opt_.learned) q.mul_(steps_.at(layer).detach());  // on the device: no host read of the step
+  else q.mul_(step(layer)).add_(offset());
   s.copy_(q);
+}
+
+void ActivationQuantizer::init_step(const Tensor& s, size_t layer) const {
+  Tensor st = steps_.at(layer);
+  torch::NoGradGuard no_grad;
+  const double qp = code_max();
+  if (st.device().is_cpu()) {  // reading a CPU tensor costs nothing
+    if (st.item<float>() <= 0.f) st.fill_(std::max(2.0 * s.detach().abs().mean().item<double>() / std::sqrt(qp), 1e-6));
+    return;
+  }
+  // Elsewhere the same choice on the device, so that no forward waits for it: a step ≤ 0 becomes LSQ's initial one.
+  const Tensor init = (s.detach().abs().mean() * (2.0 / std::sqrt(qp))).clamp_min(1e-6).to(st.scalar_type());
+  st.copy_(torch::where(st > 0, st, init));
 }
 
 Tensor ActivationQuantizer::apply(const Tensor& s, size_t layer, bool training) const {
@@ -54,10 +69,7 @@ Tensor ActivationQuantizer::apply(const Tensor& s, size_t layer, bool training) 
   }
   Tensor st = steps_.at(layer);
   const double qp = code_max(), qn = -code_min();
-  if (training && st.item<float>() <= 0.f) {  // LSQ's initial step, from the first batch
-    torch::NoGradGuard no_grad;
-    st.fill_(std::max(2.0 * s.detach().abs().mean().item<double>() / std::sqrt(qp), 1e-6));
-  }
+  if (training) init_step(s, layer);
   const double g = 1.0 / std::sqrt(double(s[0].numel()) * qp);
   Tensor sg = st * g + (st - st * g).detach();  // value st, gradient scaled by g
   Tensor x = torch::clamp(s / sg, -qn, qp);

@@ -1,5 +1,6 @@
 #include "bilevel/quant/quantization.h"
 
+#include "bilevel/kernels/fused_ops.h"
 #include "bilevel/train/fused_adam.h"
 
 #include <cmath>
@@ -179,7 +180,9 @@ bool QuantizationImpl::fuse_into(FusedAdam* opt) {
   if (!opt || !solver_ || !solver_->fuses_adam_step() || !solver_->uses_latent()) return false;
   if (!is_builtin_quantizer(*quantizer_)) return false;  // the fused loop inlines the built-in grids' codes
   for (auto& p : params_)
-    if (p && (!p->latent.device().is_cpu() || p->latent.scalar_type() != torch::kFloat32)) return false;
+    if (p && ((!p->latent.device().is_cpu() && !(p->latent.is_cuda() && kernels::cuda_kernels_built())) ||
+              p->latent.scalar_type() != torch::kFloat32))
+      return false;  // the fused pass is a kernel (bilevel/kernels/optim_ops.h): CPU, or CUDA in a build with them
   for (auto& p : params_) {
     if (!p) continue;
     QuantParam* param = p.get();

@@ -6,13 +6,8 @@
 //   after the optimizer step  θ ← clip(θ, (lo − z)·s, (hi − z)·s)  (BinaryConnect's latent clip)
 // With a learned scale, ∂ℓ/∂s = Σ ∂ℓ/∂w · w/s per channel. Backward (with the scale's gradient) and the post-step
 // (with the new weights) each run as one fused pass over the tensor, parallel over its rows.
-#include <ATen/Parallel.h>
-
-#include <algorithm>
-
-#include "bilevel/kernels/cpu/optim_loops.h"
-#include "bilevel/kernels/quant_ops.h"
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/optim_ops.h"
+#include "bilevel/kernels/ste_ops.h"
 #include "bilevel/quant/weight_solvers.h"
 
 namespace bilevel {
@@ -21,16 +16,8 @@ using torch::Tensor;
 
 namespace {
 
-// Per-row loop over a weight tensor whose rows are output channels: fn(row, channel, begin, end) with [begin, end)
-// the row's flat element range.
-template <class Fn>
-void for_rows(const Tensor& t, int64_t channels, Fn fn) {
-  const int64_t rows = t.size(0), inner = t.numel() / rows;
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) fn(r, channels > 1 ? r : 0, r * inner, (r + 1) * inner);
-  });
-}
-
+// Every pass is a kernel entry (bilevel/kernels/ste_ops.h, optim_ops.h): the CPU twin for CPU tensors, the CUDA
+// kernel for CUDA tensors; nothing here touches tensor memory.
 class SteSolver final : public WeightSolver {
  public:
   explicit SteSolver(double clip) : clip_(clip) {}
@@ -40,41 +27,21 @@ class SteSolver final : public WeightSolver {
   bool clears_weight_grad() const override { return true; }
 
   void backward(QuantParam& p, const Quantizer& q, const Tensor& g, const QuantClock&) const override {
-    const auto [range_lo, range_hi] = range(q);
-    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
-    if (!p.latent.device().is_cpu()) {
-      backward_on_device(p, g, lo, hi);
-      return;
-    }
-    Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
+    const auto [lo, hi] = range(q);
+    const Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous();
     // g is the weights' gradient buffer: it is read once here and left zero for the next batch's accumulation.
     Tensor gc = g.contiguous();
-    const bool clear = p.weight.grad().defined() && gc.data_ptr() == p.weight.grad().data_ptr();
-    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
+    const Tensor& wg = p.weight.grad();
+    const bool clear = wg.defined() && gc.is_alias_of(wg) && gc.storage_offset() == wg.storage_offset();
+    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p, theta.device());
     // The latent's gradient buffer is reused from step to step (a fresh allocation of this size costs page faults).
-    Tensor out = p.grad_cache.defined() && p.grad_cache.sizes() == theta.sizes() ? p.grad_cache : torch::empty_like(theta);
-    const int64_t channels = s.numel(), rows = theta.size(0);
-    std::vector<float> row_sums(p.learn_scale ? size_t(rows) : 0, 0.f);
-    const float *tp = theta.data_ptr<float>(), *wp = w.data_ptr<float>();
-    float* gp = gc.data_ptr<float>();
-    const float *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    for_rows(theta, channels, [&](int64_t r, int64_t c, int64_t b, int64_t e) {
-      const float inv = 1.f / sp[c], zc = zp[c], flo = float(lo), fhi = float(hi);
-      for (int64_t i = b; i < e; ++i) {  // branch-free, so the compiler vectorises it
-        const float u = tp[i] * inv + zc;
-        op[i] = gp[i] * (float(u >= flo) * float(u <= fhi));
-      }
-      if (!row_sums.empty()) row_sums[size_t(r)] = qe::dot8(gp + b, wp + b, e - b) * inv;
-      if (clear) std::fill(gp + b, gp + e, 0.f);
-    });
+    Tensor out = p.grad_cache.defined() && p.grad_cache.sizes() == theta.sizes() &&
+                         p.grad_cache.device() == theta.device()
+                     ? p.grad_cache
+                     : torch::empty_like(theta);
+    Tensor sg = kernels::ste_backward(gc, theta, w, s, z, lo, hi, p.learn_scale, clear, out);
     p.latent.mutable_grad() = out;
-    if (p.learn_scale) {
-      Tensor sg = torch::zeros({channels});
-      float* sgp = sg.data_ptr<float>();
-      for (int64_t r = 0; r < rows; ++r) sgp[channels > 1 ? r : 0] += float(row_sums[size_t(r)]);
-      p.grid.scale.mutable_grad() = sg.to(p.grid.scale.device());
-    }
+    if (p.learn_scale) p.grid.scale.mutable_grad() = sg.to(p.grid.scale.device());
   }
 
   bool fuses_adam_step() const override { return true; }
@@ -84,41 +51,29 @@ class SteSolver final : public WeightSolver {
   void fused_adam_step(QuantParam& p, const Quantizer& q, const Tensor& g, const Tensor& scale_before,
                        const kernels::AdamElement& a, const Tensor& m, const Tensor& v) const override {
     torch::NoGradGuard no_grad;
-    const auto [range_lo, range_hi] = range(q);
-    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
-    TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous() && g.is_contiguous() && m.is_contiguous() &&
-                    v.is_contiguous(), "ste: fused step needs contiguous tensors");
-    const Tensor s0 = scale_before.contiguous(), s = p.grid.scale.detach().contiguous(), z = zero_of(p);
-    float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>(), *gp = g.data_ptr<float>();
-    float *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
-    const float *s0p = s0.data_ptr<float>(), *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
-    const kernels::CodeKind kind = builtin_code_spec(q).value().kind;  // the fused step is for built-in grids
-    for_rows(p.latent, s.numel(), [&](int64_t, int64_t c, int64_t b, int64_t e) {
-      kernels::cpu::SteChannel ch;
-      ch.inv_scale_before = 1.f / s0p[c], ch.scale = sp[c], ch.zero = zp[c], ch.lo = float(lo), ch.hi = float(hi);
-      if (kind == kernels::CodeKind::Uniform) ch.code_lo = float(q.code_min()), ch.code_hi = float(q.code_max());
-      kernels::cpu::ste_adam_pass(tp + b, wp + b, gp + b, mp + b, vp + b, e - b, ch, kind, a);
-    });
+    const auto [lo, hi] = range(q);
+    const Tensor s0 = scale_before.contiguous(), s = p.grid.scale.detach().contiguous();
+    const Tensor z = zero_of(p, p.latent.device());
+    Tensor theta = p.latent.detach(), w = p.weight.detach(), gg = g, mm = m, vv = v;
+    kernels::ste_adam_step_(theta, w, gg, mm, vv, s0, s, z, lo, hi, builtin_code_spec(q).value(), a);
   }
 
   void update(QuantParam& p, const Quantizer& q, const QuantClock&) const override {
     torch::NoGradGuard no_grad;
-    const auto [range_lo, range_hi] = range(q);
-    const double lo = range_lo, hi = range_hi;  // plain variables: lambdas capture them (C++17)
+    const auto [lo, hi] = range(q);
     TORCH_CHECK(p.latent.is_contiguous() && p.weight.is_contiguous(), "ste: latent and weights must be contiguous");
-    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p);
-    float *tp = p.latent.data_ptr<float>(), *wp = p.weight.data_ptr<float>();
-    const float *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
-    with_code(q, [&](auto code_of) {
-      for_rows(p.latent, s.numel(), [&](int64_t, int64_t c, int64_t b, int64_t e) {
-        const float sc = sp[c], zc = zp[c], tlo = (float(lo) - zc) * sc, thi = (float(hi) - zc) * sc, inv = 1.f / sc;
-        for (int64_t i = b; i < e; ++i) {
-          const float t = std::min(std::max(tp[i], tlo), thi);  // min/max: vectorisable
-          tp[i] = t;
-          wp[i] = sc * (code_of(t * inv + zc) - zc);
-        }
-      });
-    });
+    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p, p.latent.device());
+    if (const auto spec = builtin_code_spec(q)) {
+      Tensor theta = p.latent.detach(), w = p.weight.detach();
+      kernels::ste_update_(theta, w, s, z, lo, hi, *spec);
+      return;
+    }
+    // A registered grid: the clip with LibTorch's operators (the same float operations as the kernel), then its
+    // codes through Quantizer::codes (its virtual code function).
+    const Tensor sb = Quantizer::broadcast(s, p.latent), zb = Quantizer::broadcast(z, p.latent);
+    const Tensor tlo = (float(lo) - zb) * sb, thi = (float(hi) - zb) * sb;
+    p.latent.detach().copy_(torch::min(torch::max(p.latent.detach(), tlo), thi));
+    p.weight.detach().copy_(q.dequantize(q.codes(p.latent, p.grid), GridParams{s, z}));
   }
 
  private:
@@ -126,23 +81,9 @@ class SteSolver final : public WeightSolver {
     if (q.name() == "binary" || q.name() == "ternary") return {-clip_, clip_};
     return {q.code_min(), q.code_max()};  // uniform and registered grids: the code range
   }
-  // backward for tensors off the CPU: the masked gradient by the kernel (kernels/quant_ops.h), ∂ℓ/∂s = Σ ∂ℓ/∂w·w/s
-  // per channel with LibTorch's operators, and ∂ℓ/∂w cleared when g is its buffer, as on the CPU.
-  static void backward_on_device(QuantParam& p, const Tensor& g, double lo, double hi) {
-    const Tensor theta = p.latent.detach().contiguous(), w = p.weight.detach().contiguous(), gc = g.contiguous();
-    const Tensor s = p.grid.scale.detach().contiguous(), z = zero_of(p).to(theta.device());
-    Tensor out = torch::empty_like(theta);
-    kernels::ste_grad_out(gc, theta, s, z, lo, hi, out);
-    if (p.learn_scale) {
-      const Tensor dots = (gc * w).reshape({theta.size(0), -1}).sum(1);
-      p.grid.scale.mutable_grad() = s.numel() > 1 ? dots / s : (dots.sum() / s).reshape({1});
-    }
-    if (p.weight.grad().defined() && g.data_ptr() == p.weight.grad().data_ptr()) p.weight.mutable_grad().zero_();
-    p.latent.mutable_grad() = out;
-  }
-  static Tensor zero_of(const QuantParam& p) {
-    return p.grid.zero.defined() ? p.grid.zero.detach().to(torch::kFloat32).contiguous()
-                                 : torch::zeros({p.grid.scale.numel()});
+  static Tensor zero_of(const QuantParam& p, const torch::Device& device) {
+    return p.grid.zero.defined() ? p.grid.zero.detach().to(device, torch::kFloat32).contiguous()
+                                 : torch::zeros({p.grid.scale.numel()}, torch::TensorOptions().device(device));
   }
   double clip_;
 };

@@ -1,8 +1,6 @@
 #include "bilevel/quant/weight_solver.h"
 
-#include <ATen/Parallel.h>
-
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/ste_ops.h"
 
 namespace bilevel {
 
@@ -14,21 +12,7 @@ Tensor WeightSolver::normalised(const QuantParam& p) {
 }
 
 Tensor WeightSolver::scale_grad(const Tensor& g, const Tensor& w, const Tensor& scale) {
-  const int64_t channels = scale.numel();
-  if (!g.device().is_cpu() || g.scalar_type() != torch::kFloat32 || w.scalar_type() != torch::kFloat32 ||
-      scale.scalar_type() != torch::kFloat32)
-    return Quantizer::channel_sum(g * w / Quantizer::broadcast(scale.detach(), g), channels);
-  const Tensor gc = g.contiguous(), wc = w.contiguous(), s = scale.detach().contiguous();
-  const int64_t rows = gc.size(0), inner = gc.numel() / rows;
-  std::vector<float> row(size_t(rows), 0.f);
-  const float *gp = gc.data_ptr<float>(), *wp = wc.data_ptr<float>(), *sp = s.data_ptr<float>();
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) row[size_t(r)] = qe::dot8(gp + r * inner, wp + r * inner, inner) / sp[channels > 1 ? r : 0];
-  });
-  Tensor out = torch::zeros({channels});
-  float* op = out.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) op[channels > 1 ? r : 0] += row[size_t(r)];
-  return out.to(scale.device());
+  return kernels::channel_scale_grad(g, w, scale);
 }
 
 void WeightSolver::init(QuantParam& p, const Quantizer& q) const {

@@ -8,11 +8,15 @@
 
 #include "bilevel/rules/registry.h"
 #include "bilevel/train/memory_estimate.h"
+#include "bilevel/util/cublas_env.h"
 #include "bilevel/util/threads.h"
 
 namespace bilevel {
 
 void apply_runtime_settings(const ExperimentConfig& cfg) {
+  // Before anything touches a CUDA device: cuBLAS reads CUBLAS_WORKSPACE_CONFIG when its handle is created, and
+  // without it throws at the first product in deterministic mode.
+  apply_cublas_workspace_config(cfg.deterministic);
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   at::globalContext().setDeterministicAlgorithms(cfg.deterministic, false);
   // 0 = OMP_NUM_THREADS when set (the test runner sets 1 so parallel tests do not oversubscribe the cores), else

@@ -1,8 +1,8 @@
 #include "bilevel/train/fused_adam.h"
 
-#include "bilevel/kernels/cpu/optim_loops.h"
+#include "bilevel/kernels/fused_ops.h"
+#include "bilevel/kernels/optim_ops.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <sstream>
@@ -33,8 +33,11 @@ Key key_of(const void* impl) {
 }
 
 bool fusable(const Tensor& p, const Tensor& g, const AdamOptions& o) {
-  return !o.amsgrad() && p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && p.is_contiguous() &&
-         g.scalar_type() == torch::kFloat32 && g.sizes() == p.sizes() && !g.is_sparse() && g.is_contiguous();
+  // The pass is a kernel entry (bilevel/kernels/optim_ops.h): the CPU loop, or the CUDA kernel in a build with them.
+  const bool device_ok = p.device().is_cpu() || (p.is_cuda() && kernels::cuda_kernels_built());
+  return !o.amsgrad() && device_ok && g.device() == p.device() && p.scalar_type() == torch::kFloat32 &&
+         p.is_contiguous() && g.scalar_type() == torch::kFloat32 && g.sizes() == p.sizes() && !g.is_sparse() &&
+         g.is_contiguous();
 }
 
 // LibTorch's formula with its operators, for what the single pass does not take.
@@ -102,13 +105,8 @@ Tensor FusedAdam::step(LossClosure closure) {
         continue;
       }
       const kernels::AdamElement a = coefficients(o, s.step());
-      float* pp = p.data_ptr<float>();
-      float* mp = s.exp_avg().data_ptr<float>();
-      float* vp = s.exp_avg_sq().data_ptr<float>();
-      const float* gp = g.data_ptr<float>();
-      at::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
-        kernels::cpu::adam_pass(pp + b, mp + b, vp + b, gp + b, e - b, a);
-      });
+      Tensor pd = p.detach(), m = s.exp_avg(), v = s.exp_avg_sq();
+      kernels::adam_step_(pd, m, v, g, a);
     }
   }
   for (auto& [p, o] : deferred) {

@@ -68,10 +68,11 @@ StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batch
   // Data parallelism: every rank steps with the gradient of the global batch (and learns whether any rank was
   // asked to stop).
   if (x.dist) x.dist->average_gradients(x.net->parameters(), local_stop_flags());
-  if (before_step) before_step(s);
+  if (before_step) before_step(s.resolve());  // the check reads the loss; without one, it is read after the step
   if (x.quant) x.quant->after_backward(clock);
   x.optimizer.impl->step();
   if (x.quant) x.quant->after_step(clock);
+  s.resolve();
   return s;
 }
 

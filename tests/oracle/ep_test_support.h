@@ -71,7 +71,7 @@ inline torch::Tensor gradient_of(bilevel::LearningRule& rule, LayeredNet& net, c
                                  const torch::Tensor& y, bilevel::StepStats* stats = nullptr) {
   zero_grads(net);
   auto s = rule.train_step(net, x, y);
-  if (stats) *stats = s;
+  if (stats) *stats = s.resolve();
   return flat_grads(net).clone();
 }
 

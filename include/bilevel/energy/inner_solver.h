@@ -53,5 +53,11 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 // kernel's scalar twin) Neuron::finish_, the quantizer and max_abs_diff.
 double finish_state_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old, int64_t k,
                      bool measure);
+// The same step with the residual not read: a 0-dimensional tensor on out's device when `measure`, undefined
+// otherwise; the solvers gather a sweep's residuals in a SweepResidual (energy/sweep_residual.h) and read once.
+torch::Tensor finish_state_residual_(const LayeredEnergy& energy, torch::Tensor& out, const torch::Tensor& old,
+                                     int64_t k, bool measure);
+// max |a − b| over all elements as a 0-dimensional tensor on a's device (not read).
+torch::Tensor max_abs_diff_tensor(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace bilevel

@@ -38,7 +38,11 @@ DyadTensors dyad_update(const torch::Tensor& u, const torch::Tensor& f, double a
 
 // The fixed-point step's epilogue: v ← h(v) in place; returns max |h(v) − s_old| over all elements (0 when
 // empty, NaN when a change is NaN). The same result as  finish_(v); (v − s_old).abs().max().
+// The result is read on the host (on CUDA: a synchronisation with the stream).
 double state_update_(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
+// The same step with the residual left where it was computed: a 0-dimensional tensor of v's dtype on v's device,
+// not read (no synchronisation), for callers that combine several residuals before one read (energy/sweep_residual.h).
+torch::Tensor state_update_residual_(torch::Tensor& v, const torch::Tensor& s_old, ActParams h);
 
 // The same epilogue per example, for the compact relaxation (energy/compact_relaxation.h): v and s_old are
 // [rows, ...] (the trailing dimensions are one row), change is [rows] of their dtype and device. v ← h(v) in place

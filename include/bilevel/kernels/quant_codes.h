@@ -60,6 +60,8 @@ BILEVEL_HDI float codes_element(const CodesArgs& a, int64_t i) {
 
 // The activation quantizer's codes (quant/activation_quantizer.h): uniform on [lo, hi] of (x − offset)/step,
 // deterministic (as integer inference computes them) or stochastic from stream `key`.
+// With `step` not null the step is read from that one element (a learned step, on the kernel's device, so that no
+// host read is needed) instead of inv_step: the same 1/step either way.
 struct ActCodesArgs {
   const float* x;
   float* out;
@@ -67,9 +69,11 @@ struct ActCodesArgs {
   float offset, inv_step, lo, hi;
   bool stochastic;
   uint64_t key;
+  const float* step = nullptr;
 };
+BILEVEL_HDI float act_inv_step(const ActCodesArgs& a) { return a.step ? 1.f / *a.step : a.inv_step; }
 BILEVEL_HDI float act_codes_element(const ActCodesArgs& a, int64_t i) {
-  const float v = (a.x[i] - a.offset) * a.inv_step;
+  const float v = (a.x[i] - a.offset) * act_inv_step(a);
   return a.stochastic ? qe::uniform_code_stochastic(v, a.lo, a.hi, counter_uniform(a.key, uint64_t(i)))
                       : qe::uniform_code(v, a.lo, a.hi);
 }

@@ -26,6 +26,11 @@ torch::Tensor quant_codes(const torch::Tensor& theta, const torch::Tensor& scale
 // The activation quantizer's codes of x: uniform_code((x − offset)/step) on [lo, hi], or stochastic from *key.
 void activation_codes_out(const torch::Tensor& x, double offset, double step, double lo, double hi,
                           const uint64_t* key, torch::Tensor& out);
+// The same with the step a one-element float32 tensor on x's device (a learned step): read by the kernel, never
+// on the host, so a CUDA step costs no synchronisation. The step must be > 0 (not checked: that would read it).
+// Deterministic CPU codes are integer inference's (kernels/cpu/int_gemm.h, state_codes) in both forms.
+void activation_codes_out(const torch::Tensor& x, double offset, const torch::Tensor& step, double lo, double hi,
+                          const uint64_t* key, torch::Tensor& out);
 
 // The STE solver's backward (quant/ste.cpp): out = g·1[lo <= θ/s + z <= hi], s and z per channel as for
 // quant_codes.

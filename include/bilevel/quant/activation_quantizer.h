@@ -51,6 +51,8 @@ class ActivationQuantizer final : public StateQuantizer {
 
  private:
   torch::Tensor codes(const torch::Tensor& s, size_t layer, bool training) const;
+  // lsq: a step that is still ≤ 0 is set from the batch s (LSQ's initialisation); off the CPU without reading it.
+  void init_step(const torch::Tensor& s, size_t layer) const;
   ActivationQuantOptions opt_;
   std::vector<torch::Tensor> steps_;
   uint64_t seed_ = 0;

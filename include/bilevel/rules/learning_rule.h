@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bilevel/config/config.h"
@@ -19,6 +20,13 @@ namespace bilevel {
 struct StepStats {
   double loss_sum = 0.0;  // Σ over the batch of ℓ at the state the rule trained from (free phase / forward pass)
   int64_t correct = 0;    // correctly classified examples in the batch
+  // A rule may leave loss_sum and correct where it computed them instead of reading them on the host (on a GPU a
+  // read waits for the step): a float64 tensor [Σℓ, correct] on the batch's device. resolve() reads it into
+  // loss_sum and correct (one host read) and clears it; the trainer resolves every step (train_batch).
+  torch::Tensor pending;
+  // Diagnostics left on the device the same way (one-element tensors), read in the same transfer by resolve().
+  std::vector<std::pair<std::string, torch::Tensor>> pending_diagnostics;
+  StepStats& resolve();
   // Diagnostics averaged over the epoch's batches into metrics.csv columns (see diagnostic_columns()).
   std::map<std::string, double> diagnostics;
 };

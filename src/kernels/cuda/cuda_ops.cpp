@@ -41,7 +41,7 @@ void dyad_update(const torch::Tensor& u, const torch::Tensor& f, double alpha, A
                  "dyad_update");
 }
 
-double state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h) {
+torch::Tensor state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h) {
   const c10::cuda::CUDAGuard guard(v.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(v.device().index()).stream();
   torch::Tensor residual = torch::empty({}, v.options());
@@ -54,7 +54,7 @@ double state_update(torch::Tensor& v, const torch::Tensor& s_old, ActParams h) {
     check_launch(launch_state_update(v.data_ptr<double>(), s_old.data_ptr<double>(), n, h,
                                      residual.data_ptr<double>(), stream),
                  "state_update_");
-  return residual.item<double>();  // synchronises with the stream
+  return residual;  // read by the caller, once per sweep (energy/sweep_residual.h): no synchronisation here
 }
 
 void state_update_rows(torch::Tensor& v, const torch::Tensor& s_old, ActParams h, torch::Tensor& change,

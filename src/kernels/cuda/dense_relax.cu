@@ -42,6 +42,7 @@
 // When both halves of one example's states do not fit in shared memory (Σ n_k beyond ~28 Ki floats on sm_90), the
 // same code ping-pongs between the state and scratch buffers in global memory instead, as the CPU kernel does.
 #include "bilevel/kernels/cuda/launch.h"
+#include "bilevel/kernels/launch_cache.h"
 #include "grid.cuh"
 
 namespace bilevel::kernels::cuda {
@@ -267,21 +268,32 @@ cudaError_t launch_dense_relax(const DenseRelaxArgs& a, cudaStream_t stream) {
   const Kernel kernel = kernel_for(a.act);
   if (!kernel) return cudaErrorInvalidValue;
 
-  int device = 0, optin = 0;
+  // The device's and kernel's limits are asked once per (device, kernel), not per launch (launch_cache.h).
+  static LaunchCache cache;
+  int device = 0;
   cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  cudaFuncAttributes attr{};
-  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, kernel);
   if (err != cudaSuccess) return err;
-  const int64_t room = int64_t(optin) - int64_t(attr.sharedSizeBytes);  // dynamic shared memory a block may have
+  LaunchCache::Entry limits;
+  err = cudaError_t(cache.entry(device, reinterpret_cast<const void*>(kernel), limits, [&](int64_t& room) {
+    int optin = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    cudaFuncAttributes attr{};
+    if (e == cudaSuccess) e = cudaFuncGetAttributes(&attr, kernel);
+    room = int64_t(optin) - int64_t(attr.sharedSizeBytes);  // dynamic shared memory a block may have
+    return int(e);
+  }));
+  if (err != cudaSuccess) return err;
+  const int64_t room = limits.room;
   const bool ce = a.nudge == RelaxNudge::ReadoutCrossEntropy;
   const int64_t coef_bytes = coef_floats(ce ? a.classes : 0) * int64_t(sizeof(float));
   const int64_t state_bytes = 2 * total * int64_t(sizeof(float));
   const bool in_shared = coef_bytes + state_bytes <= room;
   const int64_t dynamic = coef_bytes + (in_shared ? state_bytes : 0);
   if (dynamic > room) return cudaErrorInvalidValue;  // more classes than shared memory holds
-  if (dynamic > 48 * 1024) {  // beyond the default limit, a kernel must opt in
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic));
+  if (dynamic > 48 * 1024 && !limits.opted_in) {  // beyond the default limit a kernel must opt in: once, to the room
+    err = cudaError_t(cache.opt_in(device, reinterpret_cast<const void*>(kernel), [&](int64_t bytes) {
+      return int(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    }));
     if (err != cudaSuccess) return err;
   }
   const unsigned grid = unsigned(std::min<int64_t>(a.batch, 65535));  // blocks stride over the rest

@@ -13,6 +13,7 @@
 #include "bilevel/kernels/dense_relax_args.h"
 #include "bilevel/kernels/elementwise.h"
 #include "bilevel/kernels/quant_codes.h"
+#include "bilevel/kernels/ste_step.h"
 
 namespace bilevel::kernels::cuda {
 
@@ -54,6 +55,13 @@ cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp,
                              cudaStream_t stream);
 cudaError_t launch_prox_towards(const float* u, float lambda, float* q, int64_t n, cudaStream_t stream);
 cudaError_t launch_flip_codes(float* codes, const float* m, float tau, int64_t n, cudaStream_t stream);
+
+// The optimizer's passes (src/kernels/cuda/optim.cu), float32: p ← Adam(p, g) for i < n (m, v updated); the STE
+// solver's fused backward + Adam + clip + re-quantize (ste_adam_element) and its post-step (ste_update_element).
+cudaError_t launch_adam(float* p, float* m, float* v, const float* g, int64_t n, const AdamElement& a,
+                        cudaStream_t stream);
+cudaError_t launch_ste_adam(const SteAdamArgs& a, cudaStream_t stream);
+cudaError_t launch_ste_update(const SteUpdateArgs& a, cudaStream_t stream);
 
 // The persistent relaxation kernel (src/kernels/cuda/dense_relax.cu): all max_steps sweeps of one phase for every
 // example of `a` (all its arrays on the current device) in one launch, one thread block per example, with the
