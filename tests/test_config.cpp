@@ -651,8 +651,9 @@ TEST(ConfigGroups, AKeyOfAComponentNotSelectedNamesItsOwner) {
   expect_file_error(config_error("rule:\n  name: backprop\n  beta: 0.1\n"), "rule.beta", 3,
                     {"belongs to rule 'ep'", "'dual_prop'", "rule.name is 'backprop'"});
   expect_file_error(config_error("rule:\n  name: ep\n  alpha: 0.5\n"), "rule.alpha", 3, {"'dual_prop'"});
+  // Both solvers have a kernel key, with their own choices: layerwise has no fused kernel.
   expect_file_error(config_error("solver:\n  name: layerwise\n  kernel: fused\n"), "solver.kernel", 3,
-                    {"inner solver 'fixed_point'", "solver.name is 'layerwise'"});
+                    {"{auto, compact, generic}", "'fused'"});
 }
 
 TEST(ConfigGroups, TwoRulesHaveTheirOwnBeta) {
