@@ -58,22 +58,8 @@ Net make(LayeredNet net, const std::string& loss, torch::ScalarType dtype, int64
   return n;
 }
 
-EnergyState random_start(const Net& n, uint64_t seed) {
-  EnergyState st;
-  n.energy->init_state(n.batch, st);
-  torch::manual_seed(seed);
-  for (size_t k = 0; k < st.s.size(); ++k) {
-    st.s[k].copy_(torch::rand_like(st.s[k]) * 0.8 + 0.1);
-    st.scratch[k].fill_(kNaN);
-  }
-  return st;
-}
-
-double max_diff(const EnergyState& a, const EnergyState& b) {
-  double d = 0;
-  for (size_t k = 0; k < a.s.size(); ++k) d = std::max(d, max_abs_diff(a.s[k], b.s[k]));
-  return d;
-}
+EnergyState random_start(const Net& n, uint64_t seed) { return ep_test::random_start(*n.energy, n.batch, seed); }
+using ep_test::max_state_diff;
 
 }  // namespace
 
@@ -178,7 +164,7 @@ TEST(CompactRelaxation, MatchesTheWholeBatchPath) {
           const SolveStats sb = whole->solve(*n.energy, n.batch, b, nudge, 9, 0.0);
           const std::string what = c.name + " " + solver + (dtype == torch::kFloat32 ? " f32" : " f64") +
                                    " nudge " + std::to_string(int(nudge.kind)) + " β=" + std::to_string(nudge.beta);
-          EXPECT_LT(max_diff(a, b), dtype == torch::kFloat32 ? 1e-5 : 1e-12) << what;
+          EXPECT_LT(max_state_diff(a, b), dtype == torch::kFloat32 ? 1e-5 : 1e-12) << what;
           ASSERT_TRUE(sa.row_steps.defined()) << what;
           EXPECT_EQ(sa.row_steps.size(0), 13) << what;
           EXPECT_LE(sa.row_steps.max().item<int64_t>(), 9) << what;
@@ -221,7 +207,7 @@ TEST(CompactRelaxation, ExamplesStopAtTheirOwnExactFixedPoints) {
   EXPECT_EQ(sa.at_limit, 0) << steps;
   EXPECT_LT(steps.narrow(0, 0, 10).max().item<int64_t>(), steps.narrow(0, 10, 11).min().item<int64_t>()) << steps;
   EXPECT_GT(steps.max().item<int64_t>(), steps.min().item<int64_t>());
-  EXPECT_LT(max_diff(a, b), 1e-6);
+  EXPECT_LT(max_state_diff(a, b), 1e-6);
   // Rows that stopped early hold a fixed point: one more sweep does not move them (beyond rounding).
   EnergyState c;
   c.copy_from(a);
@@ -248,10 +234,10 @@ TEST(CompactRelaxation, TwoCyclesEndOnTheRightParity) {
       make_solver(solver, "generic")->solve(*n.energy, n.batch, b, Nudge::loss(0.3), 300 + i, 0.0);
       EXPECT_LE(sa.at_limit, 2) << solver << ": rows settle or cycle well before 300 sweeps";
       EXPECT_GE(sa.row_steps.lt(250).sum().item<int64_t>(), 21) << solver << sa.row_steps;
-      EXPECT_LT(max_diff(a, b), 1e-6) << solver << " after " << 300 + i;
+      EXPECT_LT(max_state_diff(a, b), 1e-6) << solver << " after " << 300 + i;
       ends[i].copy_from(a);
     }
-    EXPECT_LT(max_diff(ends[0], ends[1]), 1e-6) << solver;
+    EXPECT_LT(max_state_diff(ends[0], ends[1]), 1e-6) << solver;
   }
 }
 
@@ -267,7 +253,7 @@ TEST(CompactRelaxation, ToleranceAppliesPerExample) {
     EXPECT_LT(sa.residual, 1e-5) << solver;
     EXPECT_EQ(sa.at_limit, 0) << solver;
     EXPECT_LT(sa.steps, 500) << solver;
-    EXPECT_LT(max_diff(a, exact), 1e-3) << solver;
+    EXPECT_LT(max_state_diff(a, exact), 1e-3) << solver;
     // One more sweep of any example barely moves it.
     EnergyState again;
     again.copy_from(a);

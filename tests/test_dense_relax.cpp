@@ -127,23 +127,8 @@ Problem make_problem(int64_t in, std::vector<int64_t> hidden, int64_t classes, c
   return p;
 }
 
-// A random start inside the activation's range, and scratch buffers full of NaN.
-EnergyState random_start(const Problem& p, uint64_t seed) {
-  EnergyState st;
-  p.energy->init_state(p.batch, st);
-  torch::manual_seed(seed);
-  for (size_t k = 0; k < st.s.size(); ++k) {
-    st.s[k].copy_(torch::rand_like(st.s[k]) * 0.8 + 0.1);
-    st.scratch[k].fill_(std::numeric_limits<float>::quiet_NaN());
-  }
-  return st;
-}
-
-double max_diff(const EnergyState& a, const EnergyState& b) {
-  double d = 0;
-  for (size_t k = 0; k < a.s.size(); ++k) d = std::max(d, max_abs_diff(a.s[k], b.s[k]));
-  return d;
-}
+EnergyState random_start(const Problem& p, uint64_t seed) { return ep_test::random_start(*p.energy, p.batch, seed); }
+double max_diff(const EnergyState& a, const EnergyState& b) { return ep_test::max_state_diff(a, b); }
 
 // The kernel's description of a sigmoid4 MLP problem nudged with strength β, written out by hand here (not
 // through fused_relaxation.cpp). `keep` holds the contiguous biases alive.

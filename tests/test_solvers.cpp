@@ -33,11 +33,7 @@ Setup setup(LayeredNet net, const std::string& loss, int64_t B, uint64_t seed) {
   return s;
 }
 
-double max_state_diff(const EnergyState& a, const EnergyState& b) {
-  double d = 0;
-  for (size_t i = 0; i < a.s.size(); ++i) d = std::max(d, max_abs_diff(a.s[i], b.s[i]));
-  return d;
-}
+using ep_test::max_state_diff;
 
 }  // namespace
 

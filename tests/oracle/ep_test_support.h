@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,26 @@ inline LayeredNet make_conv(const std::string& activation, const std::string& lo
   LayeredNet net(m, std::vector<int64_t>{2, image, image}, 3, loss == "mse");
   net->to(torch::kFloat64);
   return net;
+}
+
+// A random start inside the activation's range (states in [0.1, 0.9]), with scratch buffers full of NaN.
+inline bilevel::EnergyState random_start(const bilevel::LayeredEnergy& energy, const bilevel::EnergyBatch& batch,
+                                         uint64_t seed) {
+  bilevel::EnergyState st;
+  energy.init_state(batch, st);
+  torch::manual_seed(seed);
+  for (size_t k = 0; k < st.s.size(); ++k) {
+    st.s[k].copy_(torch::rand_like(st.s[k]) * 0.8 + 0.1);
+    st.scratch[k].fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  return st;
+}
+
+// The largest difference between two states' units, over every layer.
+inline double max_state_diff(const bilevel::EnergyState& a, const bilevel::EnergyState& b) {
+  double d = 0;
+  for (size_t k = 0; k < a.s.size(); ++k) d = std::max(d, bilevel::max_abs_diff(a.s[k], b.s[k]));
+  return d;
 }
 
 inline void zero_grads(LayeredNet& net) {
