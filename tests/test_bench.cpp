@@ -87,11 +87,7 @@ std::string status_of(const fs::path& run_dir) {
   return meta.substr(at + 9, end - at - 9);
 }
 
-size_t count(const std::string& haystack, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
-  return n;
-}
+size_t count(const std::string& haystack, const std::string& needle) { return occurrences(haystack, needle); }
 
 }  // namespace
 

@@ -28,11 +28,7 @@ train:
   return run_cli(args);
 }
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
-}
+size_t count(const std::string& haystack, const std::string& needle) { return occurrences(haystack, needle); }
 
 }  // namespace
 

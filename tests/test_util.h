@@ -300,6 +300,13 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout) {
 // The small synthetic problem the run, fault, preemption and data-parallel tests share: 8 classes of 3x3 images,
 // 500 training + 100 validation + 200 test examples, a 16-unit MLP. `rest` appends the caller's own sections
 // (train:, optimizer:, checkpoint:, ...).
+// How many times `needle` occurs in `haystack` (overlapping occurrences counted).
+inline size_t occurrences(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
 inline std::string small_synthetic_yaml(const std::string& name, int seed, const std::string& rest) {
   return "experiment:\n  name: " + name + "\nseed: " + std::to_string(seed) + "\n" + R"(data:
   name: synthetic
