@@ -15,6 +15,12 @@ using torch::Tensor;
 
 namespace {
 
+// change[r] ← max(change[r], max |out[r] − old[r]|), and likewise change_older against older when it is defined.
+void fold_changes(const Tensor& out, const Tensor& old, const Tensor& older, Tensor& change, Tensor& change_older) {
+  change.copy_(at::maximum(change, (out - old).abs_().flatten(1).amax(1)));
+  if (older.defined()) change_older.copy_(at::maximum(change_older, (out - older).abs_().flatten(1).amax(1)));
+}
+
 // out ← Q_k(h(out)) in place, change[r] ← max(change[r], max |out[r] − old[r]|) and, with `older` defined,
 // change_older[r] ← max(change_older[r], max |out[r] − older[r]|): one fused pass where the kernel applies, the
 // neuron's and quantizer's operators otherwise.
@@ -27,8 +33,7 @@ void finish_rows(const LayeredEnergy& energy, Tensor& out, const Tensor& old, co
   if (fused) return kernels::state_update_rows_(out, old, kernels::act_of(energy.neuron()), change, older, &change_older);
   energy.neuron().finish_(out);
   energy.quantize_state_(out, k);
-  change.copy_(at::maximum(change, (out - old).abs_().flatten(1).amax(1)));
-  if (older.defined()) change_older.copy_(at::maximum(change_older, (out - older).abs_().flatten(1).amax(1)));
+  fold_changes(out, old, older, change, change_older);
 }
 
 // The mse output's exact nudged step of the even/odd schedule (layerwise_solver.h), and its changes.
@@ -38,8 +43,7 @@ void prox_output_rows(const LayeredEnergy& energy, const EnergyBatch& batch, Ten
   Tensor u = (out - neuron.shift()) / neuron.scale();
   neuron.output_prox_(out, u, batch.onehot, beta);
   energy.quantize_state_(out, k);
-  change.copy_(at::maximum(change, (out - old).abs_().flatten(1).amax(1)));
-  if (older.defined()) change_older.copy_(at::maximum(change_older, (out - older).abs_().flatten(1).amax(1)));
+  fold_changes(out, old, older, change, change_older);
 }
 
 Tensor rows_of(const Tensor& t, const Tensor& index) { return t.defined() ? t.index_select(0, index) : t; }
@@ -69,7 +73,6 @@ SolveStats compact_relaxation(const LayeredEnergy& energy, const EnergyBatch& ba
   EnergyState cs;
   std::vector<Tensor> prev(static_cast<size_t>(S)), spare(static_cast<size_t>(S));
   cs.s.resize(size_t(S));
-  cs.scratch.resize(size_t(S));
   for (int64_t k = 0; k < S; ++k) {
     cs.s[k] = st.s[k].contiguous().clone();
     spare[k] = torch::empty_like(cs.s[k]);

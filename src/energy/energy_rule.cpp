@@ -3,6 +3,7 @@
 #include "bilevel/energy/sweep_stats.h"
 #include "bilevel/registry.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -70,34 +71,34 @@ void EnergyRule::output_stats(const LayeredEnergy& energy, StepStats& stats) con
                                 out.argmax(1).eq(batch_.labels).sum().to(torch::kFloat64)});
 }
 
-std::vector<std::string> EnergyRule::cost_columns(bool nudged) {
-  std::vector<std::string> c = sweep_columns("free");
-  if (nudged)
-    for (auto& n : sweep_columns("nudged")) c.push_back(n);
-  if (nudged) c.push_back("output_shift");
+std::vector<std::string> EnergyRule::phase_columns() {
+  std::vector<std::string> c{"free_residual", "free_steps", "nudged_residual", "nudged_steps"};
+  for (const char* phase : {"free", "nudged"})
+    for (auto& n : sweep_columns(phase)) c.push_back(n);
+  c.push_back("output_shift");
   c.push_back("macs_ratio");
   return c;
 }
 
-void EnergyRule::add_cost_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
-                                      const std::vector<const SolveStats*>& nudged, StepStats& stats) const {
-  const int64_t B = batch_.size;
-  add_sweep_diagnostics("free", {&free}, B, opt_.free_steps, opt_.tol, stats.diagnostics);
-  double nudged_mean = 0.0;
-  if (!nudged.empty()) {
-    add_sweep_diagnostics("nudged", nudged, B, opt_.nudged_steps, opt_.tol, stats.diagnostics);
-    nudged_mean = stats.diagnostics["nudged_sweeps"];
-  }
-  const double ep = ep_step_macs(energy, stats.diagnostics["free_sweeps"], nudged_mean, int64_t(nudged.size()));
-  stats.diagnostics["macs_ratio"] = ep / backprop_step_macs(energy);
-}
-
-void EnergyRule::add_output_shift(const LayeredEnergy& energy, const EnergyState& nudged, double beta,
-                                  StepStats& stats) const {
+void EnergyRule::add_phase_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
+                                       const std::vector<const SolveStats*>& nudged, const EnergyState& nudged_state,
+                                       double beta, StepStats& stats) const {
   torch::NoGradGuard no_grad;
+  auto& d = stats.diagnostics;
+  const int64_t B = batch_.size;
+  d["free_residual"] = free.residual;
+  d["free_steps"] = double(free.steps);
+  double residual = 0.0, steps = 0.0;
+  for (const SolveStats* s : nudged) residual = std::max(residual, s->residual), steps += double(s->steps);
+  d["nudged_residual"] = residual;
+  d["nudged_steps"] = steps;
+  add_sweep_diagnostics("free", {&free}, B, opt_.free_steps, opt_.tol, d);
+  add_sweep_diagnostics("nudged", nudged, B, opt_.nudged_steps, opt_.tol, d);
+  const double ep = ep_step_macs(energy, d["free_sweeps"], d["nudged_sweeps"], int64_t(nudged.size()));
+  d["macs_ratio"] = ep / backprop_step_macs(energy);
   const double b = std::abs(beta) > 0.0 ? std::abs(beta) : 1.0;
-  const torch::Tensor d = energy.output(batch_, nudged) - energy.output(batch_, free_);
-  stats.pending_diagnostics.emplace_back("output_shift", d.abs().mean() / b);  // read with the loss (resolve())
+  const torch::Tensor shift = energy.output(batch_, nudged_state) - energy.output(batch_, free_);
+  stats.pending_diagnostics.emplace_back("output_shift", shift.abs().mean() / b);  // read with the loss (resolve())
 }
 
 std::vector<std::string> EnergyRule::epoch_warnings(const std::vector<double>& diagnostics) const {

@@ -6,9 +6,7 @@ ContrastiveHebbian::ContrastiveHebbian(std::unique_ptr<Objective> objective, Ene
     : EnergyRule(std::move(objective), std::move(options)) {}
 
 std::vector<std::string> ContrastiveHebbian::diagnostic_columns() const {
-  std::vector<std::string> c{"free_residual", "free_steps", "nudged_residual", "nudged_steps"};
-  for (auto& n : cost_columns(true)) c.push_back(n);
-  return c;
+  return phase_columns();
 }
 
 StepStats ContrastiveHebbian::train_step(LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) {
@@ -19,12 +17,7 @@ StepStats ContrastiveHebbian::train_step(LayeredNet& net, const torch::Tensor& x
   output_stats(energy, stats);
   const SolveStats cs = nudged_phase(energy, clamped_, Nudge::clamp());
   energy.add_phi_grad_diff(batch_, clamped_, free_, -1.0 / double(batch_.size));
-  add_cost_diagnostics(energy, fs, {&cs}, stats);
-  add_output_shift(energy, clamped_, 1.0, stats);
-  stats.diagnostics["free_residual"] = fs.residual;
-  stats.diagnostics["free_steps"] = double(fs.steps);
-  stats.diagnostics["nudged_residual"] = cs.residual;
-  stats.diagnostics["nudged_steps"] = double(cs.steps);
+  add_phase_diagnostics(energy, fs, {&cs}, clamped_, 1.0, stats);
   return stats;
 }
 

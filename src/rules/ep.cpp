@@ -11,9 +11,7 @@ EquilibriumPropagation::EquilibriumPropagation(std::unique_ptr<Objective> object
     : EnergyRule(std::move(objective), std::move(options)), estimator_(estimator) {}
 
 std::vector<std::string> EquilibriumPropagation::diagnostic_columns() const {
-  std::vector<std::string> c{"free_residual", "free_steps", "nudged_residual", "nudged_steps"};
-  for (auto& n : cost_columns(true)) c.push_back(n);
-  return c;
+  return phase_columns();
 }
 
 double EquilibriumPropagation::batch_beta(const torch::Tensor& y) const {
@@ -34,24 +32,19 @@ StepStats EquilibriumPropagation::train_step(LayeredNet& net, const torch::Tenso
   output_stats(energy, stats);
   const double beta = batch_beta(y);
   const double B = double(batch_.size);
-  SolveStats ns = nudged_phase(energy, nudged_, Nudge::loss(beta));
-  std::vector<const SolveStats*> nudged_solves{&ns};
+  const SolveStats ns = nudged_phase(energy, nudged_, Nudge::loss(beta));
   SolveStats ns2;
   if (estimator_ == Estimator::OneSided) {
     // g = (∂E/∂θ(s^β) − ∂E/∂θ(s^0)) / β = −(∂Φ/∂θ(s^β) − ∂Φ/∂θ(s^0)) / β, batch mean.
     energy.add_phi_grad_diff(batch_, nudged_, free_, -1.0 / (beta * B));
   } else {
     ns2 = nudged_phase(energy, nudged_neg_, Nudge::loss(-beta));
-    nudged_solves.push_back(&ns2);
     energy.add_phi_grad_diff(batch_, nudged_, nudged_neg_, -1.0 / (2.0 * beta * B));
   }
   energy.add_readout_grad(batch_, free_, 1.0 / B);
-  add_cost_diagnostics(energy, fs, nudged_solves, stats);
-  add_output_shift(energy, nudged_, beta, stats);
-  stats.diagnostics["free_residual"] = fs.residual;
-  stats.diagnostics["free_steps"] = double(fs.steps);
-  stats.diagnostics["nudged_residual"] = estimator_ == Estimator::OneSided ? ns.residual : std::max(ns.residual, ns2.residual);
-  stats.diagnostics["nudged_steps"] = double(estimator_ == Estimator::OneSided ? ns.steps : ns.steps + ns2.steps);
+  std::vector<const SolveStats*> nudged_solves{&ns};
+  if (estimator_ == Estimator::Symmetric) nudged_solves.push_back(&ns2);
+  add_phase_diagnostics(energy, fs, nudged_solves, nudged_, beta, stats);
   return stats;
 }
 

@@ -227,7 +227,8 @@ TrainProgress Trainer::run(TrainProgress progress) {
     const EpochPosition sums = reduced(pos);
     const double loss_sum = sums.loss_sum;
     const int64_t correct = sums.correct, seen = sums.seen;
-    const std::vector<double>& diag_sums = sums.diagnostic_sums;
+    std::vector<double> diag_means;  // each diagnostic's mean over the epoch's batches
+    for (double d : sums.diagnostic_sums) diag_means.push_back(d / double(batches.count()));
     bar.finish();
     if (!std::isfinite(loss_sum))
       spdlog::warn("epoch {}: the training loss is not finite; check the learning rate", epoch + 1);
@@ -243,7 +244,7 @@ TrainProgress Trainer::run(TrainProgress progress) {
     std::vector<double> row{double(epoch + 1), loss_sum / double(seen), double(correct) / double(seen)};
     if (x_.data.validation.size() > 0) row.insert(row.end(), {val.loss, val.accuracy});
     row.insert(row.end(), {test.loss, test.accuracy, lr});
-    for (double d : diag_sums) row.push_back(d / double(batches.count()));
+    row.insert(row.end(), diag_means.begin(), diag_means.end());
     if (x_.quant)
       for (double v : x_.quant->epoch_values(QuantClock{uint64_t(cfg.seed), epoch, 0, batches.count(), epochs, lr}))
         row.push_back(v);
@@ -269,13 +270,10 @@ TrainProgress Trainer::run(TrainProgress progress) {
       spdlog::info("epoch {}/{}  train loss {:.4f} acc {:.4f} | test loss {:.4f} acc {:.4f} | {:.1f}s", epoch + 1,
                    epochs, row[1], row[2], test.loss, test.accuracy, seconds);
     for (size_t i = 0; i < diag_names.size(); ++i)
-      spdlog::debug("epoch {} {} = {}", epoch + 1, diag_names[i], diag_sums[i] / double(batches.count()));
-    if (writer_) {
-      std::vector<double> means;
-      for (double d : diag_sums) means.push_back(d / double(batches.count()));
-      for (const auto& w : x_.rule->epoch_warnings(means))
+      spdlog::debug("epoch {} {} = {}", epoch + 1, diag_names[i], diag_means[i]);
+    if (writer_)
+      for (const auto& w : x_.rule->epoch_warnings(diag_means))
         if (warned_.insert(without_digits(w)).second) spdlog::warn("epoch {}: {}", epoch + 1, w);
-    }
 
     crash_point("epoch_end", std::to_string(epoch + 1));
     if (writer_ && ((epoch + 1) % cfg.checkpoint_every == 0 || epoch + 1 == epochs)) {

@@ -67,16 +67,17 @@ class EnergyRule : public LearningRule {
   SolveStats nudged_phase(const LayeredEnergy& energy, EnergyState& st, const Nudge& nudge);
   // loss_sum and correct at the free equilibrium.
   void output_stats(const LayeredEnergy& energy, StepStats& stats) const;
-  // The relaxation's cost columns (energy/sweep_stats.h): the free phase's sweeps, the nudged phases' when
-  // `nudged`, and macs_ratio (the step's multiply-adds over backprop's with the measured sweeps).
-  static std::vector<std::string> cost_columns(bool nudged);
-  // With `nudged`, also output_shift: the mean over examples and units of |s_S^β − s_S^0| / |β| (cross_entropy:
-  // of the read-out logits), how far the nudge moves the output.
-  // Adds them to stats.diagnostics for a step with the given solves (nudged empty: a rule without nudged phases).
-  void add_cost_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
-                            const std::vector<const SolveStats*>& nudged, StepStats& stats) const;
-  // Adds output_shift for a nudged state (see cost_columns).
-  void add_output_shift(const LayeredEnergy& energy, const EnergyState& nudged, double beta, StepStats& stats) const;
+  // The diagnostic columns of a rule with a free and nudged phases (ep, ep_symmetric, chl): free/nudged residual
+  // and steps, the relaxation's cost (energy/sweep_stats.h: each phase's sweeps per example, at-limit fraction and
+  // histogram), output_shift (the mean over examples and units of |s_S^β − s_S^0| / |β|, of the read-out logits
+  // under cross_entropy: how far the nudge moves the output) and macs_ratio (the step's multiply-adds over
+  // backprop's with the measured sweeps).
+  static std::vector<std::string> phase_columns();
+  // Fills those columns for a step: the free solve, the nudged solves (their residual the largest, their steps
+  // summed), and the nudged state the output shift is taken at with its β (1 for a clamped output).
+  void add_phase_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
+                             const std::vector<const SolveStats*>& nudged, const EnergyState& nudged_state,
+                             double beta, StepStats& stats) const;
 
   EnergyRuleOptions opt_;
   std::shared_ptr<InnerSolver> solver_;
