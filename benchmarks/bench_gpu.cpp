@@ -23,7 +23,8 @@
 // 3 (--strict) a target missed on a GPU.
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include <algorithm>

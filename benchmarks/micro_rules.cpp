@@ -7,7 +7,8 @@
 // registered in this build is skipped with a note. Quantizer benchmarks: none yet (no quantizer API exists).
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <cstdio>

@@ -6,7 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <caffe2/serialize/inline_container.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <map>
 #include <string>

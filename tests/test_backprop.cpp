@@ -2,7 +2,8 @@
 // cross-entropy, mlp and conv), and training with it on synthetic data lowers the loss and learns the task.
 #include <gtest/gtest.h>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <string>

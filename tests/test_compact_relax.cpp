@@ -9,7 +9,8 @@
 // - the per-example tolerance, the sweep histogram and the multiply-add counts.
 #include <gtest/gtest.h>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <limits>

@@ -14,7 +14,8 @@
 // - the current stream, and which problems the CUDA path accepts.
 // Every test skips cleanly in a build without the CUDA kernels or on a machine without a CUDA device.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <cmath>

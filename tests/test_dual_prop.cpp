@@ -6,7 +6,8 @@
 //  - invalid hyperparameters fail at config validation, naming the key.
 #include <gtest/gtest.h>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <iostream>

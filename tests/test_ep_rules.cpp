@@ -2,6 +2,7 @@
 // trains every model (mlp/conv × mse/cross_entropy), predict is the free equilibrium's output, diagnostics are
 // reported as declared, and the random sign of β is a deterministic function of the batch.
 #include <gtest/gtest.h>
+#include <torch/optim/adam.h>
 
 #include <set>
 

@@ -5,7 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <torch/optim/adam.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>

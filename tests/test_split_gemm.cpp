@@ -1,7 +1,9 @@
 // The products split over LibTorch's threads (kernels/cpu/split_gemm.h, nn/linear.h) against a float64 reference,
 // and the build fact they rest on: our own at::parallel_for calls really run on several threads.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/autograd.h>
+#include <torch/utils.h>
 
 #include <ATen/Parallel.h>
 

@@ -4,7 +4,8 @@
 // solver's update and fused step going through them; on CUDA (skipped without a GPU) the kernels against the CPU
 // twins bit for bit, and the solver stepping CUDA tensors.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <string>
 #include <vector>

@@ -25,7 +25,8 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/version.h>
 #include <torch/cuda.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include "bilevel/run/build_info.h"

@@ -2,7 +2,8 @@
 // read-out, rule construction without a config file.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <limits>

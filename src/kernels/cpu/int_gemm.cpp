@@ -80,6 +80,25 @@ __attribute__((target("avx2"))) inline int32_t hsum(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// Σ of the sixteen int32 lanes: the two 256-bit halves through memory, added, then hsum. (Not
+// _mm512_reduce_add_epi32 or any extract/cast intrinsic: their expansions in GCC 12's headers start from an
+// "undefined" vector that -Wmaybe-uninitialized reports. Once a row, so the store costs nothing measurable.)
+__attribute__((target("avx512f"))) inline int32_t hsum(__m512i v) {
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, v);
+  return hsum(_mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes)),
+                               _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8))));
+}
+
+// Σ of the eight int64 lanes, the same way.
+__attribute__((target("avx512f"))) inline int64_t hsum64(__m512i v) {
+  alignas(64) int64_t lanes[8];
+  _mm512_store_si512(lanes, v);
+  int64_t sum = 0;
+  for (int64_t lane : lanes) sum += lane;
+  return sum;
+}
+
 // 4 rows of a × 2 rows of w per block, 16 int16 pairs per vpmaddwd (exact int32 sums of products).
 __attribute__((target("avx2"))) void int16_rows_avx2(const int16_t* a, const int16_t* w, int32_t* out, int64_t n0,
                                                       int64_t n1, int64_t O, int64_t K) {
@@ -155,8 +174,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void int16_rows_vnni(cons
         }
       }
       for (int i = 0; i < 4; ++i) {
-        out[(n + i) * O + o] = _mm512_reduce_add_epi32(c[i][0]);
-        if (two) out[(n + i) * O + o + 1] = _mm512_reduce_add_epi32(c[i][1]);
+        out[(n + i) * O + o] = hsum(c[i][0]);
+        if (two) out[(n + i) * O + o + 1] = hsum(c[i][1]);
       }
     }
   }
@@ -187,7 +206,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void xnor_rows_avx512(const u
         for (int i = 0; i < 4; ++i)
           d[i] = _mm512_add_epi64(d[i], _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_maskz_loadu_epi64(tail_mask, ar[i] + W8))));
       }
-      for (int i = 0; i < 4; ++i) out[(n + i) * O + o] = int32_t(K - 2 * _mm512_reduce_add_epi64(d[i]));
+      for (int i = 0; i < 4; ++i) out[(n + i) * O + o] = int32_t(K - 2 * hsum64(d[i]));
     }
   }
   if (n < n1) xnor_rows(a, w, out, n, n1, O, W, K);
@@ -234,8 +253,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void u8s8_rows_vnni(const
         }
       }
       for (int i = 0; i < 4; ++i) {
-        out[(n + i) * O + o] = _mm512_reduce_add_epi32(c[i][0]);
-        if (two) out[(n + i) * O + o + 1] = _mm512_reduce_add_epi32(c[i][1]);
+        out[(n + i) * O + o] = hsum(c[i][0]);
+        if (two) out[(n + i) * O + o + 1] = hsum(c[i][1]);
       }
     }
   }
