@@ -46,7 +46,7 @@ Dyad dyad(const Tensor& u, const Tensor& f, const Tensor& rho_u, const Activatio
     return {sp - sm, sm};
   }
   // On a GPU, one fused kernel (kernels::dyad_update) replaces the six operators below and their temporaries;
-  // on the CPU LibTorch's vectorised operators are faster than the kernel's scalar twin (README, CUDA kernels).
+  // on the CPU LibTorch's vectorised operators are faster than the kernel's scalar twin (docs/gpu.md).
   // (A build without the CUDA kernels, and an activation registered by a user, take the operators.)
   if (u.is_cuda() && kernels::cuda_kernels_built() && u.is_contiguous() && f.is_contiguous() &&
       u.sizes() == f.sizes() && u.scalar_type() == f.scalar_type()) {

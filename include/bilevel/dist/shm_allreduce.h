@@ -7,7 +7,7 @@
 // one write of the buffer per rank. The waiting spins (PAUSE) for up to 2 ms when every rank can have a CPU of its
 // own (util/threads.h's available_cpus(), affinity and cgroup quota, has at least as many as there are ranks),
 // 0.1 ms otherwise, and then yields the CPU between looks, so ranks that share cores still progress. On the 2-core
-// VM of the README, a 2-rank ep run waits a few hundred µs at the first barrier in one step of ten; yielding after
+// VM of docs/results, a 2-rank ep run waits a few hundred µs at the first barrier in one step of ten; yielding after
 // 0.1 ms there let other threads take the core and widened the slow tail (14 interleaved pairs against 1 rank:
 // 1.48–1.83×, median 1.71×, against 1.64–1.85×, median 1.74×, spinning ~1.7 ms).
 //
