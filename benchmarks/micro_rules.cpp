@@ -141,7 +141,7 @@ void BM_state(benchmark::State& state, const std::string& act, bool fused) {
   torch::manual_seed(0);
   const Neuron neuron = Neuron::from_activation(activation(act));
   const torch::Tensor v0 = torch::randn({kBatch, 512}) * 3, s_old = torch::rand({kBatch, 512});
-  const kernels::ActParams params = kernels::act_of(neuron);
+  const kernels::ActParams params = neuron.act_params();
   torch::Tensor v = v0.clone();
   for (auto _ : state) {
     v.copy_(v0);

@@ -274,7 +274,7 @@ RunOutcome start_run(const ExperimentConfig& cfg, const std::string& command_lin
   meta["environment"] = environment_yaml(collect_environment());
   write_yaml(dir.meta(), meta);
   spdlog::info("run directory: {}", dir.root.string());
-  spdlog::info("{} on {} ({} train / {} validation / {} test examples), {} epochs", cfg.train.algorithm,
+  spdlog::info("{} on {} ({} train / {} validation / {} test examples), {} epochs", cfg.rule.name,
                cfg.data.name, x.data.train.size(), x.data.validation.size(), x.data.test.size(), cfg.train.epochs);
   if (on_created) on_created(dir);
   return train_and_record(x, dir, meta, start);

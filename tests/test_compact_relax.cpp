@@ -76,7 +76,7 @@ TEST(RowEpilogue, MatchesLibTorchForEveryNeuron) {
         Tensor old = torch::rand({rows, n}, torch::kFloat64).to(dtype);
         // Row 2 already holds the kernel's own h(v): its change must come out exactly 0.
         Tensor once = v0.clone(), scratch_change = torch::zeros({rows}, dtype);
-        K::state_update_rows_(once, torch::zeros_like(v0), K::act_of(neuron), scratch_change);
+        K::state_update_rows_(once, torch::zeros_like(v0), neuron.act_params(), scratch_change);
         old[2].copy_(once[2]);
         Tensor start = torch::rand({rows}, torch::kFloat64).to(dtype) * 1e-3;
         start[2] = 0.0;
@@ -84,7 +84,7 @@ TEST(RowEpilogue, MatchesLibTorchForEveryNeuron) {
         const Tensor ref_change = reference_rows(neuron, ref_v, old, start);
         Tensor v = v0.clone();
         Tensor change = start.clone();
-        K::state_update_rows_(v, old, K::act_of(neuron), change);
+        K::state_update_rows_(v, old, neuron.act_params(), change);
         const double tol = dtype == torch::kFloat32 ? 1e-6 : 1e-14;
         const std::string what = act + " n=" + std::to_string(n) + (dtype == torch::kFloat32 ? " f32" : " f64");
         EXPECT_LE((v - ref_v).abs().max().item<double>(), tol) << what;
@@ -92,7 +92,7 @@ TEST(RowEpilogue, MatchesLibTorchForEveryNeuron) {
         // The two-back comparison: against `older`, a running max as well.
         Tensor older = torch::rand({rows, n}, torch::kFloat64).to(dtype), v2 = v0.clone();
         Tensor c1 = torch::zeros({rows}, dtype), c2 = start.clone();
-        K::state_update_rows_(v2, old, K::act_of(neuron), c1, older, &c2);
+        K::state_update_rows_(v2, old, neuron.act_params(), c1, older, &c2);
         const Tensor ref_c2 = at::maximum(start, (ref_v - older).abs().flatten(1).amax(1));
         EXPECT_LE((c2 - ref_c2).abs().max().item<double>(), tol) << what << " (older)";
         EXPECT_TRUE(torch::equal(v2, v)) << what << ": the comparison with older changes nothing else";
@@ -109,18 +109,18 @@ TEST(RowEpilogue, NaNMarksItsRowForGoodAndArgumentsAreChecked) {
   Tensor old = torch::rand({3, 19});
   v[1][17] = kNaN;
   Tensor change = torch::zeros({3});
-  K::state_update_rows_(v, old, K::act_of(neuron), change);
+  K::state_update_rows_(v, old, neuron.act_params(), change);
   EXPECT_TRUE(std::isnan(change[1].item<double>()));
   EXPECT_FALSE(std::isnan(change[0].item<double>()));
   Tensor again = torch::rand({3, 19});
-  K::state_update_rows_(again, old, K::act_of(neuron), change);
+  K::state_update_rows_(again, old, neuron.act_params(), change);
   EXPECT_TRUE(std::isnan(change[1].item<double>())) << "a NaN change stays";
   Tensor wrong = torch::zeros({4});
-  EXPECT_THROW(K::state_update_rows_(v, old, K::act_of(neuron), wrong), std::invalid_argument);
+  EXPECT_THROW(K::state_update_rows_(v, old, neuron.act_params(), wrong), std::invalid_argument);
   Tensor f64 = torch::zeros({3}, torch::kFloat64);
-  EXPECT_THROW(K::state_update_rows_(v, old, K::act_of(neuron), f64), std::invalid_argument);
+  EXPECT_THROW(K::state_update_rows_(v, old, neuron.act_params(), f64), std::invalid_argument);
   Tensor short_old = torch::rand({3, 18});
-  EXPECT_THROW(K::state_update_rows_(v, short_old, K::act_of(neuron), change), std::invalid_argument);
+  EXPECT_THROW(K::state_update_rows_(v, short_old, neuron.act_params(), change), std::invalid_argument);
 }
 
 TEST(RowEpilogue, CudaKernelMatchesItsCpuTwin) {
@@ -132,8 +132,8 @@ TEST(RowEpilogue, CudaKernelMatchesItsCpuTwin) {
       Tensor v = torch::randn({rows, n}) * 3, old = torch::rand({rows, n});
       Tensor change = torch::rand({rows}) * 1e-3;
       Tensor gv = v.cuda(), gold = old.cuda(), gchange = change.cuda();
-      K::state_update_rows_(v, old, K::act_of(neuron), change);
-      K::state_update_rows_(gv, gold, K::act_of(neuron), gchange);
+      K::state_update_rows_(v, old, neuron.act_params(), change);
+      K::state_update_rows_(gv, gold, neuron.act_params(), gchange);
       EXPECT_LE((gv.cpu() - v).abs().max().item<double>(), 1e-6);
       EXPECT_LE((gchange.cpu() - change).abs().max().item<double>(), 1e-6);
     }

@@ -96,7 +96,7 @@ TEST(ConfigDefaults, EmptyFileResolvesEveryDefault) {
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{512}));
   EXPECT_EQ(c.model.channels, (std::vector<int64_t>{32, 64}));
   EXPECT_EQ(c.model.activation, "relu");
-  EXPECT_EQ(c.train.algorithm, "backprop");
+  EXPECT_EQ(c.rule.name, "backprop");
   EXPECT_EQ(c.train.loss, "cross_entropy");
   EXPECT_EQ(c.train.epochs, 10);
   EXPECT_EQ(c.train.batch_size, 64);
@@ -199,7 +199,7 @@ TEST(ConfigFile, MissingFileIsAConfigErrorNamingIt) {
 TEST(ConfigFile, QuickstartConfigLoads) {
   ExperimentConfig c = load_config(std::string(BILEVEL_SOURCE_DIR) + "/configs/quickstart.yaml");
   EXPECT_EQ(c.name, "quickstart");
-  EXPECT_EQ(c.train.algorithm, "backprop");
+  EXPECT_EQ(c.rule.name, "backprop");
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{256}));
 }
 
@@ -670,7 +670,7 @@ TEST(ConfigGroups, TwoRulesHaveTheirOwnBeta) {
 TEST(ConfigGroups, SwitchingTheRuleByAnOverrideKeepsOnlySharedKeys) {
   const std::string yaml = "rule:\n  name: ep\n  beta: 0.3\n  random_sign: true\n";
   const ExperimentConfig dp = load_config_text(yaml, "cfg.yaml", {"rule.name=dual_prop"});
-  EXPECT_EQ(dp.train.algorithm, "dual_prop");
+  EXPECT_EQ(dp.rule.name, "dual_prop");
   EXPECT_DOUBLE_EQ(dp.get<double>("rule.beta"), 0.3);  // dual_prop declares beta too
   EXPECT_FALSE(dp.has("rule.random_sign"));             // ep's own key is dropped with ep
   const ExperimentConfig bp = load_config_text(yaml, "cfg.yaml", {"rule.name=backprop"});
@@ -678,11 +678,11 @@ TEST(ConfigGroups, SwitchingTheRuleByAnOverrideKeepsOnlySharedKeys) {
   // But naming an unselected component's key explicitly is still an error.
   EXPECT_THROW(load_config_text(yaml, "cfg.yaml", {"rule.name=backprop", "rule.beta=0.2"}), ConfigError);
   // The selection reads an override's value as every override is read (YAML: quotes, ++key).
-  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"rule.name='dual_prop'"}).train.algorithm, "dual_prop");
-  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"++rule.name=backprop"}).train.algorithm, "backprop");
+  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"rule.name='dual_prop'"}).rule.name, "dual_prop");
+  EXPECT_EQ(load_config_text(yaml, "cfg.yaml", {"++rule.name=backprop"}).rule.name, "backprop");
   // with_rule (the gradient probe's reference rule) switches the same way.
   const ExperimentConfig ref = with_rule(load_config_text(yaml, "cfg.yaml"), "ep_symmetric");
-  EXPECT_EQ(ref.train.algorithm, "ep_symmetric");
+  EXPECT_EQ(ref.rule.name, "ep_symmetric");
   EXPECT_DOUBLE_EQ(ref.get<double>("rule.beta"), 0.3);
 }
 

@@ -354,7 +354,7 @@ TEST(DualPropConfig, InvalidHyperparametersNameTheKey) {
 TEST(DualPropConfig, ShippedConfigsLoad) {
   for (const std::string name : {"fmnist_mlp_dp", "fmnist_conv_dp"}) {
     ExperimentConfig cfg = load_config(std::string(BILEVEL_SOURCE_DIR) + "/configs/" + name + ".yaml");
-    EXPECT_EQ(cfg.train.algorithm, "dual_prop") << name;
+    EXPECT_EQ(cfg.rule.name, "dual_prop") << name;
     EXPECT_EQ(make_rule(cfg)->name(), "dual_prop") << name;
   }
 }

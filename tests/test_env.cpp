@@ -13,6 +13,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "bilevel/run/environment.h"
+#include "bilevel/run/environment_file.h"
 #include "bilevel/util/error.h"
 #include "test_paths.h"
 

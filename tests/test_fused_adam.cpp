@@ -7,7 +7,7 @@
 
 #include <sstream>
 
-#include "bilevel/train/fused_adam.h"
+#include "bilevel/optim/fused_adam.h"
 #include "bilevel/util/threads.h"
 
 using namespace bilevel;

@@ -97,7 +97,7 @@ void check_state_against_reference(torch::Device dev) {
         const Tensor v0 = random_input(n, dtype, 3.0, dev), s_old = random_input(n, dtype, 1.0, dev);
         Poisoned v(n, dtype, dev);
         v.view.copy_(v0);
-        const double r = K::state_update_(v.view, s_old, K::act_of(neuron));
+        const double r = K::state_update_(v.view, s_old, neuron.act_params());
         Tensor ref = v0.clone();
         neuron.finish_(ref);
         const double ref_r = (ref - s_old).abs().max().item<double>();

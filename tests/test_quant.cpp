@@ -8,15 +8,15 @@
 
 #include "bilevel/config/config.h"
 #include "bilevel/data/batches.h"
-#include "bilevel/quant/counter_rng.h"
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/counter_rng.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/quant/export.h"
 #include "bilevel/quant/integer_model.h"
 #include "bilevel/quant/quantization.h"
 #include "bilevel/quant/quantizer.h"
 #include "bilevel/quant/weight_solvers.h"
 #include "bilevel/train/experiment.h"
-#include "bilevel/train/fused_adam.h"
+#include "bilevel/optim/fused_adam.h"
 #include "bilevel/train/optim.h"
 #include "bilevel/train/trainer.h"
 #include "bilevel/util/threads.h"
@@ -208,34 +208,77 @@ TEST(SolverMath, AdaSteForwardIsTheMinimiserOfItsInnerProblem) {
   EXPECT_EQ(qe::adaste_forward(-0.3f, 100.f, 0.01f), -1.f);
 }
 
-TEST(SolverMath, AdaSteBackwardIsTheFiniteDifferenceItDefines) {
-  // The backward is (w*(u) − w*_τ(u))/τ where w*_τ minimises the inner problem plus τ·g·w; computed here by brute
-  // force (not through the closed form).
+TEST(SolverMath, AdaSteBackwardFollowsThePapersCaseTable) {
+  // AdaSTE's slope σ(u, g), case by case, against what each case is: a secant of the forward map w* (computed
+  // through adaste_forward, not through the slope's formula) for a weight that the descent step −g moves towards 0,
+  // the slope of w*'s piece for one moved away from 0, 0 for a saturated one pushed further out; and once β ≥ 1/α
+  // (w* = sign u) min(½, 1/|u|) inward and 0 outward. Random (u, g) at β below, across and beyond 1/α.
+  const float alpha = 0.01f;
   std::mt19937 gen(9);
   std::uniform_real_distribution<float> U(-1.2f, 1.2f), G(-0.5f, 0.5f);
-  const float alpha = 0.01f, beta = 0.4f, tau = 0.5f;
-  auto argmin = [&](double u, double lin) {
-    double best = 0, best_f = INFINITY;
-    for (int i = -20000; i <= 20000; ++i) {
-      const double w = double(i) * 5e-5;
-      const double f = 0.5 * (w - u) * (w - u) + beta * (0.5 * w * w - (1.0 + alpha) * std::fabs(w)) + lin * w;
-      if (f < best_f) best_f = f, best = w;
+  auto wstar = [&](double u, float beta) { return double(qe::adaste_forward(float(u), beta, alpha)); };
+  int counts[5] = {0, 0, 0, 0, 0};  // linear outward, linear inward, saturated outward, saturated inward, βα ≥ 1
+  for (const float beta : {0.01f, 0.5f, 10.f, 99.f, 100.f, 150.f}) {
+    const double c = 1.0 - double(beta) * alpha;  // w* saturates at |u| >= c
+    for (int t = 0; t < 400; ++t) {
+      const float u = U(gen), g = G(gen);
+      if (std::fabs(u) < 1e-3f || g == 0.f || std::fabs(std::fabs(u) - c) < 1e-3) continue;
+      const double a = std::fabs(u), sign = u > 0 ? 1.0 : -1.0;
+      const bool inward = g * u > 0;
+      double expect;
+      int which;
+      if (double(beta) * alpha >= 1.0) {
+        expect = inward ? std::min(0.5, 1.0 / a) : 0.0;
+        which = 4;
+      } else if (inward) {  // the secant from u to just across 0, capped at ½
+        expect = std::min(0.5, (wstar(u, beta) - wstar(-sign * 1e-9, beta)) / (sign * a));
+        which = a >= c ? 3 : 1;
+      } else {  // the slope of the piece u is on: 1/(1+β) where w* is linear, 0 where it is saturated
+        const double d = 1e-4;
+        expect = (wstar(u + sign * d, beta) - wstar(u, beta)) / (sign * d);
+        which = a >= c ? 2 : 0;
+      }
+      ++counts[which];
+      const float got = qe::adaste_grad(g, u, beta, alpha);
+      EXPECT_NEAR(got, expect * g, 2e-3 * std::fabs(g)) << "u " << u << " g " << g << " beta " << beta;
+      // Symmetric under (u, g) → (−u, −g).
+      EXPECT_EQ(qe::adaste_grad(-g, -u, beta, alpha), -got) << "u " << u << " g " << g << " beta " << beta;
     }
-    return best;
-  };
-  int saturated = 0, linear = 0;
-  for (int t = 0; t < 120; ++t) {
-    const float u = U(gen), g = G(gen);
-    const double expect = (argmin(u, 0) - argmin(u, double(tau) * g)) / tau;
-    const float got = qe::adaste_grad(g, u, beta, alpha, tau);
-    EXPECT_NEAR(got, expect, 3e-4) << "u " << u << " g " << g;
-    if (got == 0.f) ++saturated;
-    if (std::fabs(got - g / (1 + beta)) < 1e-5) ++linear;
-    // Bounded by the jump across u = 0.
-    EXPECT_LE(std::fabs(got), 2 * (1 + beta * (1 + alpha)) / ((1 + beta) * tau) + 1e-5);
   }
-  EXPECT_GT(saturated, 0);  // both solutions stay saturated
-  EXPECT_GT(linear, 0);     // the slope 1/(1+β) where neither saturates
+  for (int k = 0; k < 5; ++k) EXPECT_GT(counts[k], 20) << "case " << k;
+  // The boundaries: |u| = c belongs to the saturated face; u = 0 takes the linear slope (½ once βα ≥ 1); g = 0 gives 0.
+  const float beta = 0.5f, c = 1.f - beta * alpha;
+  EXPECT_EQ(qe::adaste_slope(-0.1f, c, beta, alpha), 0.f);
+  EXPECT_EQ(qe::adaste_slope(0.1f, c, beta, alpha), 0.5f);
+  EXPECT_FLOAT_EQ(qe::adaste_slope(-0.1f, std::nextafter(c, 0.f), beta, alpha), 1.f / (1.f + beta));
+  EXPECT_FLOAT_EQ(qe::adaste_slope(0.3f, 0.f, beta, alpha), 1.f / (1.f + beta));
+  EXPECT_EQ(qe::adaste_slope(0.3f, 0.f, 100.f, alpha), 0.5f);
+  EXPECT_EQ(qe::adaste_grad(0.f, 0.4f, beta, alpha), 0.f);
+}
+
+TEST(SolverMath, AdaSteKeepsPassingGradientsAcrossTheEndOfItsSchedule) {
+  // As β crosses 1/α the forward map becomes sign(u) and every weight saturates; a weight that the step moves
+  // towards 0 must still get a gradient (the released code: min(½, 1/|u|)), else training stops there. A fixed-τ
+  // finite difference passes one only to weights within τ|g| of 0.
+  const float alpha = 0.01f;
+  std::mt19937 gen(4);
+  std::uniform_real_distribution<float> U(-1.f, 1.f), G(-0.05f, 0.05f);
+  for (const float beta : {90.f, 99.9f, 100.f, 100.1f, 120.f}) {
+    int inward = 0, passed = 0;
+    for (int t = 0; t < 1000; ++t) {
+      const float u = U(gen), g = G(gen);
+      if (u == 0.f || g == 0.f) continue;
+      const float got = qe::adaste_grad(g, u, beta, alpha);
+      if (g * u > 0) {
+        ++inward;
+        passed += got != 0.f && (got > 0) == (g > 0);
+      } else if (std::fabs(u) >= 1.f - beta * alpha) {
+        EXPECT_EQ(got, 0.f) << "saturated, pushed out: u " << u << " g " << g << " beta " << beta;
+      }
+    }
+    EXPECT_GT(inward, 400) << beta;
+    EXPECT_EQ(passed, inward) << "beta " << beta;
+  }
 }
 
 TEST(SolverMath, LsqStepGradientMatchesFiniteDifferences) {

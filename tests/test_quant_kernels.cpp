@@ -22,7 +22,7 @@
 
 #include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/kernels/quant_ops.h"
-#include "bilevel/quant/counter_rng.h"
+#include "bilevel/kernels/counter_rng.h"
 #include "kernel_test_util.h"
 
 using namespace bilevel;
@@ -145,21 +145,33 @@ void check_solvers(torch::Device dev) {
                    "ste_grad" + at + ", " + std::to_string(channels) + " channel(s)");
       EXPECT_TRUE(out.guards_intact());
     }
-    const float beta = 0.7f, alpha = 0.2f, tau = 1e-2f;
-    auto adaste_ref = [&](const Tensor& v) {
-      const Tensor sign = torch::where(v >= 0, torch::ones_like(v), -torch::ones_like(v));
-      return ((v + beta * (1.f + alpha) * sign) / (1.f + beta)).clamp(-1, 1);
-    };
-    {  // AdaSTE: w*(u) = clip((u + β(1+α) sign u)/(1+β), −1, 1)
+    for (const float beta : {0.7f, 6.f}) {  // β·α below and above 1 (α = 0.2)
+      const float alpha = 0.2f, ba = beta * alpha;
+      auto adaste_ref = [&](const Tensor& v) {
+        const Tensor sign = torch::where(v >= 0, torch::ones_like(v), -torch::ones_like(v));
+        return ((v + beta * (1.f + alpha) * sign) / (1.f + beta)).clamp(-1, 1);
+      };
+      // The adaptive slope's case table (quant_element.h) in LibTorch's operators.
+      auto slope_ref = [&](const Tensor& gv, const Tensor& v) {
+        const Tensor a = v.abs(), inward = (gv * v) > 0, half = torch::full_like(a, 0.5f);
+        const Tensor linear = torch::full_like(a, 1.f / (1.f + beta)), zero = torch::zeros_like(a);
+        if (ba >= 1.f)
+          return torch::where(a == 0, half, torch::where(inward, torch::minimum(half, 1.f / a), zero));
+        const Tensor sat = a >= 1.f - ba;
+        const Tensor in = torch::where(sat, torch::minimum(half, (1.f + 2.f * beta + ba) / ((1.f + beta) * a)),
+                                       torch::minimum(half, (a + 2.f * beta * (1.f + alpha)) / ((1.f + beta) * a)));
+        return torch::where(a == 0, linear, torch::where(inward, in, torch::where(sat, zero, linear)));
+      };
+      const std::string ab = at + ", beta " + std::to_string(beta);
+      // AdaSTE: w*(u) = clip((u + β(1+α) sign u)/(1+β), −1, 1)
       Poisoned w(n, torch::kFloat, dev);
       K::adaste_forward_out(ud, beta, alpha, w.view);
-      EXPECT_TRUE(torch::allclose(w.view.cpu(), adaste_ref(u), 1e-6, 1e-6)) << "adaste_forward" + at;
+      EXPECT_TRUE(torch::allclose(w.view.cpu(), adaste_ref(u), 1e-6, 1e-6)) << "adaste_forward" + ab;
       EXPECT_TRUE(w.guards_intact());
-      // Its backward is the finite difference its inner problem defines: (w*(u) − w*(u − τg))/τ.
+      // Its backward: σ(u, g)·g.
       Poisoned out(n, torch::kFloat, dev);
-      K::adaste_grad_out(gd, ud, beta, alpha, tau, out.view);
-      const Tensor fd = (adaste_ref(u) - adaste_ref(u - tau * g)) / tau;
-      EXPECT_TRUE(torch::allclose(out.view.cpu(), fd, 1e-3, 1e-3)) << "adaste_grad" + at;
+      K::adaste_grad_out(gd, ud, beta, alpha, out.view);
+      EXPECT_TRUE(torch::allclose(out.view.cpu(), slope_ref(g, u) * g, 1e-5, 1e-6)) << "adaste_grad" + ab;
       EXPECT_TRUE(out.guards_intact());
     }
     {  // LSQ on [−Q_N, Q_P] = [−8, 7]: ∂v̂/∂v = 1 inside; ∂v̂/∂s = round(u) − u inside, −Q_N / Q_P outside.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "bilevel/run/environment.h"
+#include "bilevel/run/environment_file.h"
 #include "bilevel/util/threads.h"
 #include "commands/commands.h"
 

@@ -291,7 +291,7 @@ std::vector<std::string> validate_suite(Suite& suite, const std::vector<std::str
     } catch (const ConfigError& e) {
       rethrow_for_entry(e, suite, entry);
     }
-    entry.algorithm = cfg.train.algorithm;
+    entry.algorithm = cfg.rule.name;
     for (const auto& key : same) {
       YAML::Emitter em;
       em << YAML::Flow << lookup(cfg.tree, key);

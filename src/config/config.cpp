@@ -454,7 +454,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   m.init = g("model.init").as<std::string>();
   m.init_gain = g("model.init_gain").as<double>();
   auto& t = c.train;
-  t.algorithm = g("rule.name").as<std::string>();
+  c.rule.name = g("rule.name").as<std::string>();
   t.loss = g("train.loss").as<std::string>();
   t.epochs = g("train.epochs").as<int64_t>();
   t.batch_size = g("train.batch_size").as<int64_t>();

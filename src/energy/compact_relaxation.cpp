@@ -30,7 +30,7 @@ void finish_rows(const LayeredEnergy& energy, Tensor& out, const Tensor& old, co
                      (!older.defined() || older.is_contiguous()) &&
                      (out.scalar_type() == torch::kFloat || out.scalar_type() == torch::kDouble) &&
                      (!out.is_cuda() || kernels::cuda_kernels_built());
-  if (fused) return kernels::state_update_rows_(out, old, kernels::act_of(energy.neuron()), change, older, &change_older);
+  if (fused) return kernels::state_update_rows_(out, old, energy.neuron().act_params(), change, older, &change_older);
   energy.neuron().finish_(out);
   energy.quantize_state_(out, k);
   fold_changes(out, old, older, change, change_older);

@@ -83,7 +83,7 @@ torch::Tensor finish_state_residual_(const LayeredEnergy& energy, torch::Tensor&
   if (measure && !energy.quantizes_state(k) && out.is_cuda() && kernels::cuda_kernels_built() && out.is_contiguous() &&
       old.is_contiguous() && out.sizes() == old.sizes() && out.scalar_type() == old.scalar_type() &&
       out.device() == old.device())
-    return kernels::state_update_residual_(out, old, kernels::act_of(energy.neuron()));
+    return kernels::state_update_residual_(out, old, energy.neuron().act_params());
   energy.neuron().finish_(out);
   energy.quantize_state_(out, k);
   return measure ? max_abs_diff_tensor(out, old) : torch::Tensor();

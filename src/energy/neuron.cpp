@@ -120,4 +120,17 @@ void Neuron::output_prox_(Tensor& s, const Tensor& u, const Tensor& y, double be
   s.copy_(rho(z));
 }
 
+kernels::ActParams Neuron::act_params() const {
+  using kernels::Act;
+  kernels::ActParams a;
+  switch (kernel_) {
+    case Kernel::Identity: a.kind = Act::Identity; break;
+    case Kernel::Clamp: a.kind = Act::Clip, a.lo = lo_, a.hi = hi_; break;
+    case Kernel::Sigmoid: a.kind = Act::Sigmoid; break;
+    case Kernel::Tanh: a.kind = Act::Tanh; break;
+    case Kernel::Softplus: a.kind = Act::Softplus; break;
+  }
+  return a;
+}
+
 }  // namespace bilevel

@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "bilevel/energy/neuron.h"
 #include "bilevel/kernels/config.h"
 #include "bilevel/kernels/cpu/dense_relax.h"
 #include "bilevel/kernels/cpu/elementwise_twins.h"
@@ -110,18 +109,6 @@ ActParams act_of(const std::string& name) {
   else if (name == "softplus") a.kind = Act::Softplus;
   else if (name == "silu") a.kind = Act::Silu;
   else throw std::invalid_argument("bilevel::kernels::act_of: no fused kernel for activation '" + name + "'");
-  return a;
-}
-
-ActParams act_of(const Neuron& neuron) {
-  ActParams a;
-  switch (neuron.kernel()) {
-    case Neuron::Kernel::Identity: a.kind = Act::Identity; break;
-    case Neuron::Kernel::Clamp: a.kind = Act::Clip, a.lo = neuron.lo(), a.hi = neuron.hi(); break;
-    case Neuron::Kernel::Sigmoid: a.kind = Act::Sigmoid; break;
-    case Neuron::Kernel::Tanh: a.kind = Act::Tanh; break;
-    case Neuron::Kernel::Softplus: a.kind = Act::Softplus; break;
-  }
   return a;
 }
 

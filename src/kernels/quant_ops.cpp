@@ -109,13 +109,11 @@ void adaste_forward_out(const Tensor& u, double beta, double alpha, Tensor& w) {
            BILEVEL_CUDA_PART(launch_adaste_forward(in(u), be, al, out_of(w), u.numel(), stream)));
 }
 
-void adaste_grad_out(const Tensor& g, const Tensor& u, double beta, double alpha, double tau, Tensor& out) {
+void adaste_grad_out(const Tensor& g, const Tensor& u, double beta, double alpha, Tensor& out) {
   check_tensors("adaste_grad", {{"g", &g}, {"u", &u}, {"out", &out}}, true);
-  if (!(tau > 0)) throw std::invalid_argument("bilevel::kernels::adaste_grad: tau must be > 0");
-  const float be = float(beta), al = float(alpha), ta = float(tau);
-  dispatch("adaste_grad", g,
-           [&](int64_t b, int64_t e) { cpu::adaste_grad(in(g), in(u), be, al, ta, out_of(out), b, e); },
-           BILEVEL_CUDA_PART(launch_adaste_grad(in(g), in(u), be, al, ta, out_of(out), g.numel(), stream)));
+  const float be = float(beta), al = float(alpha);
+  dispatch("adaste_grad", g, [&](int64_t b, int64_t e) { cpu::adaste_grad(in(g), in(u), be, al, out_of(out), b, e); },
+           BILEVEL_CUDA_PART(launch_adaste_grad(in(g), in(u), be, al, out_of(out), g.numel(), stream)));
 }
 
 void lsq_grads_out(const Tensor& g, const Tensor& u, double qn, double qp, Tensor& gv, Tensor& gs) {

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "bilevel/kernels/quant_ops.h"
-#include "bilevel/quant/counter_rng.h"
+#include "bilevel/kernels/counter_rng.h"
 
 namespace bilevel {
 

@@ -3,12 +3,15 @@
 //   w*(u) = argmin_{w ∈ [−1, 1]} ½(w − u)² + β(½w² − (1+α)|w|) = clip((u + β(1+α)·sign u)/(1+β), −1, 1),
 // and the forward pass uses w = s·w*(u): near the identity for small β, exactly s·sign(u) once β ≥ 1/α.
 // β grows each epoch: β_e = min(β₀·r^e, 1/α) (the authors: β₀ = α = 0.01, r = 1.05).
-// Backward (the paper's finite-difference, "adaptive" slope): with the loss linearised at w*, the perturbed inner
-// problem argmin_w ½(w − u)² + β(½w² − (1+α)|w|) + τ·ĝ·w (ĝ = ∂ℓ/∂w* = s·∂ℓ/∂w) is the unperturbed one at u − τĝ, so
-//   ∂ℓ/∂u ≈ (w*(u) − w*(u − τĝ))/τ,     ∂ℓ/∂θ = (∂ℓ/∂u)/s:
-// ĝ/(1+β) where neither solution saturates, 0 where both stay saturated at the same face, and bounded by
-// 2(1 + β(1+α))/((1+β)τ) where the perturbation crosses u = 0. The latent is clipped to |u| ≤ 1 after each step
-// (beyond it the map is saturated for every β).
+// Backward (the paper's adaptive estimator): with the loss linearised at w*, the perturbed inner problem
+// argmin_w ½(w − u)² + β(½w² − (1+α)|w|) + τ·ĝ·w (ĝ = ∂ℓ/∂w* = s·∂ℓ/∂w) is the unperturbed one at u − τĝ, so every
+// finite difference (w*(u) − w*(u − τĝ))/τ is a secant of w*; AdaSTE picks τ per weight from the sign of ĝ·u:
+//   ∂ℓ/∂u = σ(u, ĝ)·ĝ,     ∂ℓ/∂θ = (∂ℓ/∂u)/s = σ·∂ℓ/∂w,
+// σ = 1/(1+β) on the linear piece when the step moves u away from 0, 0 when it pushes a saturated u further out,
+// and the secant across the sign change at 0, capped at ½, when it moves u towards 0 (saturated weights get this
+// "leaky" slope too); once β ≥ 1/α, where w* = sign u, weights moved towards 0 still get min(½, 1/|u|), so training
+// does not stop at the end of the schedule. Every case with its equation: kernels/quant_element.h, adaste_slope.
+// The latent is clipped to |u| ≤ 1 after each step (beyond it the map is saturated for every β).
 #include <algorithm>
 #include <cmath>
 
@@ -23,8 +26,7 @@ namespace {
 
 class AdaSteSolver final : public WeightSolver {
  public:
-  AdaSteSolver(double alpha, double beta0, double growth, double tau)
-      : alpha_(alpha), beta0_(beta0), growth_(growth), tau_(tau) {}
+  AdaSteSolver(double alpha, double beta0, double growth) : alpha_(alpha), beta0_(beta0), growth_(growth) {}
   std::string name() const override { return "adaste"; }
   std::vector<std::string> quantizers() const override { return {"binary"}; }
   bool anneals() const override { return true; }
@@ -42,12 +44,12 @@ class AdaSteSolver final : public WeightSolver {
     return w * Quantizer::broadcast(p.grid.scale.detach(), w);
   }
   void backward(QuantParam& p, const Quantizer&, const Tensor& g, const QuantClock& c) const override {
-    const float beta = float(schedule(c)), alpha = float(alpha_), tau = float(tau_);
+    const float beta = float(schedule(c)), alpha = float(alpha_);
     const Tensor s = Quantizer::broadcast(p.grid.scale.detach(), p.latent);
     Tensor u = normalised(p).contiguous();
     Tensor gs = (g * s).contiguous();
     Tensor out = torch::empty_like(u);
-    kernels::adaste_grad_out(gs, u, beta, alpha, tau, out);
+    kernels::adaste_grad_out(gs, u, beta, alpha, out);
     p.latent.mutable_grad() = out / s;
   }
   void after_step(QuantParam& p, const Quantizer&, const QuantClock&) const override {
@@ -60,7 +62,7 @@ class AdaSteSolver final : public WeightSolver {
   }
 
  private:
-  double alpha_, beta0_, growth_, tau_;
+  double alpha_, beta0_, growth_;
 };
 
 }  // namespace
@@ -68,8 +70,7 @@ class AdaSteSolver final : public WeightSolver {
 std::unique_ptr<WeightSolver> make_adaste_solver(const ExperimentConfig& cfg) {
   return std::make_unique<AdaSteSolver>(cfg.get<double>("quantization.adaste.alpha"),
                                         cfg.get<double>("quantization.adaste.beta0"),
-                                        cfg.get<double>("quantization.adaste.growth"),
-                                        cfg.get<double>("quantization.adaste.tau"));
+                                        cfg.get<double>("quantization.adaste.growth"));
 }
 
 }  // namespace bilevel

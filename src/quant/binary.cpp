@@ -1,5 +1,5 @@
 // Binary quantizer: q = sign(θ) ∈ {−1, +1}, s = mean|θ| (see bilevel/quant/quantizer.h).
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/quant/quantizers.h"
 
 namespace bilevel {

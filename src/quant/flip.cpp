@@ -5,7 +5,7 @@
 // propagation's, or backprop's), each step
 //   m ← (1 − γ) m + γ G                      (an exponential moving average of the gradient)
 //   q ← −q  where  m·q > τ                   (the descent direction −m opposes q's sign by more than τ)
-// i.e. the "−sign(W)·m > τ" with m taken as the update direction −m. The scale s (per layer, or per output
+// i.e. Bop's flip condition "−sign(W)·m > τ" (Helwegen et al. 2019) with m taken as the update direction −m. The scale s (per layer, or per output
 // channel) is fixed at mean|W_init|, or learned (quantization.weights.learn_scale) with ∂ℓ/∂s = Σ G·q.
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"

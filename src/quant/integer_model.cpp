@@ -8,7 +8,7 @@
 
 #include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/nn/activation.h"
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/util/error.h"
 
 namespace bilevel {

@@ -1,15 +1,14 @@
 #include "bilevel/quant/quantization.h"
 
 #include "bilevel/kernels/fused_ops.h"
-#include "bilevel/train/fused_adam.h"
+#include "bilevel/optim/fused_adam.h"
 
 #include <cmath>
 #include <set>
 
 #include "bilevel/nn/activation.h"
-#include "bilevel/quant/counter_rng.h"
+#include "bilevel/kernels/counter_rng.h"
 #include "bilevel/quant/weight_solvers.h"
-#include "bilevel/train/fused_adam.h"
 
 namespace bilevel {
 
@@ -35,7 +34,7 @@ bool weights_quantized(const ExperimentConfig& cfg) {
 
 void validate_quantization(const ExperimentConfig& cfg) {
   if (!cfg.get<bool>("quantization.enabled")) return;
-  const std::string rule = cfg.train.algorithm;
+  const std::string rule = cfg.rule.name;
   if (weights_quantized(cfg)) {
     const QuantizerOptions o = weight_options(cfg);
     std::unique_ptr<Quantizer> q;
@@ -69,12 +68,12 @@ void validate_quantization(const ExperimentConfig& cfg) {
       cfg.fail("quantization.activations.bits", "uniform activations take 2..8 bits (use quantizer: binary for 1 bit)");
     if (rule == "implicit" || rule == "bptt")
       cfg.fail("quantization.activations.quantizer",
-               "train.algorithm: " + rule + " differentiates ρ at the fixed point, which a quantized state does not "
+               "rule.name: " + rule + " differentiates ρ at the fixed point, which a quantized state does not "
                "have; activation quantization serves backprop, dual_prop, ep, ep_symmetric and chl");
     const std::string solver = cfg.get<std::string>("quantization.activations.solver");
     if (solver == "lsq" && rule != "backprop")
       cfg.fail("quantization.activations.solver",
-               "a learned activation step (lsq) is trained by autograd, so it needs train.algorithm: backprop (got " +
+               "a learned activation step (lsq) is trained by autograd, so it needs rule.name: backprop (got " +
                    rule + "); use solver: ste (a fixed grid on ρ's range)");
     if (solver == "lsq" && act != "uniform")
       cfg.fail("quantization.activations.solver", "lsq needs quantization.activations.quantizer: uniform");

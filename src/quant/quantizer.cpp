@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "bilevel/kernels/quant_ops.h"
-#include "bilevel/quant/counter_rng.h"
+#include "bilevel/kernels/counter_rng.h"
 
 namespace bilevel {
 

@@ -1,5 +1,5 @@
 // Ternary quantizer (TWN): q = sign(θ)·[|θ| > 0.7·s] ∈ {−1, 0, +1}, s = mean|θ| (see bilevel/quant/quantizer.h).
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/quant/quantizers.h"
 
 namespace bilevel {

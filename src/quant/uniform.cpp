@@ -2,7 +2,7 @@
 // min/max fit with a zero point); see bilevel/quant/quantizer.h.
 #include <cmath>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/quant/quantizers.h"
 
 namespace bilevel {

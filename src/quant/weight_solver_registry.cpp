@@ -21,8 +21,7 @@ void add_builtin_solvers(Registry<WeightSolver>& r) {
   growth.min = 1;
   r.add({"adaste", "adaptive straight-through estimator from the bilevel view (Le et al., CVPR 2022)",
          {positive("alpha", "0.01", "α of the inner problem (β stops growing at 1/α)"),
-          positive("beta0", "0.01", "β at epoch 0"), growth,
-          positive("tau", "1.0", "step τ of the finite difference (w*(u) − w*(u − τ ĝ))/τ")}},
+          positive("beta0", "0.01", "β at epoch 0"), growth}},
         make_adaste_solver);
   auto rate = component_key("rate", V::Float, "0.1", "λ_t = lr_t · rate · t (t in epochs; λ in units of the grid step)");
   rate.min = 0;

@@ -14,7 +14,7 @@ namespace {
 void require_nonzero_beta(const ExperimentConfig& cfg) {
   const double beta = cfg.get<double>("rule.beta");
   if (beta == 0.0 || !std::isfinite(beta))
-    cfg.fail("rule.beta", cfg.train.algorithm +
+    cfg.fail("rule.beta", cfg.rule.name +
                               " estimates the gradient as a finite difference over the nudging strength, so β must "
                               "be a nonzero number (e.g. 0.1)");
 }

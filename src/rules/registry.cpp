@@ -26,10 +26,10 @@ std::unique_ptr<Objective> objective_for(const ExperimentConfig& cfg) {
 }
 
 std::unique_ptr<LearningRule> make_rule(const ExperimentConfig& cfg) {
-  if (const auto* e = rules().find(cfg.train.algorithm)) return e->make(cfg);
+  if (const auto* e = rules().find(cfg.rule.name)) return e->make(cfg);
   std::string names;
   for (const auto& n : rule_names()) names += (names.empty() ? "" : ", ") + n;
-  cfg.fail("rule.name", "unknown learning rule '" + cfg.train.algorithm + "' (expected one of: " + names + ")");
+  cfg.fail("rule.name", "unknown learning rule '" + cfg.rule.name + "' (expected one of: " + names + ")");
 }
 
 }  // namespace bilevel

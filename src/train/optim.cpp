@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "bilevel/quant/quantization.h"
-#include "bilevel/train/fused_adam.h"
+#include "bilevel/optim/fused_adam.h"
 
 namespace bilevel {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 #include "bilevel/nn/layered_net.h"
 #include "bilevel/rules/bptt.h"
 #include "bilevel/rules/chl.h"

@@ -106,7 +106,7 @@ void register_rules() {
             : "direct feedback alignment: the output error to every layer through fixed random D (Nøkland 2016)",
          {seed, scale}},
         [kind](const bilevel::ExperimentConfig& cfg) -> std::unique_ptr<bilevel::LearningRule> {
-          if (cfg.model.kind != "mlp") cfg.fail("model.kind", cfg.train.algorithm + " needs model.kind: mlp");
+          if (cfg.model.kind != "mlp") cfg.fail("model.kind", cfg.rule.name + " needs model.kind: mlp");
           return std::make_unique<FeedbackAlignment>(bilevel::objective_for(cfg), kind,
                                                      uint64_t(cfg.get<int64_t>("rule.feedback_seed")),
                                                      cfg.get<double>("rule.feedback_scale"));

@@ -30,7 +30,7 @@ struct SuiteEntry {
   std::vector<SuiteOverride> overrides;
   Location where;           // the entry's position in the suite file
   Location config_where;    // the `config:` value's position
-  std::string algorithm;    // train.algorithm after every override (filled by validate_suite)
+  std::string algorithm;    // rule.name after every override (filled by validate_suite)
 };
 
 struct Suite {

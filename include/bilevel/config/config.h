@@ -39,8 +39,12 @@ struct ModelConfig {
   double init_gain = 1.0;
 };
 
+// The learning rule's own keys (rule.beta, ...) are read through get<T>() by the rule that declares them.
+struct RuleConfig {
+  std::string name;  // rule.name
+};
+
 struct TrainConfig {
-  std::string algorithm;  // rule.name
   std::string loss;  // cross_entropy | mse
   int64_t epochs = 10;
   int64_t batch_size = 64;
@@ -72,6 +76,7 @@ struct ExperimentConfig {
   bool deterministic = false;
   DataConfig data;
   ModelConfig model;
+  RuleConfig rule;
   TrainConfig train;
   OptimizerConfig optimizer;
   SchedulerConfig scheduler;

@@ -82,7 +82,6 @@ class LayeredEnergy {
   size_t num_layers() const { return layers_.size(); }
   int64_t num_states() const { return num_states_; }
   bool output_is_state() const { return output_is_state_; }
-  bool has_conv_states() const { return conv_after_input_; }  // conv layers l ≥ 1 (switches depend on states)
   const Neuron& neuron() const { return neuron_; }
   const Objective& objective() const { return objective_; }
   const Layer& layer(size_t l) const { return *layers_[l]; }

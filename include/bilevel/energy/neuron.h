@@ -22,6 +22,7 @@
 
 #include <string>
 
+#include "bilevel/kernels/elementwise.h"
 #include "bilevel/nn/activation.h"
 
 namespace bilevel {
@@ -35,12 +36,13 @@ class Neuron {
 
   const std::string& name() const { return name_; }
   Kernel kernel() const { return kernel_; }
+  // h as the kernels' plain activation parameters (kernels/elementwise.h), for their fused entries.
+  kernels::ActParams act_params() const;
   double scale() const { return scale_; }  // a
   double shift() const { return shift_; }  // c
   double lo() const { return lo_; }        // Clamp bounds
   double hi() const { return hi_; }
   bool piecewise_linear() const { return kernel_ == Kernel::Identity || kernel_ == Kernel::Clamp; }
-  bool has_potential_value() const { return kernel_ != Kernel::Softplus; }
 
   // v ← h(v) in place, where v already holds a·u + c.
   void finish_(torch::Tensor& v) const;

@@ -14,7 +14,6 @@
 #include "bilevel/kernels/elementwise.h"
 
 namespace bilevel {
-class Neuron;
 }
 
 namespace bilevel::kernels {
@@ -24,8 +23,6 @@ bool cuda_kernels_built();
 
 // The kernel activation for a name of bilevel/nn/activation.h; std::invalid_argument for an unknown name.
 ActParams act_of(const std::string& activation_name);
-// The neuron's in-place finishing function h (Neuron::finish_: v already holds a·u + c).
-ActParams act_of(const Neuron& neuron);
 
 // Dual propagation's dyad (elementwise.h) for every element: writes δ and s̄ into `delta` and `sbar`, which
 // must already have u's shape, dtype and device. α in [0, 1].

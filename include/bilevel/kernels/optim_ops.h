@@ -1,4 +1,4 @@
-// LibTorch-facing entries of the optimizer's fused passes (train/fused_adam.h): Adam in one pass over a tensor,
+// LibTorch-facing entries of the optimizer's fused passes (optim/fused_adam.h): Adam in one pass over a tensor,
 // and the STE solver's backward + Adam + clip + re-quantize in one pass (quant/weight_solver.h,
 // fused_adam_step). float32, contiguous, one device and one shape (std::invalid_argument naming the argument
 // otherwise); CPU tensors go to the CPU loops (bilevel/kernels/cpu/optim_loops.h), CUDA tensors to the kernels of

@@ -1,12 +1,12 @@
 // The built-in quantizers' codes as data, for kernels: a CodeSpec names the grid (binary, ternary, uniform on
-// [lo, hi]) and spec_code / spec_code_stochastic apply the element math of bilevel/quant/element.h. Shared by the
+// [lo, hi]) and spec_code / spec_code_stochastic apply the element math of bilevel/kernels/quant_element.h. Shared by the
 // CPU twins (src/kernels/cpu/quant_twins.cpp) and the CUDA kernels (src/kernels/cuda/quant.cu); no LibTorch header.
 #pragma once
 
 #include <cstdint>
 
-#include "bilevel/quant/counter_rng.h"
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/counter_rng.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/util/hd.h"
 
 namespace bilevel::kernels {
@@ -41,7 +41,7 @@ BILEVEL_HDI float zero_at(const float* zero, int64_t c) { return zero ? zero[c] 
 
 // Element i of the codes of θ with one scale and zero point per channel (channel = i / inner): deterministic
 // q(θ_i · (1/s_c) + z_c), or stochastic q(θ_i / s_c + z_c, u_i) with u_i the i-th number of stream `key`
-// (bilevel/quant/counter_rng.h), so that every element can be drawn by any thread.
+// (bilevel/kernels/counter_rng.h), so that every element can be drawn by any thread.
 struct CodesArgs {
   const float* theta;
   const float* scale;  // [channels]

@@ -3,7 +3,7 @@
 // std::invalid_argument naming the argument otherwise) and dispatches by device: CPU tensors to the CPU twins
 // (bilevel/kernels/cpu/quant_twins.h, in chunks over LibTorch's thread pool), CUDA tensors to the CUDA kernels
 // (src/kernels/cuda/quant.cu) on LibTorch's current stream of the tensors' device. Both compute the functions of
-// bilevel/kernels/quant_codes.h and bilevel/quant/element.h, so a stochastic code is the same number on either.
+// bilevel/kernels/quant_codes.h and bilevel/kernels/quant_element.h, so a stochastic code is the same number on either.
 // The _out forms write into tensors the caller allocated (θ's shape, dtype and device).
 #pragma once
 
@@ -17,7 +17,7 @@ namespace bilevel::kernels {
 
 // Codes of θ on the grid `spec` with one scale and zero point per output channel (dimension 0) or one for all:
 // scale and zero are float32 of θ's device with 1 or θ.size(0) elements (zero undefined: 0). key non-null:
-// stochastic rounding from stream *key (bilevel/quant/counter_rng.h), element i drawing the i-th number.
+// stochastic rounding from stream *key (bilevel/kernels/counter_rng.h), element i drawing the i-th number.
 void quant_codes_out(const torch::Tensor& theta, const torch::Tensor& scale, const torch::Tensor& zero, CodeSpec spec,
                      const uint64_t* key, torch::Tensor& out);
 torch::Tensor quant_codes(const torch::Tensor& theta, const torch::Tensor& scale, const torch::Tensor& zero,
@@ -36,10 +36,9 @@ void activation_codes_out(const torch::Tensor& x, double offset, const torch::Te
 // quant_codes.
 void ste_grad_out(const torch::Tensor& g, const torch::Tensor& theta, const torch::Tensor& scale,
                   const torch::Tensor& zero, double lo, double hi, torch::Tensor& out);
-// AdaSTE on the normalised latent u: w = w*(u), and out = (w*(u) − w*(u − τg))/τ.
+// AdaSTE on the normalised latent u: w = w*(u), and out = σ(u, g)·g, its adaptive backward (quant_element.h).
 void adaste_forward_out(const torch::Tensor& u, double beta, double alpha, torch::Tensor& w);
-void adaste_grad_out(const torch::Tensor& g, const torch::Tensor& u, double beta, double alpha, double tau,
-                     torch::Tensor& out);
+void adaste_grad_out(const torch::Tensor& g, const torch::Tensor& u, double beta, double alpha, torch::Tensor& out);
 // LSQ at u = v/s on the range [−qn, qp]: gv = g·∂v̂/∂v, gs = g·∂v̂/∂s per element.
 void lsq_grads_out(const torch::Tensor& g, const torch::Tensor& u, double qn, double qp, torch::Tensor& gv,
                    torch::Tensor& gs);

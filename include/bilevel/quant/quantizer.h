@@ -10,7 +10,7 @@
 //   uniform  (k bits): symmetric q ∈ [−2^{k−1}, 2^{k−1} − 1], s = 2·mean|θ|/√Q_P (LSQ's initial step, Esser et al.
 //                       2020); asymmetric q ∈ [0, 2^k − 1], s = (max θ − min θ)/(2^k − 1), z = round(−min θ / s)
 //
-// Every quantizer's element-wise math is in bilevel/quant/element.h; this class applies it to tensors (float32,
+// Every quantizer's element-wise math is in bilevel/kernels/quant_element.h; this class applies it to tensors (float32,
 // contiguous) with the grid parameters broadcast per tensor or per output channel (dimension 0).
 #pragma once
 
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "bilevel/kernels/quant_codes.h"
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 
 namespace bilevel {
 

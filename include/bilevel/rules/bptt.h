@@ -10,7 +10,7 @@
 // the unroll early when the residual (measured outside the graph) falls below it.
 #pragma once
 
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 
 namespace bilevel {
 

@@ -9,7 +9,7 @@
 // an unbiased gradient of ℓ; train.beta is not used. Needs train.loss: mse (the output must be a state to clamp).
 #pragma once
 
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 
 namespace bilevel {
 

@@ -19,11 +19,11 @@
 //                              ∂J/∂W_l = −(1/β) ∂/∂W_l ⟨δ_{l+1}, A_l(s̄_l)⟩ (= −(1/β) δ_{l+1} s̄_lᵀ for a matmul),
 //                              ∂J/∂b_l = −(1/β) δ_{l+1}.
 //
-// The hidden-layer rule is the 2024 paper's DP⊤, as the issue states it. The 2023 formulation (in the authors'
+// The hidden-layer rule is the 2024 paper's DP⊤ (Høier & Zach 2024). The 2023 formulation (in the authors'
 // code: s⁺ = ρ(u + α f), s⁻ = ρ(u − ᾱ f), s⁺_L = a − αβ∇ℓ, s⁻_L = a + ᾱβ∇ℓ) swaps α and ᾱ in the feedback
 // terms; the two coincide at α = ½, and only DP⊤ keeps α ∈ {0, 1} stable, so DP⊤ is what is implemented. Output layer: with logits (cross_entropy, ρ_out = identity) it is exactly the
 // papers' s⁺_L = a − ᾱβ∇ℓ(a), s⁻_L = a + αβ∇ℓ(a), a = u_L. With state outputs (mse, the network applies ρ to its
-// last layer, LayeredNet::activate_output()) the issue's "a − ᾱβ∇ℓ(a)" in state space would drop the factor
+// last layer, LayeredNet::activate_output()) the papers' "a − ᾱβ∇ℓ(a)" taken in state space would drop the factor
 // ρ'(u_L) that backprop has; here the output dyad is treated like every other dyad, with the linearised loss
 // −β∇ℓ(a) as its feedback, so δ_L → −β ρ'(u_L) ⊙ ∇ℓ(a) as β → 0 and the estimate matches backprop's gradient.
 // For ρ_out = identity, δ_L = f_L is formed directly (exactly equal to s⁺_L − s⁻_L, without its cancellation).

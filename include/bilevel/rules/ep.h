@@ -23,7 +23,7 @@
 // over them: 2K for ep_symmetric); residuals as defined in bilevel/energy/inner_solver.h.
 #pragma once
 
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 
 namespace bilevel {
 

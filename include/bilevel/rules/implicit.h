@@ -38,7 +38,7 @@
 // non-positive curvature (a CG p·Ap ≤ 0, or a non-positive LDLᵀ pivot of MINRES's Lanczos tridiagonal).
 #pragma once
 
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 
 namespace bilevel {
 

@@ -63,9 +63,9 @@ class LearningRule {
   int64_t seed_ = 0, epoch_ = 0, batch_ = 0;
 };
 
-// Builds the rule named by cfg.train.algorithm with its hyperparameters.
+// Builds the rule named by cfg.rule.name with its hyperparameters.
 std::unique_ptr<LearningRule> make_rule(const ExperimentConfig& cfg);
-// Every registered name (what train.algorithm accepts).
+// Every registered name (what rule.name accepts).
 std::vector<std::string> rule_names();
 
 }  // namespace bilevel

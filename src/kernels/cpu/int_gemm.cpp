@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

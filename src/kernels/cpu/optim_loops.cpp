@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 #include "bilevel/util/denormals.h"
 
 #include "clones.h"  // each loop below is built for AVX-512, AVX2 and baseline x86-64

@@ -54,9 +54,8 @@ void adaste_forward(const float* u, float beta, float alpha, float* w, int64_t b
   for (int64_t i = begin; i < end; ++i) w[i] = qe::adaste_forward(u[i], beta, alpha);
 }
 
-void adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out, int64_t begin,
-                 int64_t end) {
-  for (int64_t i = begin; i < end; ++i) out[i] = qe::adaste_grad(g[i], u[i], beta, alpha, tau);
+void adaste_grad(const float* g, const float* u, float beta, float alpha, float* out, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) out[i] = qe::adaste_grad(g[i], u[i], beta, alpha);
 }
 
 void lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t begin, int64_t end) {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bilevel/quant/element.h"
+#include "bilevel/kernels/quant_element.h"
 
 namespace bilevel::kernels::cpu {
 namespace {

@@ -1,6 +1,6 @@
 // The quantization kernels, one grid-stride pass each: the built-in grids' codes (deterministic or stochastic
 // from the counter-based stream), and the quantization solvers' element-wise backward passes (STE, AdaSTE, LSQ)
-// and the flip rule (math: bilevel/kernels/quant_codes.h, bilevel/quant/element.h; CPU twins:
+// and the flip rule (math: bilevel/kernels/quant_codes.h, bilevel/kernels/quant_element.h; CPU twins:
 // src/kernels/cpu/quant_twins.cpp).
 #include "bilevel/kernels/cuda/launch.h"
 #include "bilevel/kernels/quant_codes.h"
@@ -30,8 +30,8 @@ __global__ void adaste_forward_kernel(const float* __restrict__ u, float beta, f
 }
 
 __global__ void adaste_grad_kernel(const float* __restrict__ g, const float* __restrict__ u, float beta, float alpha,
-                                   float tau, float* __restrict__ out, int64_t n) {
-  BILEVEL_GRID_STRIDE(i, n) out[i] = qe::adaste_grad(g[i], u[i], beta, alpha, tau);
+                                   float* __restrict__ out, int64_t n) {
+  BILEVEL_GRID_STRIDE(i, n) out[i] = qe::adaste_grad(g[i], u[i], beta, alpha);
 }
 
 __global__ void lsq_kernel(const float* __restrict__ g, const float* __restrict__ u, float qn, float qp,
@@ -76,10 +76,10 @@ cudaError_t launch_adaste_forward(const float* u, float beta, float alpha, float
   return cudaGetLastError();
 }
 
-cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out,
-                               int64_t n, cudaStream_t stream) {
+cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float* out, int64_t n,
+                               cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  adaste_grad_kernel<<<grid_for(n), kBlock, 0, stream>>>(g, u, beta, alpha, tau, out, n);
+  adaste_grad_kernel<<<grid_for(n), kBlock, 0, stream>>>(g, u, beta, alpha, out, n);
   return cudaGetLastError();
 }
 

@@ -49,8 +49,8 @@ cudaError_t launch_activation_codes(const ActCodesArgs& a, cudaStream_t stream);
 // (bilevel/kernels/cpu/quant_twins.h states each).
 cudaError_t launch_ste_grad(const SteArgs& a, cudaStream_t stream);
 cudaError_t launch_adaste_forward(const float* u, float beta, float alpha, float* w, int64_t n, cudaStream_t stream);
-cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float tau, float* out,
-                               int64_t n, cudaStream_t stream);
+cudaError_t launch_adaste_grad(const float* g, const float* u, float beta, float alpha, float* out, int64_t n,
+                               cudaStream_t stream);
 cudaError_t launch_lsq_grads(const float* g, const float* u, float qn, float qp, float* gv, float* gs, int64_t n,
                              cudaStream_t stream);
 cudaError_t launch_prox_towards(const float* u, float lambda, float* q, int64_t n, cudaStream_t stream);

@@ -1,4 +1,4 @@
-#include "bilevel/energy/energy_rule.h"
+#include "bilevel/rules/energy_rule.h"
 
 #include "bilevel/energy/sweep_stats.h"
 #include "bilevel/registry.h"
@@ -18,7 +18,7 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   o.nudged_steps = cfg.get_or<int64_t>("solver.nudged_steps", o.nudged_steps);
   o.tol = cfg.get_or<double>("solver.tol", o.tol);
   o.feedforward_init = cfg.get_or<std::string>("solver.init", "zero") == "feedforward";
-  if (o.feedforward_init && cfg.train.algorithm == "bptt")
+  if (o.feedforward_init && cfg.rule.name == "bptt")
     cfg.fail("solver.init", "bptt differentiates through the unrolled dynamics from zero states; solver.init: "
                             "feedforward is for the rules that relax to equilibrium (ep, ep_symmetric, chl, implicit)");
   o.beta = cfg.get_or<double>("rule.beta", o.beta);
@@ -31,14 +31,14 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   try {
     Neuron::from_activation(activation(cfg.model.activation));
   } catch (const std::invalid_argument& e) {
-    cfg.fail("model.activation", std::string(e.what()) + " (rule.name: " + cfg.train.algorithm + ")");
+    cfg.fail("model.activation", std::string(e.what()) + " (rule.name: " + cfg.rule.name + ")");
   }
   if (!o.solver_instance) cfg.fail("solver.name", "unknown inner solver '" + o.solver + "'");
   if (cfg.train.loss == "cross_entropy") {
     const bool has_hidden = !cfg.model.hidden.empty() || (cfg.model.kind == "conv" && !cfg.model.channels.empty());
     if (!has_hidden)
       cfg.fail("model.hidden",
-               "with train.loss: cross_entropy the last layer is a softmax read-out, so " + cfg.train.algorithm +
+               "with train.loss: cross_entropy the last layer is a softmax read-out, so " + cfg.rule.name +
                    " needs at least one hidden layer to hold a state");
   }
   return o;

@@ -1,4 +1,4 @@
-#include "bilevel/train/fused_adam.h"
+#include "bilevel/optim/fused_adam.h"
 
 #include "bilevel/kernels/fused_ops.h"
 #include "bilevel/kernels/optim_ops.h"

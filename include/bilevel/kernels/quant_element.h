@@ -52,10 +52,33 @@ BILEVEL_HD inline float adaste_forward(float u, float beta, float alpha) {
   const float s = u >= 0.f ? 1.f : -1.f;
   return clampf((u + beta * (1.f + alpha) * s) / (1.f + beta), -1.f, 1.f);
 }
-// Its backward: the finite difference (w*(u) − w*_τ(u))/τ, where w*_τ minimises the inner objective plus τ·g·w
-// (the loss linearised at w*); that perturbed problem is the unperturbed one at u − τ g, so w*_τ(u) = w*(u − τ g).
-BILEVEL_HD inline float adaste_grad(float g, float u, float beta, float alpha, float tau) {
-  return (adaste_forward(u, beta, alpha) - adaste_forward(u - tau * g, beta, alpha)) / tau;
+// Its backward, the paper's adaptive estimator: ∂ℓ/∂u = σ(u, g)·g for g = ∂ℓ/∂w*, with the finite difference's
+// perturbation chosen per weight from where the descent step −g would take u. Each slope σ is a secant of w*:
+// "inward" (g·u > 0: the step moves u towards 0, where w* changes sign) takes the secant from u to just across 0,
+// capped at ½; "outward" the slope of the piece u is on. With b = β(1+α) and c = 1 − βα (w* saturates at |u| ≥ c):
+//   βα < 1, |u| < c, outward:  σ = 1/(1+β)                                the linear piece
+//   βα < 1, |u| < c, inward:   σ = min(½, (|u| + 2b)/((1+β)|u|))          w* jumps by 2b/(1+β) at 0
+//   βα < 1, |u| ≥ c, outward:  σ = 0                                       saturated, stays saturated
+//   βα < 1, |u| ≥ c, inward:   σ = min(½, (1 + 2β + βα)/((1+β)|u|))       from ±1 to ∓b/(1+β): the "leaky" slope
+//   βα ≥ 1 (w* = sign u):      σ = min(½, 1/|u|) inward, 0 outward
+//   u = 0:                     σ = 1/(1+β) for βα < 1, ½ for βα ≥ 1
+// σ depends on |u| and on the sign of g·u only, so the estimator is symmetric under (u, g) → (−u, −g). The released
+// code (the authors' FenBPOpt.get_grad) has the same cases, with two differences: its inward mid-range slope for
+// u > 0 reads (2b − u) where its u < 0 branch and the secant give (2b + |u|), and it decides the cases by
+// thresholds of 10⁻³ on g and on u (10⁻⁶ on u while βα < 1) instead of their signs.
+BILEVEL_HD inline float adaste_slope(float g, float u, float beta, float alpha) {
+  const float a = std::fabs(u), ba = beta * alpha;
+  const bool inward = g * u > 0.f;
+  if (ba >= 1.f) {
+    if (a == 0.f) return 0.5f;
+    return inward ? fminf(0.5f, 1.f / a) : 0.f;
+  }
+  if (a == 0.f) return 1.f / (1.f + beta);
+  if (a >= 1.f - ba) return inward ? fminf(0.5f, (1.f + 2.f * beta + ba) / ((1.f + beta) * a)) : 0.f;
+  return inward ? fminf(0.5f, (a + 2.f * beta * (1.f + alpha)) / ((1.f + beta) * a)) : 1.f / (1.f + beta);
+}
+BILEVEL_HD inline float adaste_grad(float g, float u, float beta, float alpha) {
+  return adaste_slope(g, u, beta, alpha) * g;
 }
 
 // Soft-thresholding towards the grid point q: prox_{λ|· − q|}(θ) = q + sign(θ − q)·max(|θ − q| − λ, 0).
