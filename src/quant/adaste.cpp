@@ -45,12 +45,12 @@ class AdaSteSolver final : public WeightSolver {
   }
   void backward(QuantParam& p, const Quantizer&, const Tensor& g, const QuantClock& c) const override {
     const float beta = float(schedule(c)), alpha = float(alpha_);
-    const Tensor s = Quantizer::broadcast(p.grid.scale.detach(), p.latent);
+    // σ depends on u and on the sign of ĝ·u only, and ĝ = s·∂ℓ/∂w with s > 0, so ∂ℓ/∂θ = σ·ĝ/s = σ·∂ℓ/∂w: the
+    // kernel takes ∂ℓ/∂w as it is.
     Tensor u = normalised(p).contiguous();
-    Tensor gs = (g * s).contiguous();
     Tensor out = torch::empty_like(u);
-    kernels::adaste_grad_out(gs, u, beta, alpha, out);
-    p.latent.mutable_grad() = out / s;
+    kernels::adaste_grad_out(g.contiguous(), u, beta, alpha, out);
+    p.latent.mutable_grad() = out;
   }
   void after_step(QuantParam& p, const Quantizer&, const QuantClock&) const override {
     torch::NoGradGuard no_grad;
