@@ -2,8 +2,8 @@
 // - the epilogue against LibTorch's own operators (independent code), float32 and float64, every energy neuron,
 //   fresh random inputs, row lengths that are not multiples of the vector width or the CUDA block, poisoned
 //   outputs and NaN propagation; on a GPU (skipped without one) the CUDA kernel against its CPU twin;
-// - whole relaxations against the whole-batch LibTorch path, for both schedules (fixed_point: Jacobi, layerwise:
-//   even/odd), deep and wide-ish MLPs of odd sizes, a conv net, every nudge kind, float32 and float64;
+// - whole relaxations against the whole-batch LibTorch path, for every schedule (fixed_point: Jacobi, layerwise:
+//   even/odd and top-down), deep and wide-ish MLPs of odd sizes, a conv net, every nudge kind, float32 and float64;
 // - examples that converge at different sweeps: each stops at its own exact fixed point (one more sweep leaves
 //   it where it is) and still equals the whole-batch result;
 // - the per-example tolerance, the sweep histogram and the multiply-add counts.
@@ -157,9 +157,11 @@ TEST(CompactRelaxation, MatchesTheWholeBatchPath) {
       Net n = make(c.net, c.loss, dtype, 13, 11);
       for (const Nudge nudge : {Nudge::none(), Nudge::loss(0.4), Nudge::loss(-0.3), Nudge::clamp()}) {
         if (nudge.kind == Nudge::Kind::Clamp && c.loss != "mse") continue;
-        for (const std::string solver : {"fixed_point", "layerwise"}) {
-          auto compact = make_solver(solver, "compact");
-          auto whole = make_solver(solver, "generic");
+        for (const std::string solver : {"fixed_point", "layerwise", "layerwise top_down"}) {
+          const bool top_down = solver == "layerwise top_down";
+          const std::string name = top_down ? "layerwise" : solver, order = top_down ? "top_down" : "even_odd";
+          auto compact = make_solver(name, "compact", order);
+          auto whole = make_solver(name, "generic", order);
           EnergyState a = random_start(n, 3), b = random_start(n, 3);
           const SolveStats sa = compact->solve(*n.energy, n.batch, a, nudge, 9, 0.0);
           const SolveStats sb = whole->solve(*n.energy, n.batch, b, nudge, 9, 0.0);
@@ -181,7 +183,7 @@ TEST(CompactRelaxation, MatchesTheWholeBatchPath) {
       }
     }
   }
-  EXPECT_EQ(compared, 2 * 2 * (4 + 3 + 4 + 4));
+  EXPECT_EQ(compared, 2 * 3 * (4 + 3 + 4 + 4));
   EXPECT_GT(moving, compared / 2);
 }
 
@@ -288,6 +290,8 @@ TEST(CompactRelaxation, AutoPicksCompactForDeepAndWideNetworks) {
   EXPECT_FALSE(use_compact_relaxation(RelaxKernel::Generic, deep.batch, 1e-6, 30));
   EXPECT_FALSE(use_fused_relaxation(RelaxKernel::Compact, *classic.energy, classic.batch, none));
   EXPECT_THROW(make_solver("layerwise", "fused"), std::invalid_argument);
+  EXPECT_THROW(make_solver("layerwise", "auto", "bottom_up"), std::invalid_argument);
+  EXPECT_THROW(make_solver("fixed_point", "auto", "top_down"), std::invalid_argument);
   EXPECT_EQ(relax_kernel_from_name("compact"), RelaxKernel::Compact);
 }
 

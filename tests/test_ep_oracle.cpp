@@ -62,7 +62,7 @@ TEST(EpOracle, OracleAgreesWithFiniteDifferences) {
 
 TEST(EpOracle, FreeEquilibriumMatchesOracle) {
   for (const auto& c : kCases) {
-    for (const std::string solver : {"fixed_point", "layerwise"}) {
+    for (const std::string solver : {"fixed_point", "layerwise", "layerwise_top_down"}) {
       auto p = make_problem(c);
       auto rule = make_ep(c.loss, converged_options(solver), false);
       bilevel::SolveStats st;
@@ -118,7 +118,7 @@ TEST(EpOracle, BpttMatchesExactHypergradient) {
 TEST(EpOracle, EpErrorIsFirstOrderInBetaOneSidedAndSecondOrderSymmetric) {
   const std::vector<double> betas = {0.08, 0.04, 0.02, 0.01, 0.005};
   for (const auto& c : kCases) {
-    for (const std::string solver : {"fixed_point", "layerwise"}) {
+    for (const std::string solver : {"fixed_point", "layerwise", "layerwise_top_down"}) {
       auto p = make_problem(c);
       std::vector<double> e1, e2;
       for (double beta : betas) {

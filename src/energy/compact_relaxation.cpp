@@ -56,7 +56,7 @@ SolveStats compact_relaxation(const LayeredEnergy& energy, const EnergyBatch& ba
   const int64_t S = energy.num_states();
   const int64_t B = batch.size;
   const bool clamped = nudge.kind == Nudge::Kind::Clamp;
-  const bool prox_output = schedule == SweepSchedule::EvenOdd && nudge.kind == Nudge::Kind::Loss &&
+  const bool prox_output = schedule != SweepSchedule::Jacobi && nudge.kind == Nudge::Kind::Loss &&
                            nudge.beta != 0.0 && energy.output_is_state();
   if (clamped) st.s[S - 1].copy_(batch.onehot);
   SolveStats stats;
@@ -119,6 +119,10 @@ SolveStats compact_relaxation(const LayeredEnergy& energy, const EnergyBatch& ba
         if (!(clamped && k == S)) relax(k, false);
       for (int64_t k = 1; k <= S; ++k)
         if (!(clamped && k == S)) rotate(k);
+    } else if (schedule == SweepSchedule::TopDown) {
+      // Gauss–Seidel from the top: s_k reads the new s_{k+1} and the switches its drive just computed at s_k.
+      for (int64_t k = S; k >= 1; --k)
+        if (!(clamped && k == S)) relax(k, true);
     } else {
       for (int64_t parity : {0, 1})
         for (int64_t k = 2 - parity; k <= S; k += 2)

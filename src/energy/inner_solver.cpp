@@ -9,10 +9,15 @@
 
 namespace bilevel {
 
-std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel) {
+std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel,
+                                         const std::string& order) {
   const RelaxKernel k = relax_kernel_from_name(kernel);
-  if (name == "fixed_point") return std::make_unique<FixedPointSolver>(k);
-  if (name == "layerwise") return std::make_unique<LayerwiseSolver>(k);
+  if (name == "fixed_point") {
+    if (order != "even_odd")
+      throw std::invalid_argument("solver 'fixed_point' updates every layer at once; order is for layerwise");
+    return std::make_unique<FixedPointSolver>(k);
+  }
+  if (name == "layerwise") return std::make_unique<LayerwiseSolver>(k, layerwise_order_from_name(order));
   throw std::invalid_argument("unknown solver '" + name + "' (expected fixed_point or layerwise)");
 }
 
@@ -60,8 +65,14 @@ Registry<InnerSolver>& inner_solvers() {
                                    "where examples can stop early (tol > 0, or more than 16 sweeps; not on a GPU "
                                    "with tol = 0), else generic");
     lw_kernel.choices = {"auto", "compact", "generic"};
+    auto order = component_key("order", ValueType::String, "even_odd",
+                               "the order of each sweep's layer updates: even_odd = the even layers, then the odd "
+                               "ones; top_down = the output layer first, then each layer below from the new one "
+                               "above (the nudge reaches every layer in one sweep). Same fixed points");
+    order.choices = {"even_odd", "top_down"};
     std::vector<KeySpec> layerwise_keys = sweep_keys();
     layerwise_keys.push_back(lw_kernel);
+    layerwise_keys.push_back(order);
     r.add({"fixed_point", "synchronous fixed-point dynamics s ← ρ(−∂E/∂s + s) of every layer at once",
            fixed_point_keys},
           [](const ExperimentConfig& cfg) {
@@ -69,7 +80,10 @@ Registry<InnerSolver>& inner_solvers() {
           });
     r.add({"layerwise", "layer-wise exact minimisation: even layers, then odd (block coordinate descent)",
            layerwise_keys},
-          [](const ExperimentConfig& cfg) { return make_solver("layerwise", cfg.get<std::string>("solver.kernel")); });
+          [](const ExperimentConfig& cfg) {
+            return make_solver("layerwise", cfg.get<std::string>("solver.kernel"),
+                               cfg.get<std::string>("solver.order"));
+          });
   });
   return registry;
 }

@@ -101,8 +101,11 @@ IntegerModel::IntegerModel(ExportedModel model) : m_(std::move(model)) {
         for (int64_t k = 0; k < K; ++k) p.values[size_t(o * K + k)] = s * (float(p.codes[size_t(o * K + k)]) - z);
       }
       if (w.encoding == "binary") p.sign_sum = p.code_sum;
-      if (std::all_of(p.codes.begin(), p.codes.end(), [](int16_t q) { return q >= -128 && q <= 127; }))
+      if (std::all_of(p.codes.begin(), p.codes.end(), [](int16_t q) { return q >= -128 && q <= 127; })) {
         p.codes8.assign(p.codes.begin(), p.codes.end());
+        p.codes8_max_abs = 0;
+        for (int16_t q : p.codes) p.codes8_max_abs = std::max(p.codes8_max_abs, int(std::abs(q)));
+      }
     }
     prep_.push_back(std::move(p));
   }
@@ -168,11 +171,11 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
       } else if (integer_weights && in.kind != Activations::Kind::Float) {
         const Activations c = to_codes(in, N);
         std::vector<int32_t> acc(size_t(N * O));
-        const bool bytes = !p.codes8.empty() && cpu::u8s8_gemm_fast() &&
+        const bool bytes = !p.codes8.empty() && cpu::u8s8_gemm_fast(p.codes8_max_abs) &&
                            std::all_of(c.codes.begin(), c.codes.end(), [](int16_t v) { return v >= 0 && v <= 255; });
         if (bytes) {
           std::vector<uint8_t> a8(c.codes.begin(), c.codes.end());
-          cpu::u8s8_gemm(a8.data(), p.codes8.data(), acc.data(), N, O, K);
+          cpu::u8s8_gemm(a8.data(), p.codes8.data(), acc.data(), N, O, K, p.codes8_max_abs);
         } else {
           cpu::int16_gemm(c.codes.data(), p.codes.data(), acc.data(), N, O, K);
         }
@@ -262,28 +265,18 @@ std::vector<float> IntegerModel::forward(const float* images, int64_t N) const {
     } else {
       const float step = a.steps[l], off = a.offset;
       const bool bits = a.bits == 1 && m_.layers[l + 1].weight.encoding == "binary" && m_.layers[l + 1].kind == "linear";
-      std::vector<int16_t> codes(size_t(N * per));
-      cpu::state_codes(vp, N * per, off, 1.f / step, a.code_min, a.code_max, codes.data());
       if (bits) {
+        // Bit k = [code == code_max]: one pass from the activations to the packed words.
         next.kind = Activations::Kind::Bits;
         next.words = (per + 63) / 64;
-        next.bits.assign(size_t(N * next.words), 0);
+        next.bits.resize(size_t(N * next.words));
         next.mid = off + 0.5f * step * (a.code_min + a.code_max), next.half = 0.5f * step * (a.code_max - a.code_min);
-        const int16_t top = int16_t(a.code_max);
-        for (int64_t n = 0; n < N; ++n) {
-          const int16_t* cn = codes.data() + n * per;
-          uint64_t* bn = next.bits.data() + n * next.words;
-          for (int64_t w = 0; w < next.words; ++w) {
-            uint64_t word = 0;
-            const int64_t end = std::min<int64_t>(64, per - 64 * w);
-            for (int64_t j = 0; j < end; ++j) word |= uint64_t(cn[64 * w + j] == top) << j;
-            bn[w] = word;
-          }
-        }
+        cpu::state_bits(vp, N, per, off, 1.f / step, a.code_min, a.code_max, next.bits.data(), next.words);
       } else {
         next.kind = Activations::Kind::Codes;
         next.offset = off, next.step = step;
-        next.codes = std::move(codes);
+        next.codes.resize(size_t(N * per));
+        cpu::state_codes(vp, N * per, off, 1.f / step, a.code_min, a.code_max, next.codes.data());
       }
     }
     in = std::move(next);

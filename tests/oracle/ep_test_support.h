@@ -146,9 +146,14 @@ inline torch::Tensor flat(const ep_oracle::Gradient& g) {
   return torch::tensor(v, torch::kFloat64);
 }
 
+// solver: fixed_point, layerwise, or layerwise_top_down (the layer-wise solver with solver.order: top_down).
 inline bilevel::EnergyRuleOptions converged_options(const std::string& solver = "fixed_point") {
   bilevel::EnergyRuleOptions o;
   o.solver = solver;
+  if (solver == "layerwise_top_down") {
+    o.solver = "layerwise";
+    o.solver_instance = bilevel::make_solver("layerwise", "auto", "top_down");
+  }
   o.free_steps = 5000;
   o.nudged_steps = 5000;
   o.tol = 1e-15;

@@ -14,7 +14,9 @@
 // The dynamics are those of the solver that calls it (schedule):
 //   Jacobi   (fixed_point): s_k ← ρ(u_k(s)) for every k at once (fixed_point_solver.h);
 //   EvenOdd  (layerwise):   even k, then odd k from the new even states, each an exact block minimisation
-//                            (layerwise_solver.h), the nudged mse output by its proximal step.
+//                            (layerwise_solver.h), the nudged mse output by its proximal step;
+//   TopDown  (layerwise, order: top_down): k = S, S − 1, …, 1, each from its neighbours' newest states, the
+//                            same exact block minimisations in another order.
 // Results equal the batch-wide LibTorch path's up to float32 rounding: the products of a smaller working set may
 // round differently, and on the CPU h is the fused kernel's (a few ulps from LibTorch's). SolveStats::residual is
 // the maximum over examples of their last sweep's change, steps the most sweeps any example ran, and row_steps
@@ -26,7 +28,7 @@
 
 namespace bilevel {
 
-enum class SweepSchedule { Jacobi, EvenOdd };
+enum class SweepSchedule { Jacobi, EvenOdd, TopDown };
 
 // Relaxes st from its current states for at most max_steps sweeps. On return st.pool holds the switches at the
 // returned states. Clamp nudges fix s_S = onehot(y) first.

@@ -39,7 +39,9 @@ class InnerSolver {
 
 // The built-in solvers: "fixed_point" or "layerwise"; throws std::invalid_argument otherwise. `kernel`
 // (solver.kernel: auto, fused or generic) applies to fixed_point; layerwise always runs on LibTorch operators.
-std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel = "auto");
+// order: the layer-wise solver's sweep order (even_odd or top_down; layerwise_solver.h).
+std::unique_ptr<InnerSolver> make_solver(const std::string& name, const std::string& kernel = "auto",
+                                         const std::string& order = "even_odd");
 // Every registered solver's name.
 std::vector<std::string> solver_names();
 

@@ -11,6 +11,12 @@
 // neuron.h is defined for all of them) — not only hard_sigmoid. Two exceptions, documented and not exact:
 //   * cross_entropy read-out nudge: ℓ(W_r s_S + b_r) couples the units of s_S, so s_S takes the fixed-point
 //     step ρ(u_S − β W_rᵀ ∂ℓ/∂o) at the current s_S (exact at β = 0);
+//
+// order: top_down runs each sweep as k = S, S − 1, …, 1 (Gauss–Seidel from the output down), the same exact block
+// minimisations in another order, so the same fixed points and the same monotone energy. From the free fixed
+// point, the nudge then reaches every layer within one sweep (even/odd needs ⌈S/2⌉ + 1 half-steps of which the
+// first recomputes unchanged layers); from a feedforward start, the first sweep brings the feedback of every
+// layer above down to the input. Its first update needs no switches from the entry state.
 //   * conv layers with max-pooling: ⟨s_{k+1}, maxpool(conv(s_k))⟩ is not linear in s_k, so the update of s_k
 //     uses the switches at its current value (a block fixed-point step). Average pooling (model.pooling: avg)
 //     is linear, and its steps are exact.
@@ -25,13 +31,18 @@ namespace bilevel {
 // generic on the whole batch, which stops together; auto as use_compact_relaxation() decides. No fused kernel.
 class LayerwiseSolver final : public InnerSolver {
  public:
-  explicit LayerwiseSolver(RelaxKernel kernel = RelaxKernel::Auto);
+  enum class Order { EvenOdd, TopDown };
+  explicit LayerwiseSolver(RelaxKernel kernel = RelaxKernel::Auto, Order order = Order::EvenOdd);
   std::string name() const override { return "layerwise"; }
   SolveStats solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st, const Nudge& nudge,
                    int64_t max_steps, double tol) const override;
 
  private:
   RelaxKernel kernel_;
+  Order order_;
 };
+
+// "even_odd" or "top_down"; anything else throws std::invalid_argument naming the choices.
+LayerwiseSolver::Order layerwise_order_from_name(const std::string& name);
 
 }  // namespace bilevel

@@ -33,6 +33,7 @@ class IntegerModel {
   struct Prepared {
     std::vector<int16_t> codes;    // weight codes [O, K] (integer layers)
     std::vector<int8_t> codes8;    // the same as int8, when they fit (for unsigned 8-bit inputs)
+    int codes8_max_abs = 128;      // max |q| of codes8
     std::vector<float> values;     // dequantized weights (float layers)
     std::vector<int64_t> code_sum; // Σ_k q_ok
     std::vector<int64_t> sign_sum; // binary: Σ_k w_ok (±1)
