@@ -11,6 +11,8 @@
 
 #include "bilevel/config/config.h"
 #include "bilevel/data/data_source.h"
+#include "bilevel/nn/activation.h"
+#include "bilevel/nn/objective.h"
 #include "bilevel/quant/quantizer.h"
 #include "bilevel/registry.h"
 #include "bilevel/rules/registry.h"
@@ -734,6 +736,30 @@ TEST(Registration, AUserRuleGetsItsKeysValidationAndHelp) {
                     {"did you mean 'rule.gain'?"});
   // A second component of the same name is refused.
   EXPECT_THROW(rules().add({"scaled_backprop", "again", {}}, nullptr), std::invalid_argument);
+}
+
+// Every registry answers an unknown name with the same message, listing its components (the user's included).
+TEST(Registration, EveryRegistryNamesTheChoicesOfAnUnknownComponent) {
+  const std::string rule_msg = rules().unknown("sgd");
+  EXPECT_TRUE(contains(rule_msg, "unknown learning rule 'sgd' (expected one of: backprop, ")) << rule_msg;
+  EXPECT_TRUE(contains(rule_msg, "scaled_backprop")) << rule_msg;
+  try {
+    activation("softplus2");
+    ADD_FAILURE() << "no error for an unknown activation";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(contains(e.what(), "unknown activation 'softplus2' (expected one of: ")) << e.what();
+  }
+  EXPECT_THROW(make_objective("hinge"), std::invalid_argument);
+  EXPECT_THROW(quantizers().get("fp4"), std::invalid_argument);
+  // make_or_fail: a config error at the key that selected it.
+  const ExperimentConfig cfg = load_config_text("seed: 1\n", "cfg.yaml");
+  try {
+    weight_solvers().make_or_fail("ste2", cfg, "quantization.weights.solver");
+    ADD_FAILURE() << "no error for an unknown solver";
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(contains(e.what(), "quantization.weights.solver")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "unknown quantization solver 'ste2' (expected one of: ste, ")) << e.what();
+  }
 }
 
 namespace {

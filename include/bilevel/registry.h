@@ -75,6 +75,23 @@ class Registry {
     const_cast<Registry*>(this)->load_builtins();
     return entries_;
   }
+  // The one "unknown component" message and lookups every registry shares: "unknown KIND 'NAME' (expected one of:
+  // a, b, c)". get() throws it as std::invalid_argument; make_or_fail(name, cfg, key) as a config error at key (its
+  // file and line) through cfg.fail.
+  std::string unknown(const std::string& name) const {
+    std::string list;
+    for (const auto& n : names()) list += (list.empty() ? "" : ", ") + n;
+    return "unknown " + kind_ + " '" + name + "' (expected one of: " + list + ")";
+  }
+  const Entry& get(const std::string& name) const {
+    if (const Entry* e = find(name)) return *e;
+    throw std::invalid_argument(unknown(name));
+  }
+  std::unique_ptr<Product> make_or_fail(const std::string& name, const ExperimentConfig& cfg,
+                                        const std::string& key) const {
+    if (const Entry* e = find(name)) return e->make(cfg);
+    cfg.fail(key, unknown(name));
+  }
   std::vector<std::string> names() const {
     std::vector<std::string> out;
     for (const auto& e : entries()) out.push_back(e.info.name);

@@ -106,9 +106,7 @@ Registry<DataSource, const DataConfig&>& data_sets() {
 
 std::unique_ptr<DataSource> make_data_source(const DataConfig& cfg) {
   if (const auto* e = data_sets().find(cfg.name)) return e->make(cfg);
-  std::string names;
-  for (const auto& n : data_sets().names()) names += (names.empty() ? "" : ", ") + n;
-  throw UserError("unknown data set '" + cfg.name + "' (expected one of: " + names + ")");
+  throw UserError(data_sets().unknown(cfg.name));
 }
 
 }  // namespace bilevel

@@ -71,13 +71,8 @@ const Activation& activation(const std::string& name) {
   static std::map<std::string, std::unique_ptr<Activation>> built;
   auto it = built.find(name);
   if (it != built.end()) return *it->second;
-  if (const auto* e = activations().find(name)) {
-    static const ExperimentConfig none;  // activations have no keys
-    return *built.emplace(name, e->make(none)).first->second;
-  }
-  std::string names;
-  for (const auto& n : activation_names()) names += (names.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown activation '" + name + "' (expected one of: " + names + ")");
+  static const ExperimentConfig none;  // activations have no keys
+  return *built.emplace(name, activations().get(name).make(none)).first->second;
 }
 
 std::vector<std::string> activation_names() { return activations().names(); }

@@ -40,10 +40,7 @@ Registry<Quantizer, const QuantizerOptions&>& quantizers() {
 std::vector<std::string> quantizer_names() { return quantizers().names(); }
 
 std::unique_ptr<Quantizer> make_quantizer(const QuantizerOptions& opt) {
-  if (const auto* e = quantizers().find(opt.kind)) return e->make(opt);
-  std::string names;
-  for (const auto& n : quantizer_names()) names += (names.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown quantizer '" + opt.kind + "' (expected one of: " + names + ")");
+  return quantizers().get(opt.kind).make(opt);
 }
 
 std::optional<kernels::CodeSpec> builtin_code_spec(const Quantizer& q) {

@@ -56,10 +56,7 @@ std::vector<std::string> weight_solver_names() { return weight_solvers().names()
 
 std::unique_ptr<WeightSolver> make_weight_solver(const std::string& name, const ExperimentConfig& cfg,
                                                  const std::string& key) {
-  if (const auto* e = weight_solvers().find(name)) return e->make(cfg);
-  std::string names;
-  for (const auto& n : weight_solver_names()) names += (names.empty() ? "" : ", ") + n;
-  cfg.fail(key, "unknown quantization solver '" + name + "' (expected one of: " + names + ")");
+  return weight_solvers().make_or_fail(name, cfg, key);
 }
 
 }  // namespace bilevel

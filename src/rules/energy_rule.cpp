@@ -27,13 +27,12 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   o.implicit_method = cfg.get_or<std::string>("rule.linear_solver", o.implicit_method);
   o.implicit_steps = cfg.get_or<int64_t>("rule.linear_steps", o.implicit_steps);
   o.implicit_tol = cfg.get_or<double>("rule.linear_tol", o.implicit_tol);
-  if (const auto* e = inner_solvers().find(o.solver)) o.solver_instance = e->make(cfg);
   try {
     Neuron::from_activation(activation(cfg.model.activation));
   } catch (const std::invalid_argument& e) {
     cfg.fail("model.activation", std::string(e.what()) + " (rule.name: " + cfg.rule.name + ")");
   }
-  if (!o.solver_instance) cfg.fail("solver.name", "unknown inner solver '" + o.solver + "'");
+  o.solver_instance = inner_solvers().make_or_fail(o.solver, cfg, "solver.name");
   if (cfg.train.loss == "cross_entropy") {
     const bool has_hidden = !cfg.model.hidden.empty() || (cfg.model.kind == "conv" && !cfg.model.channels.empty());
     if (!has_hidden)

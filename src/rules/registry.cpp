@@ -21,15 +21,11 @@ uint64_t LearningRule::step_seed() const {
 std::vector<std::string> rule_names() { return rules().names(); }
 
 std::unique_ptr<Objective> objective_for(const ExperimentConfig& cfg) {
-  if (const auto* e = objectives().find(cfg.train.loss)) return e->make(cfg);
-  cfg.fail("train.loss", "unknown loss '" + cfg.train.loss + "'");
+  return objectives().make_or_fail(cfg.train.loss, cfg, "train.loss");
 }
 
 std::unique_ptr<LearningRule> make_rule(const ExperimentConfig& cfg) {
-  if (const auto* e = rules().find(cfg.rule.name)) return e->make(cfg);
-  std::string names;
-  for (const auto& n : rule_names()) names += (names.empty() ? "" : ", ") + n;
-  cfg.fail("rule.name", "unknown learning rule '" + cfg.rule.name + "' (expected one of: " + names + ")");
+  return rules().make_or_fail(cfg.rule.name, cfg, "rule.name");
 }
 
 }  // namespace bilevel
