@@ -347,6 +347,48 @@ TEST(Bench, SuiteFormatErrors) {
   }
 }
 
+// A study's expected figures: PASS and FAIL lines in the log and summary.md, exit 1 when one fails (the runs
+// themselves completed), and --report re-checks them; malformed expectations fail before anything runs.
+TEST(Bench, ExpectedFiguresPassOrFail) {
+  const std::string expect_ok = "expect:\n"
+                                "  - {entry: bp, metric: test_accuracy, min: 0.0, max: 1.0, note: the paper's 99%}\n"
+                                "  - {entry: bp_fast, metric: epoch_time_ratio, max: 1000}\n";
+  {
+    SuiteFixture s(suite_text() + expect_ok);
+    const CliResult r = run_cli(s.args({"--no-plots"}));
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    EXPECT_TRUE(contains(r.err, "PASS  bp test_accuracy = ")) << r.err;
+    EXPECT_TRUE(contains(r.err, "(2 seeds), expected [0, 1]; the paper's 99%")) << r.err;
+    EXPECT_TRUE(contains(r.err, "expected figures PASS")) << r.err;
+    const std::string summary = read_file(fs::path(r.first_line()) / "summary.md");
+    EXPECT_TRUE(contains(summary, "## Expected figures")) << summary;
+    EXPECT_TRUE(contains(summary, "2 of 2 pass.")) << summary;
+  }
+  {
+    SuiteFixture s(suite_text() + expect_ok + "  - {entry: bp, metric: best_val_accuracy, min: 1.5}\n");
+    const CliResult r = run_cli(s.args({"--no-plots"}));
+    EXPECT_EQ(r.exit_code, 1) << r.describe();
+    EXPECT_TRUE(contains(r.err, "FAIL  bp best_val_accuracy = ")) << r.err;
+    EXPECT_TRUE(contains(r.err, "expected ≥ 1.5")) << r.err;
+    const fs::path dir = r.first_line();
+    EXPECT_TRUE(contains(read_file(dir / "summary.md"), "**FAIL**"));
+    const CliResult again = run_cli({"bench", "--report", dir.string(), "--no-plots"});
+    EXPECT_EQ(again.exit_code, 1) << again.describe();
+  }
+  for (const auto& [bad, where, what] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"  - {entry: nobody, metric: test_accuracy, min: 0.5}\n", "expect[0].entry", "no entry is named 'nobody'"},
+           {"  - {entry: bp, metric: accuracy, min: 0.5}\n", "expect[0].metric", "unknown metric 'accuracy'"},
+           {"  - {entry: bp, metric: test_accuracy, min: 0.9, max: 0.5}\n", "expect[0]", "min is above max"},
+           {"  - {entry: bp, metric: test_accuracy}\n", "expect[0]", "`min:`, `max:` or both"}}) {
+    SuiteFixture s(suite_text() + "expect:\n" + bad);
+    const CliResult r = run_cli(s.args());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_TRUE(contains(r.err, where)) << r.err;
+    EXPECT_TRUE(contains(r.err, what)) << r.err;
+    EXPECT_FALSE(fs::exists(s.out())) << "nothing is written before the suite validates";
+  }
+}
+
 TEST(Bench, QuickSuiteSmoke) {
   // configs/bench/fmnist_quick.yaml end to end: every rule trains, is measured and is probed against backprop.
   if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "Fashion-MNIST is not installed";
@@ -382,7 +424,9 @@ TEST(Bench, ShippedSuitesValidate) {
     const std::string f = d.path().string();
     bilevel::bench::Suite suite = bilevel::bench::load_suite(f);
     EXPECT_NO_THROW(bilevel::bench::validate_suite(suite, {})) << f;
-    EXPECT_EQ(suite.baseline.rfind("backprop", 0), 0u) << f << ": baseline " << suite.baseline;
+    const int b = bilevel::bench::baseline_index(suite);
+    ASSERT_GE(b, 0) << f;
+    EXPECT_EQ(suite.entries[size_t(b)].algorithm, "backprop") << f << ": baseline " << suite.baseline;
     ++suites;
   }
   EXPECT_GE(suites, 4);

@@ -33,6 +33,7 @@
 #include <optional>
 #include <sstream>
 
+#include "bilevel/bench/expectations.h"
 #include "bilevel/bench/report.h"
 #include "bilevel/bench/suite.h"
 #include "bilevel/run/dir_lock.h"
@@ -62,7 +63,9 @@ alignment with backprop is recorded), then writes, in the suite directory
 OUTPUT_ROOT/bench/SUITE_NAME/YYYY-MM-DD_HH-MM-SS/ (printed on stdout):
   results.csv   one row per entry and seed: test accuracy (final, and at the epoch chosen on the validation
                 split), median epoch time, total time, peak host RSS, gradient alignment per layer
-  summary.md    per entry: mean ± std over seeds, ratios to the baseline entry (backprop by default)
+  summary.md    per entry: mean ± std over seeds, ratios to the baseline entry (backprop by default), and
+                the study's expected figures (the suite's `expect:` list): PASS or FAIL each; the bench
+                exits 1 when one fails
   plots/        test accuracy against epoch and against time, gradient cosine per layer (needs gnuplot)
   runs/ENTRY/ENTRY_seedS/TIMESTAMP/   the runs' directories
 
@@ -309,8 +312,22 @@ double eta(const SuiteState& state, size_t from) {
   return total;
 }
 
-void report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots) {
+// Writes the reports; checks the study's expected figures (bench/expectations.h), logging PASS or FAIL for each.
+// Returns whether every expectation holds (true when the suite has none).
+bool report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots) {
   for (const auto& w : write_reports(dir, suite, state, plots)) spdlog::warn("{}", w);
+  if (suite.expect.empty()) return true;
+  std::vector<RunResult> results;
+  for (const auto& rec : state.runs) results.push_back(read_run(dir, rec));
+  bool all = true;
+  for (const auto& c : check_expectations(suite, results)) {
+    if (c.pass) spdlog::info("{}", expectation_line(c));
+    else spdlog::error("{}", expectation_line(c));
+    all = all && c.pass;
+  }
+  spdlog::log(all ? spdlog::level::info : spdlog::level::err, "suite {}: expected figures {}", suite.name,
+              all ? "PASS" : "FAIL");
+  return all;
 }
 
 }  // namespace
@@ -447,7 +464,7 @@ int run_suite(const fs::path& dir, const Suite& suite, SuiteState& state, const 
   if (error) std::rethrow_exception(error);
   if (g_stop) interrupted = true;
 
-  report(dir, suite, state, opt.plots);
+  const bool expected = report(dir, suite, state, opt.plots);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_t0).count();
   size_t done = 0;
   for (const auto& r : state.runs) done += r.status == "completed";
@@ -456,7 +473,7 @@ int run_suite(const fs::path& dir, const Suite& suite, SuiteState& state, const 
   if (interrupted || failed)
     spdlog::warn("{}; continue with: bilevel bench --resume {}", interrupted ? "interrupted" : "some runs failed",
                  dir.string());
-  return interrupted ? 130 : failed ? 1 : 0;
+  return interrupted ? 130 : failed || !expected ? 1 : 0;
 }
 
 int start_suite(const NewSuite& n, const SuiteRunOptions& opt) {
@@ -513,10 +530,10 @@ int collect_suite(const fs::path& dir, const Suite& suite, SuiteState& state, co
     all_done = all_done && (rec.status == "completed" || rec.status == "diverged");
   }
   save_state(dir, state);
-  report(dir, suite, state, opt.plots);
+  const bool expected = report(dir, suite, state, opt.plots);
   spdlog::info("suite {}: summary: {}", suite.name, (dir / "summary.md").string());
   if (!all_done) spdlog::warn("some runs did not complete; continue with: bilevel bench --resume {}", dir.string());
-  return all_done ? 0 : 1;
+  return all_done && expected ? 0 : 1;
 }
 
 bool take_launcher_option(const Args& args, size_t& i, SuiteRunOptions& opt) {
@@ -609,10 +626,10 @@ int bench(const Args& args) {
   Suite suite = parse_suite(read_text(dir / "suite.yaml"), state.suite_file, state.base_dir);
   if (!report_dir.empty()) {
     validate_suite(suite, state.cli_overrides);
-    report(dir, suite, state, opt.plots);
+    const bool expected = report(dir, suite, state, opt.plots);
     std::cout << dir.string() << std::endl;
     spdlog::info("wrote {}", (dir / "summary.md").string());
-    return 0;
+    return expected ? 0 : 1;
   }
   for (const auto& w : validate_suite(suite, state.cli_overrides)) spdlog::warn("{}", w);
   std::cout << dir.string() << std::endl;

@@ -1,5 +1,7 @@
 #include "bilevel/bench/report.h"
 
+#include "bilevel/bench/expectations.h"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -512,6 +514,8 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
       os << "\n";
     }
   }
+
+  if (!suite.expect.empty()) os << "\n" << expectations_markdown(check_expectations(suite, results));
 
   if (have_plots) {
     os << "\n## Plots\n\n"

@@ -109,7 +109,7 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   if (!root.IsMap()) fail(top, "", "a suite must be a YAML mapping with at least `entries:` (see docs/bench.md)");
   check_keys(root,
              {"name", "description", "seeds", "baseline", "probe_every", "probe_reference", "output_root",
-              "overrides", "entries"},
+              "overrides", "entries", "expect"},
              "", file);
 
   Suite s;
@@ -178,7 +178,47 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   }
   if (!s.baseline.empty() && !names.count(s.baseline))
     fail(yaml_location(root["baseline"], file), "baseline", "no entry is named '" + s.baseline + "'");
+  if (const auto ex = root["expect"]) {
+    if (!ex.IsSequence())
+      fail(yaml_location(ex, file), "expect",
+           "expected a list of {entry: NAME, metric: test_accuracy, min: 0.85, max: 0.87, note: ...}");
+    for (size_t i = 0; i < ex.size(); ++i) {
+      const auto e = ex[i];
+      const std::string key = "expect[" + std::to_string(i) + "]";
+      if (!e.IsMap()) fail(yaml_location(e, file), key, "expected a mapping with entry, metric and min and/or max");
+      check_keys(e, {"entry", "metric", "min", "max", "note"}, key + ".", file);
+      Expectation x;
+      x.where = yaml_location(e, file);
+      if (!e["entry"] || !e["metric"]) fail(x.where, key, "every expectation needs `entry:` and `metric:`");
+      x.entry = scalar(e["entry"], key + ".entry", file);
+      if (!names.count(x.entry)) fail(yaml_location(e["entry"], file), key + ".entry", "no entry is named '" + x.entry + "'");
+      x.metric = scalar(e["metric"], key + ".metric", file);
+      const std::vector<std::string> metrics = expectation_metrics();
+      if (std::find(metrics.begin(), metrics.end(), x.metric) == metrics.end()) {
+        std::string list;
+        for (const auto& m : metrics) list += (list.empty() ? "" : ", ") + m;
+        fail(yaml_location(e["metric"], file), key + ".metric", "unknown metric '" + x.metric + "' (expected one of: " + list + ")");
+      }
+      auto number = [&](const char* k) {
+        try {
+          return e[k].as<double>();
+        } catch (const YAML::Exception&) {
+          fail(yaml_location(e[k], file), key + "." + k, "expected a number");
+        }
+      };
+      if (!e["min"] && !e["max"]) fail(x.where, key, "an expectation needs `min:`, `max:` or both");
+      if (e["min"]) x.min = number("min");
+      if (e["max"]) x.max = number("max");
+      if (x.min > x.max) fail(x.where, key, "min is above max");
+      if (e["note"]) x.note = scalar(e["note"], key + ".note", file);
+      s.expect.push_back(std::move(x));
+    }
+  }
   return s;
+}
+
+std::vector<std::string> expectation_metrics() {
+  return {"test_accuracy", "test_accuracy_at_best", "best_val_accuracy", "epoch_time_ratio"};
 }
 
 Suite load_suite(const std::string& file) {

@@ -33,6 +33,18 @@ struct SuiteEntry {
   std::string algorithm;    // rule.name after every override (filled by validate_suite)
 };
 
+// An expected figure of a study (`expect:` in the suite): the mean over seeds of one entry's metric must lie in
+// [min, max]; the bench prints PASS or FAIL for each and exits 1 when one fails. Metrics (bench/expectations.h):
+// test_accuracy (final), test_accuracy_at_best, best_val_accuracy (fractions in [0, 1]), epoch_time_ratio (the
+// entry's median epoch time over the baseline entry's).
+struct Expectation {
+  std::string entry;
+  std::string metric;
+  double min = -1e300, max = 1e300;
+  std::string note;  // e.g. the paper's own figure, printed beside ours
+  Location where;
+};
+
 struct Suite {
   std::string name;
   std::string description;
@@ -45,12 +57,15 @@ struct Suite {
   std::string output_root = "runs";     // suites go to OUTPUT_ROOT/bench/NAME/TIMESTAMP/
   std::vector<SuiteOverride> overrides;  // applied to every entry
   std::vector<SuiteEntry> entries;
+  std::vector<Expectation> expect;
   Location probe_where;                 // where probe_every / probe_reference were set (or the file)
 };
 
 // Parses a suite from YAML text. `file` names it in messages; relative config paths are resolved against
 // `base_dir` first, then the current directory. Throws ConfigError naming the file, line and key.
 Suite parse_suite(const std::string& text, const std::string& file, const std::filesystem::path& base_dir);
+// The metrics an expectation may name.
+std::vector<std::string> expectation_metrics();
 // Reads and parses a suite file (base_dir = the file's folder).
 Suite load_suite(const std::string& file);
 
