@@ -430,4 +430,17 @@ TEST(Bench, ShippedSuitesValidate) {
     ++suites;
   }
   EXPECT_GE(suites, 4);
+  // Every study in experiments/: a README naming its paper and a suite that validates and expects figures.
+  int studies = 0;
+  for (const auto& d : fs::directory_iterator(fs::path(BILEVEL_SOURCE_DIR) / "experiments")) {
+    if (!d.is_directory()) continue;
+    const fs::path file = d.path() / "suite.yaml";
+    ASSERT_TRUE(fs::exists(file)) << d.path();
+    EXPECT_TRUE(fs::exists(d.path() / "README.md")) << d.path();
+    bilevel::bench::Suite suite = bilevel::bench::load_suite(file.string());
+    EXPECT_NO_THROW(bilevel::bench::validate_suite(suite, {})) << file;
+    EXPECT_FALSE(suite.expect.empty()) << file << ": a study states its expected figures";
+    ++studies;
+  }
+  EXPECT_GE(studies, 4);
 }

@@ -1,4 +1,4 @@
-// bilevel::run_cli: the `bilevel` command's whole command line (experiments/bilevel_main.cpp calls it; so can a user's
+// bilevel::run_cli: the `bilevel` command's whole command line (apps/bilevel/main.cpp calls it; so can a user's
 // program that registers its own components first; bilevel/cli.h).
 #include <c10/util/Exception.h>
 #include <dlfcn.h>
