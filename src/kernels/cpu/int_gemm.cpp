@@ -289,9 +289,24 @@ __attribute__((target("avx2"))) void u8s8_block_avx2(const uint8_t* const* ar, c
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 2; ++j) c32[i][j] = _mm256_add_epi32(c32[i][j], _mm256_madd_epi16(c16[i][j], ones));
   }
+  // The last K % 32 bytes: whole 4-byte words through a masked load (which reads nothing past the mask), in
+  // their own int16 sums; the last K % 4 bytes in scalar.
+  const int64_t words = (K - K32) / 4, K4 = K32 + 4 * words;
+  if (words > 0) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(words)), lane);
+#define BILEVEL_MASKLOAD(p) _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask)
+    const __m256i x0 = BILEVEL_MASKLOAD(w0 + K32), x1 = BILEVEL_MASKLOAD(w1 + K32);
+    for (int i = 0; i < 4; ++i) {
+      const __m256i y = BILEVEL_MASKLOAD(ar[i] + K32);
+      c32[i][0] = _mm256_add_epi32(c32[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(y, x0), ones));
+      c32[i][1] = _mm256_add_epi32(c32[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(y, x1), ones));
+    }
+#undef BILEVEL_MASKLOAD
+  }
   for (int i = 0; i < 4; ++i) {
     int32_t t0 = 0, t1 = 0;
-    for (int64_t k = K32; k < K; ++k) t0 += int32_t(ar[i][k]) * int32_t(w0[k]), t1 += int32_t(ar[i][k]) * int32_t(w1[k]);
+    for (int64_t k = K4; k < K; ++k) t0 += int32_t(ar[i][k]) * int32_t(w0[k]), t1 += int32_t(ar[i][k]) * int32_t(w1[k]);
     sums[2 * i] = hsum(c32[i][0]) + t0;
     sums[2 * i + 1] = hsum(c32[i][1]) + t1;
   }
