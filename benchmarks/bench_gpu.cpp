@@ -16,7 +16,7 @@
 // verdict. A missed target is reported, not an error (exit 0; --strict: exit 3).
 //
 //   bench_gpu [--device cpu|cuda] [--quick] [--reps R] [--batches N] [--large-hidden H] [--large-batch B]
-//             [--large-batches N] [--sections kernels,epoch,large] [--config FILE] [--out FILE] [--strict]
+//             [--large-batches N] [--sections kernels,epoch,depth,large] [--config FILE] [--out FILE] [--strict]
 //             [key=value ...]
 //
 // Exit status: 0 done, 1 a fused result disagrees with its unfused sequence or a section failed, 2 bad usage,
@@ -75,7 +75,7 @@ constexpr double kDualPropMaxRatio = 1.1;
 
 const char* kUsage =
     "usage: bench_gpu [--device cpu|cuda] [--quick] [--reps R] [--batches N] [--large-hidden H] [--large-batch B]\n"
-    "                 [--large-batches N] [--sections kernels,epoch,large] [--config FILE] [--out FILE] [--strict]\n"
+    "                 [--large-batches N] [--sections kernels,epoch,depth,large] [--config FILE] [--out FILE] [--strict]\n"
     "                 [key=value ...]\n"
     "\n"
     "GPU benchmarks (issue 11 item 7), a Markdown report on stdout (and in FILE with --out):\n"
@@ -96,7 +96,7 @@ const char* kUsage =
     "  --large-hidden H   width of the large network's two hidden layers (default 4096 cuda, 512 cpu, 256 quick)\n"
     "  --large-batch B    its batch size (default 1024 cuda, 256 cpu, 64 quick)\n"
     "  --large-batches N  its training steps per repetition (default 5 cuda, 3 cpu, 2 quick)\n"
-    "  --sections LIST    which sections, comma-separated (default kernels,epoch,large)\n"
+    "  --sections LIST    which sections, comma-separated (default kernels,epoch,depth,large)\n"
     "  --config FILE      the classic EP config (default configs/fmnist_mlp_ep.yaml)\n"
     "  --out FILE         also write the report to FILE (directories created)\n"
     "  --strict           exit 3 when a target is missed on cuda\n"
@@ -106,7 +106,7 @@ struct Options {
   std::string device;  // "" = auto
   bool quick = false, strict = false;
   int64_t reps = 0, batches = 0, large_hidden = 0, large_batch = 0, large_batches = 0;  // 0 = the default
-  std::set<std::string> sections{"kernels", "epoch", "large"};
+  std::set<std::string> sections{"kernels", "epoch", "depth", "large"};
   std::string config = "configs/fmnist_mlp_ep.yaml", out;
   std::vector<std::string> overrides;
 };
@@ -155,11 +155,11 @@ Options parse(int argc, char** argv) {
     } else if (a == "--sections") {
       o.sections.clear();
       for (const std::string& s : timing::split(value(), ',')) {
-        if (s != "kernels" && s != "epoch" && s != "large")
-          throw UsageError("--sections: unknown section '" + s + "' (kernels, epoch, large)");
+        if (s != "kernels" && s != "epoch" && s != "depth" && s != "large")
+          throw UsageError("--sections: unknown section '" + s + "' (kernels, epoch, depth, large)");
         o.sections.insert(s);
       }
-      if (o.sections.empty()) throw UsageError("--sections needs at least one of kernels, epoch, large");
+      if (o.sections.empty()) throw UsageError("--sections needs at least one of kernels, epoch, depth, large");
     } else if (a == "--config") {
       o.config = value();
     } else if (a == "--out") {
@@ -913,6 +913,50 @@ int main(int argc, char** argv) {
       rep.line();
       status = 1;
     }
+  }
+
+  // ---- 2b. EP at every depth: each depth config's rule against backprop on the same network (the targets of
+  // docs/results/ep-depth.md, the same on every device)
+  if (opt.sections.count("depth")) {
+    progress("depth");
+    rep.line("## EP at every depth: each config's rule against backprop on the same network");
+    rep.line();
+    struct DepthCase {
+      std::string label, config;
+      std::vector<std::string> overrides;
+      std::string rule;
+      double target;
+    };
+    const std::vector<DepthCase> depth_cases{
+        {"784-512-512-10", "configs/fmnist_mlp_ep_deep.yaml", {}, "ep_symmetric", 3.0},
+        {"784-512-512-512-10", "configs/fmnist_mlp_ep_deep.yaml", {"model.hidden=[512,512,512]"}, "ep_symmetric", 3.0},
+        {"784-2048-2048-10", "configs/fmnist_mlp_ep_wide.yaml", {}, "ep_symmetric", 5.0},
+        {"conv 16-32", "configs/fmnist_conv_ep.yaml", {}, "ep_symmetric", 2.5},
+        {"784-512-512-10, dual propagation", "configs/fmnist_mlp_ep_deep.yaml", {}, "dual_prop", 1.1}};
+    rep.line("Each config as shipped (its solver, sweeps and order), " + std::to_string(batches) +
+             " training steps per repetition, the rule and backprop interleaved, median of " + std::to_string(reps) +
+             ".");
+    rep.line();
+    rep.line("| network | config | rule | per step | backprop | × backprop | target | verdict |");
+    rep.line("|---|---|---|---|---|---|---|---|");
+    for (const auto& c : depth_cases) {
+      try {
+        const auto overrides = with_extra(c.overrides);
+        const auto times = timing::time_variants(c.config, overrides, {"backprop", c.rule}, batches, reps);
+        const double bp = median(times[0]), m = median(times[1]), ratio = m / bp;
+        const bool ok = ratio <= c.target;
+        if (on_gpu) {
+          ++judged;
+          misses += !ok;
+        }
+        rep.line("| " + c.label + " | `" + c.config + "` | " + c.rule + " | " + fmt_time(m) + " | " + fmt_time(bp) +
+                 " | " + num("%.2f", ratio) + " | " + num("≤ %.1f", c.target) + " | " + verdict(on_gpu, ok) + " |");
+      } catch (const std::exception& e) {
+        rep.line("| " + c.label + " | `" + c.config + "` | " + c.rule + " | error: " + message_of(e) + " | | | | |");
+        status = 1;
+      }
+    }
+    rep.line();
   }
 
   // ---- 3. large network
