@@ -360,6 +360,7 @@ TEST(Bench, ExpectedFiguresPassOrFail) {
     EXPECT_TRUE(contains(r.err, "PASS  bp test_accuracy = ")) << r.err;
     EXPECT_TRUE(contains(r.err, "(2 seeds), expected [0, 1]; the paper's 99%")) << r.err;
     EXPECT_TRUE(contains(r.err, "expected figures PASS")) << r.err;
+    EXPECT_FALSE(contains(r.err, "FAIL")) << "checked once, after every run: " << r.err;
     const std::string summary = read_file(fs::path(r.first_line()) / "summary.md");
     EXPECT_TRUE(contains(summary, "## Expected figures")) << summary;
     EXPECT_TRUE(contains(summary, "2 of 2 pass.")) << summary;
