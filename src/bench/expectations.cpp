@@ -7,11 +7,20 @@
 namespace bilevel::bench {
 namespace {
 
+// Every metric an expectation may name, with the run figure it reads (epoch_time_ratio: the median epoch time,
+// divided by the baseline's in check_expectations).
+struct Metric {
+  const char* name;
+  std::optional<double> RunResult::*field;
+};
+constexpr Metric kMetrics[] = {{"test_accuracy", &RunResult::final_test_accuracy},
+                               {"test_accuracy_at_best", &RunResult::test_accuracy_at_best},
+                               {"best_val_accuracy", &RunResult::best_val_accuracy},
+                               {"epoch_time_ratio", &RunResult::median_epoch_seconds}};
+
 std::optional<double> metric_of(const RunResult& r, const std::string& metric) {
-  if (metric == "test_accuracy") return r.final_test_accuracy;
-  if (metric == "test_accuracy_at_best") return r.test_accuracy_at_best;
-  if (metric == "best_val_accuracy") return r.best_val_accuracy;
-  if (metric == "epoch_time_ratio") return r.median_epoch_seconds;  // divided by the baseline's below
+  for (const Metric& m : kMetrics)
+    if (metric == m.name) return r.*m.field;
   return std::nullopt;
 }
 
@@ -43,6 +52,12 @@ std::string range(const Expectation& x) {
 }
 
 }  // namespace
+
+std::vector<std::string> expectation_metrics() {
+  std::vector<std::string> names;
+  for (const Metric& m : kMetrics) names.push_back(m.name);
+  return names;
+}
 
 std::vector<ExpectationCheck> check_expectations(const Suite& suite, const std::vector<RunResult>& results) {
   std::vector<ExpectationCheck> out;

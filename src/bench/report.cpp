@@ -8,7 +8,7 @@ namespace fs = std::filesystem;
 using namespace detail;
 
 std::vector<std::string> write_reports(const fs::path& suite_dir, const Suite& suite, const SuiteState& state,
-                                       bool plots) {
+                                       bool plots, std::vector<RunResult>* results_out) {
   std::vector<std::string> warnings;
   std::vector<RunResult> results;
   for (const auto& rec : state.runs) results.push_back(read_run(suite_dir, rec));
@@ -35,6 +35,7 @@ std::vector<std::string> write_reports(const fs::path& suite_dir, const Suite& s
     }
   }
   write_file_atomic(suite_dir / "summary.md", summary_markdown(suite, state, results, have_plots));
+  if (results_out) *results_out = std::move(results);
   return warnings;
 }
 

@@ -217,10 +217,6 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   return s;
 }
 
-std::vector<std::string> expectation_metrics() {
-  return {"test_accuracy", "test_accuracy_at_best", "best_val_accuracy", "epoch_time_ratio"};
-}
-
 Suite load_suite(const std::string& file) {
   std::ifstream in(file);
   if (!in) throw UserError(file + ": cannot read the suite file");

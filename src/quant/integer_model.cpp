@@ -101,10 +101,10 @@ IntegerModel::IntegerModel(ExportedModel model) : m_(std::move(model)) {
         for (int64_t k = 0; k < K; ++k) p.values[size_t(o * K + k)] = s * (float(p.codes[size_t(o * K + k)]) - z);
       }
       if (w.encoding == "binary") p.sign_sum = p.code_sum;
-      if (std::all_of(p.codes.begin(), p.codes.end(), [](int16_t q) { return q >= -128 && q <= 127; })) {
+      const auto [lo, hi] = std::minmax_element(p.codes.begin(), p.codes.end());
+      if (lo != p.codes.end() && *lo >= -128 && *hi <= 127) {
         p.codes8.assign(p.codes.begin(), p.codes.end());
-        p.codes8_max_abs = 0;
-        for (int16_t q : p.codes) p.codes8_max_abs = std::max(p.codes8_max_abs, int(std::abs(q)));
+        p.codes8_max_abs = std::max(-int(*lo), int(*hi));
       }
     }
     prep_.push_back(std::move(p));

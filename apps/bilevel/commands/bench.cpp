@@ -315,10 +315,9 @@ double eta(const SuiteState& state, size_t from) {
 // Writes the reports; with `check`, checks the study's expected figures (bench/expectations.h), logging PASS or
 // FAIL for each. Returns whether every expectation holds (true when the suite has none or nothing is checked).
 bool report(const fs::path& dir, const Suite& suite, const SuiteState& state, bool plots, bool check = true) {
-  for (const auto& w : write_reports(dir, suite, state, plots)) spdlog::warn("{}", w);
-  if (suite.expect.empty() || !check) return true;
   std::vector<RunResult> results;
-  for (const auto& rec : state.runs) results.push_back(read_run(dir, rec));
+  for (const auto& w : write_reports(dir, suite, state, plots, &results)) spdlog::warn("{}", w);
+  if (suite.expect.empty() || !check) return true;
   bool all = true;
   for (const auto& c : check_expectations(suite, results)) {
     if (c.pass) spdlog::info("{}", expectation_line(c));

@@ -77,9 +77,11 @@ struct RunResult {
 RunResult read_run(const std::filesystem::path& suite_dir, const RunRecord& record);
 
 // results.csv, summary.md and (when gnuplot is available) plots/. Written atomically. Returns warnings
-// (e.g. gnuplot missing or failing), never throws for plotting problems.
+// (e.g. gnuplot missing or failing), never throws for plotting problems. `results`, when given, receives the
+// runs' figures the reports were written from (read_run of every record, in state order).
 std::vector<std::string> write_reports(const std::filesystem::path& suite_dir, const Suite& suite,
-                                       const SuiteState& state, bool plots = true);
+                                       const SuiteState& state, bool plots = true,
+                                       std::vector<RunResult>* results = nullptr);
 
 std::string results_csv(const Suite& suite, const std::vector<RunResult>& results);
 std::string summary_markdown(const Suite& suite, const SuiteState& state, const std::vector<RunResult>& results,

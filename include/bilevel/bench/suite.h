@@ -64,7 +64,7 @@ struct Suite {
 // Parses a suite from YAML text. `file` names it in messages; relative config paths are resolved against
 // `base_dir` first, then the current directory. Throws ConfigError naming the file, line and key.
 Suite parse_suite(const std::string& text, const std::string& file, const std::filesystem::path& base_dir);
-// The metrics an expectation may name.
+// The metrics an expectation may name (defined with their meaning in bench/expectations.h).
 std::vector<std::string> expectation_metrics();
 // Reads and parses a suite file (base_dir = the file's folder).
 Suite load_suite(const std::string& file);
