@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "bilevel/util/text.h"
 #include "test_paths.h"
 
 extern char** environ;
@@ -232,12 +233,7 @@ struct Csv {
 };
 
 inline std::vector<std::string> split(const std::string& line, char sep = ',') {
-  std::vector<std::string> parts;
-  std::string cur;
-  std::stringstream ss(line);
-  while (std::getline(ss, cur, sep)) parts.push_back(cur);
-  if (!line.empty() && line.back() == sep) parts.emplace_back();
-  return parts;
+  return bilevel::text::split_fields(line, sep);
 }
 
 inline Csv parse_csv(const std::string& text) {

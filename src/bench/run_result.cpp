@@ -9,6 +9,7 @@
 
 #include "bilevel/bench/report.h"
 #include "bilevel/run/metrics.h"
+#include "bilevel/util/text.h"
 
 namespace bilevel::bench {
 namespace fs = std::filesystem;
@@ -17,14 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> split(const std::string& line, char sep) {
-  std::vector<std::string> parts;
-  std::string cur;
-  std::stringstream ss(line);
-  while (std::getline(ss, cur, sep)) parts.push_back(cur);
-  if (!line.empty() && line.back() == sep) parts.emplace_back();
-  return parts;
-}
+using text::split_fields;
 
 double parse_double(const std::string& s) {
   if (s.empty()) return std::nan("");
@@ -48,10 +42,10 @@ Table read_metrics(const fs::path& path) {
   std::ifstream in(path);
   std::string line;
   if (!in || !std::getline(in, line)) return t;
-  t.header = split(line, ',');
+  t.header = split_fields(line, ',');
   while (std::getline(in, line)) {
     if (line.empty()) continue;
-    auto cells = split(line, ',');
+    auto cells = split_fields(line, ',');
     if (cells.size() != t.header.size()) continue;  // a torn last line
     std::vector<double> row;
     for (const auto& c : cells) row.push_back(parse_double(c));

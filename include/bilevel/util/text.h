@@ -1,8 +1,11 @@
-// Small text helpers shared by the report writers: trimming, lower case, and column alignment by display width.
+// Small text helpers shared by the report writers and readers: trimming, splitting a CSV line, lower case, and
+// column alignment by display width.
 #pragma once
 
 #include <cctype>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace bilevel::text {
 
@@ -12,6 +15,17 @@ inline std::string trim(const std::string& s) {
   if (b == std::string::npos) return "";
   const auto e = s.find_last_not_of(" \t\r\n");
   return s.substr(b, e - b + 1);
+}
+
+// The fields of one line of a CSV-like file between separators, empty fields included (a trailing separator
+// gives a last, empty field).
+inline std::vector<std::string> split_fields(const std::string& line, char sep) {
+  std::vector<std::string> parts;
+  std::string cur;
+  std::stringstream ss(line);
+  while (std::getline(ss, cur, sep)) parts.push_back(cur);
+  if (!line.empty() && line.back() == sep) parts.emplace_back();
+  return parts;
 }
 
 // ASCII lower case.
