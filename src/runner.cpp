@@ -331,7 +331,7 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   return train_and_record(x, dir, meta, start);
 }
 
-EvalResult eval_run(const fs::path& path, const fs::path& checkpoint) {
+Experiment load_run(const fs::path& path, const fs::path& checkpoint, fs::path* used) {
   RunDir dir = RunDir::open(path);
   ExperimentConfig cfg = run_config(dir);
   Experiment x = prepare(cfg);
@@ -344,8 +344,15 @@ EvalResult eval_run(const fs::path& path, const fs::path& checkpoint) {
   if (!fs::exists(file)) throw UserError(file.string() + ": no such checkpoint");
   load_model(file, *x.net);
   x.net->eval();
+  if (used) *used = file;
+  return x;
+}
+
+EvalResult eval_run(const fs::path& path, const fs::path& checkpoint) {
+  fs::path file;
+  Experiment x = load_run(path, checkpoint, &file);
   spdlog::info("evaluating {} on {} test examples", file.string(), x.data.test.size());
-  return evaluate(*x.rule, x.net, x.data.test, cfg.train.eval_batch_size, x.device);
+  return evaluate(*x.rule, x.net, x.data.test, x.cfg.train.eval_batch_size, x.device);
 }
 
 }  // namespace bilevel

@@ -18,6 +18,7 @@
 
 #include "bilevel/config/config.h"
 #include "bilevel/run/run_dir.h"
+#include "bilevel/train/experiment.h"
 #include "bilevel/train/trainer.h"
 
 namespace bilevel {
@@ -39,6 +40,12 @@ RunOutcome resume_run(const std::filesystem::path& dir, const std::string& comma
 
 // Loss and accuracy on the test split of a finished (or interrupted) run, with final.pt, or a given checkpoint.
 EvalResult eval_run(const std::filesystem::path& dir, const std::filesystem::path& checkpoint = {});
+
+// A run's experiment (config, data, network, rule) with the weights of final.pt (the latest checkpoint when the
+// run has not finished) or of `checkpoint`, the network in eval mode; what eval_run evaluates. `used`, when
+// given, receives the file the weights came from. Throws UserError when there is none.
+Experiment load_run(const std::filesystem::path& dir, const std::filesystem::path& checkpoint = {},
+                    std::filesystem::path* used = nullptr);
 
 // The config a run directory holds.
 ExperimentConfig run_config(const RunDir& dir);

@@ -61,15 +61,17 @@ StopSignals::StopSignals(int preempt_signal) : preempt_signal_(preempt_signal) {
   stop_requested() = false;
   preempt_requested() = false;
   g_received = 0;
-  std::signal(SIGINT, on_interrupt);
-  std::signal(SIGTERM, on_preempt);
-  if (preempt_signal_ != 0) std::signal(preempt_signal_, on_preempt);
+  previous_int_ = std::signal(SIGINT, on_interrupt);
+  previous_term_ = std::signal(SIGTERM, on_preempt);
+  if (preempt_signal_ != 0) previous_preempt_ = std::signal(preempt_signal_, on_preempt);
 }
 
+// The handlers from before: the CLI's defaults, or an embedding program's own (Python's SIGINT handler that
+// raises KeyboardInterrupt).
 StopSignals::~StopSignals() {
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  if (preempt_signal_ != 0) std::signal(preempt_signal_, SIG_DFL);
+  std::signal(SIGINT, previous_int_ == SIG_ERR ? SIG_DFL : previous_int_);
+  std::signal(SIGTERM, previous_term_ == SIG_ERR ? SIG_DFL : previous_term_);
+  if (preempt_signal_ != 0) std::signal(preempt_signal_, previous_preempt_ == SIG_ERR ? SIG_DFL : previous_preempt_);
 }
 
 int StopSignals::received() { return g_received; }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <csignal>
 #include <string>
 
 namespace bilevel {
@@ -26,7 +27,8 @@ constexpr int kExitPreempted = 75;
 int preempt_signal_number(const std::string& name);
 
 // Installs the handlers for the lifetime of the scope: SIGINT sets stop_requested(), SIGTERM and
-// `preempt_signal` (0 = none) set preempt_requested(). A second SIGINT kills at once.
+// `preempt_signal` (0 = none) set preempt_requested(). A second SIGINT kills at once. The handlers from before
+// are restored at the end of the scope.
 class StopSignals {
  public:
   explicit StopSignals(int preempt_signal);
@@ -38,6 +40,9 @@ class StopSignals {
 
  private:
   int preempt_signal_;
+  void (*previous_int_)(int) = SIG_DFL;
+  void (*previous_term_)(int) = SIG_DFL;
+  void (*previous_preempt_)(int) = SIG_DFL;
 };
 
 // "SIGUSR2" etc.
