@@ -22,10 +22,10 @@ import torch as _torch  # LibTorch's Python bindings first: the extension uses t
 
 from . import _C
 from ._C import ConfigError, DataError, IoError, UserError
-from . import quant
+from . import optim, quant
 from .estimators import Estimator, linear_layers
 from .model import Model
 from .runs import Run, Suite, bench, config, eval, resume, train
 
 __all__ = ["train", "resume", "eval", "bench", "config", "Run", "Suite", "Model", "Estimator", "linear_layers",
-           "quant", "UserError", "ConfigError", "DataError", "IoError"]
+           "optim", "quant", "UserError", "ConfigError", "DataError", "IoError"]

@@ -16,5 +16,7 @@ void bind_runs(py::module_& m);
 void bind_estimator(py::module_& m);
 // The quantizers' solvers, forward and backward, on a user's tensors (quant.cpp).
 void bind_quant(py::module_& m);
+// The library's one-pass Adam step (optim.cpp).
+void bind_optim(py::module_& m);
 
 }  // namespace bilevel::python

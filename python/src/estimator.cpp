@@ -4,7 +4,9 @@
 // The rule runs on a LayeredNet whose parameters are the caller's tensors: bind() points each parameter at the
 // caller's storage (Tensor::set_data, a shallow copy of the tensor's metadata; the data is shared), and step()
 // hands the caller's .grad buffers to the rule, which accumulates its estimate into them in place, as autograd's
-// backward() does. Nothing is copied, so a step costs what it costs inside `bilevel train`.
+// backward() does. Nothing is copied, so a step costs what it costs inside `bilevel train`; the step runs with
+// the library's one-pool threading (util/threads.h: OpenBLAS on one thread, LibTorch's pool for the rest), which
+// is restored to the session's afterwards.
 #include <torch/python.h>
 
 #include <pybind11/stl.h>
@@ -18,6 +20,7 @@
 #include "bilevel/nn/layered_net.h"
 #include "bilevel/rules/energy_rule.h"
 #include "bilevel/rules/learning_rule.h"
+#include "bilevel/util/threads.h"
 #include "bindings.h"
 #include "runtime_guard.h"
 #include "yaml_to_python.h"
@@ -73,6 +76,7 @@ class Estimator {
     StepStats stats;
     {
       py::gil_scoped_release release;
+      ScopedBlasThreads one_pool;
       // The caller's .grad buffers become the network's: the rule adds into them in place.
       for (size_t l = 0; l < weights.size(); ++l) {
         net_->layer(l).weight.mutable_grad() = weights[l].grad();
@@ -99,6 +103,7 @@ class Estimator {
                         const torch::Tensor& x) {
     bind(weights, biases);
     py::gil_scoped_release release;
+    ScopedBlasThreads one_pool;
     torch::NoGradGuard no_grad;
     return rule_->predict(net_, x);
   }
@@ -110,6 +115,7 @@ class Estimator {
     if (!energy) throw py::value_error("relax: rule '" + rule_->name() + "' has no energy to relax");
     bind(weights, biases);
     py::gil_scoped_release release;
+    ScopedBlasThreads one_pool;
     torch::NoGradGuard no_grad;
     const EnergyState& st = energy->relax_free(net_, x, y ? *y : torch::Tensor());
     std::vector<torch::Tensor> out;

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_C, m) {
   bilevel::python::bind_runs(m);
   bilevel::python::bind_estimator(m);
   bilevel::python::bind_quant(m);
+  bilevel::python::bind_optim(m);
 }

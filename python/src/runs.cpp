@@ -13,6 +13,7 @@
 #include "bilevel/config/config.h"
 #include "bilevel/runner.h"
 #include "bilevel/util/log.h"
+#include "bilevel/util/threads.h"
 #include "bindings.h"
 #include "runtime_guard.h"
 #include "yaml_to_python.h"
@@ -70,10 +71,12 @@ class RunModel {
   // the free equilibrium). Under autograd for feedforward rules (backprop's graph), without it otherwise.
   torch::Tensor predict(const torch::Tensor& x) {
     py::gil_scoped_release release;
+    ScopedBlasThreads one_pool;
     return x_.rule->predict(x_.net, x);
   }
   py::dict evaluate(int64_t batch_size) {
     py::gil_scoped_release release;
+    ScopedBlasThreads one_pool;
     const EvalResult r = bilevel::evaluate(*x_.rule, x_.net, x_.data.test,
                                            batch_size > 0 ? batch_size : x_.cfg.train.eval_batch_size, x_.device);
     py::gil_scoped_acquire acquire;

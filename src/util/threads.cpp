@@ -26,15 +26,49 @@ int blas_pool_threads() {
   return n > 0 ? n : 1;
 }
 
+namespace {
+
+// An OpenBLAS function, looked up at run time: LibTorch builds that use MKL (or a BLAS without its own pool) do
+// not have it. In the global scope for a program linked against LibTorch; in a library loaded with RTLD_LOCAL
+// (Python's extension modules: torch and this project's), by the loaded BLAS's own name.
+void* openblas_function(const char* name) {
+  if (void* f = dlsym(RTLD_DEFAULT, name)) return f;
+  for (const char* lib : {"libblas.so.3", "libopenblas.so.0"}) {
+    if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) {
+      void* f = dlsym(h, name);
+      dlclose(h);  // the library stays: it was loaded before (RTLD_NOLOAD only took a reference)
+      if (f) return f;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int blas_threads() {
+  using GetThreads = int (*)();
+  auto* f = reinterpret_cast<GetThreads>(openblas_function("openblas_get_num_threads"));
+  return f ? f() : 0;
+}
+
+bool set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  auto* f = reinterpret_cast<SetThreads>(openblas_function("openblas_set_num_threads"));
+  if (f && threads > 0) f(threads);
+  return f != nullptr;
+}
+
 bool set_cpu_threads(int threads) {
   torch::set_num_threads(threads);
-  // Looked up at run time: LibTorch builds that use MKL (or a BLAS without its own pool) do not export it.
-  using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    f(blas_pool_threads());
-    return true;
-  }
-  return false;
+  return set_blas_threads(blas_pool_threads());
+}
+
+ScopedBlasThreads::ScopedBlasThreads() : previous_(blas_threads()) {
+  if (previous_ > 0 && previous_ != blas_pool_threads()) set_blas_threads(blas_pool_threads());
+}
+
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (previous_ > 0 && previous_ != blas_pool_threads()) set_blas_threads(previous_);
 }
 
 namespace {

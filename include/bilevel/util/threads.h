@@ -26,6 +26,23 @@ bool set_cpu_threads(int threads);
 // The threads OpenBLAS gets: 1, or BILEVEL_BLAS_THREADS when that is set to a positive integer.
 int blas_pool_threads();
 
+// OpenBLAS's threads now (0 when the process has no OpenBLAS), and setting them (false: no OpenBLAS).
+int blas_threads();
+bool set_blas_threads(int threads);
+
+// The one-pool arrangement for a scope, in a program that keeps its own BLAS threading outside it (the Python
+// module: a PyTorch session's products keep OpenBLAS's threads, bilevel's step runs with blas_pool_threads()).
+class ScopedBlasThreads {
+ public:
+  ScopedBlasThreads();
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
 // ---- how many CPUs this process may use ----
 
 // The CPU limit in a cgroup v2 `cpu.max` file's text ("QUOTA PERIOD", or "max PERIOD" for none), as a
