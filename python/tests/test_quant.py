@@ -52,3 +52,37 @@ def test_unknown_solver_names_the_key():
     with pytest.raises(bilevel.ConfigError) as e:
         bilevel.quant.WeightQuantizer("binary", "nonesuch")
     assert e.value.key == "quantization.weights.solver"
+
+
+def test_adaste_forward_and_its_linear_piece():
+    torch.manual_seed(3)
+    q = bilevel.quant.WeightQuantizer("binary", "adaste", alpha=0.01, beta0=0.5)
+    clock = {"epoch": 0, "batch": 0, "batches": 10, "epochs": 5}
+    beta = q.schedule(clock)
+    assert beta == pytest.approx(0.5)
+    theta, scale = q.init(torch.randn(9, 11))
+    theta = torch.nn.Parameter(theta * 0.1)  # small latents: the linear piece of w*(u)
+    w = q(theta, scale, clock)
+    u = theta.detach() / scale
+    expected = torch.clamp((u + beta * 1.01 * torch.sign(u)) / (1 + beta), -1, 1) * scale
+    torch.testing.assert_close(w, expected)
+    # Pushed away from 0 (descent moves θ by −g, so g·sign(u) < 0) and unsaturated: the slope 1/(1+β).
+    g = -torch.sign(u) * torch.rand_like(u)
+    w.backward(g)
+    torch.testing.assert_close(theta.grad, g / (1 + beta))
+
+
+def test_lsq_uniform_grid_and_gradient():
+    torch.manual_seed(4)
+    q = bilevel.quant.WeightQuantizer("uniform", "lsq", bits=3)
+    theta, scale = q.init(torch.randn(8, 10))
+    theta, scale = torch.nn.Parameter(theta), torch.nn.Parameter(scale)
+    w = q(theta, scale)
+    codes = w.detach() / scale.detach()
+    torch.testing.assert_close(codes, codes.round())  # on the grid
+    assert codes.min() >= -4 and codes.max() <= 3     # 3 bits, symmetric: [−4, 3]
+    g = torch.randn_like(w)
+    w.backward(g)
+    inside = ((theta.detach() / scale.detach()) >= -4) & ((theta.detach() / scale.detach()) <= 3)
+    torch.testing.assert_close(theta.grad, g * inside)
+    assert scale.grad is not None and torch.isfinite(scale.grad).all()
