@@ -189,9 +189,7 @@ TrainProgress load_resume_point(Experiment& x, const RunDir& dir, const Experime
                                 const fs::path& explicit_file) {
   const auto all = checkpoints_newest_first(dir.checkpoints());
   if (!explicit_file.empty()) {
-    fs::path file = explicit_file;
-    if (!fs::exists(file) && fs::exists(dir.checkpoints() / file)) file = dir.checkpoints() / file;
-    if (!fs::is_regular_file(file)) throw UserError(explicit_file.string() + ": no such checkpoint");
+    const fs::path file = run_checkpoint(dir, explicit_file.string());
     const TrainProgress p = load_checkpoint(file, *x.net, *x.optimizer.impl, cfg.hash());
     spdlog::info("resuming {} from {} (epoch {}, batch {}, as asked)", dir.root.string(), file.string(), p.epoch,
                  p.position.batch);
@@ -331,24 +329,35 @@ RunOutcome resume_run(const fs::path& path, const std::string& command_line, con
   return train_and_record(x, dir, meta, start);
 }
 
-Experiment load_run(const fs::path& path, const fs::path& checkpoint, fs::path* used) {
+fs::path run_checkpoint(const RunDir& dir, const std::string& which) {
+  if (which == "best") {
+    if (!fs::exists(dir.best_model()))
+      throw UserError(dir.best_model().string() + ": no best model (the run had no validation split?)");
+    return dir.best_model();
+  }
+  if (which.empty() || which == "final") {
+    if (fs::exists(dir.final_model())) return dir.final_model();
+    if (which == "final") throw UserError(dir.final_model().string() + ": the run has not finished (no final.pt)");
+    if (auto c = latest_checkpoint(dir.checkpoints())) return *c;
+    throw UserError(dir.root.string() + ": no final.pt and no checkpoint");
+  }
+  for (const fs::path& file : {fs::path(which), dir.checkpoints() / which, dir.root / which})
+    if (fs::is_regular_file(file)) return file;
+  throw UserError(which + ": no such checkpoint (neither a file nor a name in " + dir.checkpoints().string() + ")");
+}
+
+Experiment load_run(const fs::path& path, const std::string& checkpoint, fs::path* used) {
   RunDir dir = RunDir::open(path);
   ExperimentConfig cfg = run_config(dir);
+  const fs::path file = run_checkpoint(dir, checkpoint);
   Experiment x = prepare(cfg);
-  fs::path file = checkpoint;
-  if (file.empty()) {
-    if (fs::exists(dir.final_model())) file = dir.final_model();
-    else if (auto c = latest_checkpoint(dir.checkpoints())) file = *c;
-    else throw UserError(dir.root.string() + ": no final.pt and no checkpoint to evaluate");
-  }
-  if (!fs::exists(file)) throw UserError(file.string() + ": no such checkpoint");
   load_model(file, *x.net);
   x.net->eval();
   if (used) *used = file;
   return x;
 }
 
-EvalResult eval_run(const fs::path& path, const fs::path& checkpoint) {
+EvalResult eval_run(const fs::path& path, const std::string& checkpoint) {
   fs::path file;
   Experiment x = load_run(path, checkpoint, &file);
   spdlog::info("evaluating {} on {} test examples", file.string(), x.data.test.size());

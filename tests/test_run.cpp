@@ -496,6 +496,14 @@ TEST(CliEval, EvalMatchesTheMetricsAndAcceptsCheckpoints) {
   EvalOut out3 = parse_eval(e3);
   EXPECT_NEAR(out3.accuracy, m.value(best - 1, "test_accuracy"), 1e-6);
   EXPECT_NEAR(out3.loss, m.value(best - 1, "test_loss"), 1e-6);
+
+  // The names resume, eval and export share (runner.h run_checkpoint): best, final, a name in checkpoints/.
+  EXPECT_NEAR(parse_eval(run_cli({"eval", run.string(), "--checkpoint", "best"})).loss, out3.loss, 1e-9);
+  EXPECT_NEAR(parse_eval(run_cli({"eval", run.string(), "--checkpoint=final"})).loss, out.loss, 1e-9);
+  EXPECT_NEAR(parse_eval(run_cli({"eval", run.string(), "--checkpoint", "epoch_0002.pt"})).loss, out2.loss, 1e-9);
+  CliResult none = run_cli({"eval", run.string(), "--checkpoint", "epoch_0042.pt"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("epoch_0042.pt: no such checkpoint"), std::string::npos) << none.describe();
 }
 
 TEST(CliEval, BadArgumentsExitTwo) {

@@ -39,12 +39,17 @@ RunOutcome resume_run(const std::filesystem::path& dir, const std::string& comma
                       const std::filesystem::path& checkpoint = {});
 
 // Loss and accuracy on the test split of a finished (or interrupted) run, with final.pt, or a given checkpoint.
-EvalResult eval_run(const std::filesystem::path& dir, const std::filesystem::path& checkpoint = {});
+EvalResult eval_run(const std::filesystem::path& dir, const std::string& checkpoint = {});
+
+// The weights file a command names with `which`: empty = final.pt, or the newest checkpoint of a run that has not
+// finished; "final" = final.pt; "best" = best.pt; otherwise a path, or a file name in RUN_DIR/checkpoints or RUN_DIR.
+// Throws UserError naming what is missing. (resume, eval, export and the Python module share it.)
+std::filesystem::path run_checkpoint(const RunDir& dir, const std::string& which);
 
 // A run's experiment (config, data, network, rule) with the weights of final.pt (the latest checkpoint when the
-// run has not finished) or of `checkpoint`, the network in eval mode; what eval_run evaluates. `used`, when
+// run has not finished) or of `checkpoint` (run_checkpoint's `which`), the network in eval mode; what eval_run evaluates. `used`, when
 // given, receives the file the weights came from. Throws UserError when there is none.
-Experiment load_run(const std::filesystem::path& dir, const std::filesystem::path& checkpoint = {},
+Experiment load_run(const std::filesystem::path& dir, const std::string& checkpoint = {},
                     std::filesystem::path* used = nullptr);
 
 // The config a run directory holds.

@@ -22,7 +22,8 @@ class Model(torch.nn.Module):
 
     Args:
         run_dir: a run directory.
-        checkpoint: final.pt (default, or the latest checkpoint of an unfinished run), best.pt or a file.
+        checkpoint: None for final.pt (or the latest checkpoint of an unfinished run), "best", "final", a
+            path, or a file name in the run's checkpoints/.
     """
 
     def __init__(self, run_dir, checkpoint=None):

@@ -142,7 +142,8 @@ def resume(dir, checkpoint=None):
 
 
 def eval(dir, checkpoint=None):
-    """Loss and accuracy on the test split with final.pt or ``checkpoint`` (``bilevel eval RUN_DIR``)."""
+    """Loss and accuracy on the test split with final.pt or ``checkpoint`` ("best", "final", a path or a name in
+    RUN_DIR/checkpoints), as ``bilevel eval RUN_DIR [--checkpoint WHICH]``."""
     return _C.eval(str(dir), str(checkpoint or ""))
 
 

@@ -20,6 +20,15 @@ inline bool wants_help(const Args& args) {
   return false;
 }
 
+// The arguments of the commands that act on one run: RUN_DIR [--checkpoint WHICH] [-o FILE] (run_args.cpp).
+// `with_output`: whether -o/--output is accepted. Throws UserError naming `command` for anything else.
+struct RunArgs {
+  std::string dir;
+  std::string checkpoint;  // empty, best, final, a path or a name in RUN_DIR/checkpoints (runner.h run_checkpoint)
+  std::string output;
+};
+RunArgs parse_run_args(const Args& args, const std::string& command, bool with_output = false);
+
 int train(const Args& args);
 int resume(const Args& args);
 int eval(const Args& args);

@@ -31,21 +31,6 @@ std::string value_of(const Args& args, size_t& i, const std::string& command) {
   return args[++i];
 }
 
-fs::path model_file(const RunDir& dir, const std::string& which) {
-  if (which == "best") {
-    if (!fs::exists(dir.best_model())) throw UserError(dir.best_model().string() + ": no best model (the run had no validation split?)");
-    return dir.best_model();
-  }
-  if (which == "final" || which.empty()) {
-    if (fs::exists(dir.final_model())) return dir.final_model();
-    if (which == "final") throw UserError(dir.final_model().string() + ": the run has not finished (no final.pt)");
-    if (auto c = latest_checkpoint(dir.checkpoints())) return *c;
-    throw UserError(dir.root.string() + ": no final.pt and no checkpoint");
-  }
-  if (!fs::exists(which)) throw UserError(which + ": no such checkpoint");
-  return which;
-}
-
 std::string run_git_commit(const RunDir& dir) {
   if (fs::exists(dir.meta())) {
     YAML::Node meta = YAML::LoadFile(dir.meta().string());
@@ -84,23 +69,13 @@ Evaluate it with `bilevel eval --model FILE`.
 )");
     return 0;
   }
-  std::string dir_arg, which, out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--checkpoint") which = value_of(args, i, "export");
-    else if (args[i] == "-o" || args[i] == "--output") out = value_of(args, i, "export");
-    else if (args[i].rfind("-", 0) == 0) throw UserError("bilevel export: unknown option '" + args[i] + "'");
-    else if (dir_arg.empty()) dir_arg = args[i];
-    else throw UserError("bilevel export: unexpected argument '" + args[i] + "'");
-  }
-  if (dir_arg.empty()) throw UserError("bilevel export: expected RUN_DIR (see --help)");
+  const RunArgs run = parse_run_args(args, "export", /*with_output=*/true);
   init_console_logging();
-  RunDir dir = RunDir::open(dir_arg);
+  RunDir dir = RunDir::open(run.dir);
   ExperimentConfig cfg = run_config(dir);
-  const fs::path file = model_file(dir, which);
-  const fs::path target = out.empty() ? dir.root / "model.bqm" : fs::path(out);
-  Experiment x = prepare(cfg);
-  load_model(file, *x.net);
-  x.net->eval();
+  fs::path file;
+  Experiment x = load_run(run.dir, run.checkpoint, &file);
+  const fs::path target = run.output.empty() ? dir.root / "model.bqm" : fs::path(run.output);
   std::vector<std::string> warnings;
   ExportedModel m = bilevel::export_model(*x.net, x.quant.is_empty() ? nullptr : x.quant.get(), &warnings);
   for (const auto& w : warnings) spdlog::warn("{}", w);

@@ -155,20 +155,9 @@ train.batch_size: the global batches are the same).
   }
   Args args = all_args;
   const int nproc = take_nproc(args);
-  std::string dir, checkpoint;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--checkpoint") {
-      if (i + 1 >= args.size()) throw UserError("bilevel resume: --checkpoint needs a FILE");
-      checkpoint = args[++i];
-    } else if (args[i].rfind("--", 0) == 0) {
-      throw UserError("bilevel resume: unknown option '" + args[i] + "'");
-    } else if (dir.empty()) {
-      dir = args[i];
-    } else {
-      throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
-    }
-  }
-  if (dir.empty()) throw UserError("bilevel resume: expected exactly one RUN_DIR (see --help)");
+  const RunArgs run = parse_run_args(args, "resume");
+  const std::string& dir = run.dir;
+  const std::string& checkpoint = run.checkpoint;
   init_console_logging();
   if (nproc > 1) {
     validate_world(run_config(RunDir::open(dir)), nproc);
@@ -183,7 +172,7 @@ train.batch_size: the global batches are the same).
 
 int eval(const Args& args) {
   if (wants_help(args)) {
-    std::printf(R"(usage: bilevel eval RUN_DIR [--checkpoint FILE]
+    std::printf(R"(usage: bilevel eval RUN_DIR [--checkpoint best|final|FILE]
        bilevel eval --model FILE [--batch-size N] [--threads N]
 
 Loss and accuracy on the test split, with the run's final.pt (or its latest checkpoint when the run has
@@ -199,22 +188,9 @@ With --model, evaluates a model written by `bilevel export` through the integer 
     if (args.size() < 2) throw UserError("bilevel eval: --model needs a FILE");
     return eval_model(args[1], Args(args.begin() + 2, args.end()));
   }
-  std::string dir, checkpoint;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--checkpoint") {
-      if (i + 1 >= args.size()) throw UserError("bilevel eval: --checkpoint needs a FILE");
-      checkpoint = args[++i];
-    } else if (args[i].rfind("--", 0) == 0) {
-      throw UserError("bilevel eval: unknown option '" + args[i] + "'");
-    } else if (dir.empty()) {
-      dir = args[i];
-    } else {
-      throw UserError("bilevel eval: unexpected argument '" + args[i] + "'");
-    }
-  }
-  if (dir.empty()) throw UserError("bilevel eval: expected RUN_DIR (see --help)");
+  const RunArgs run = parse_run_args(args, "eval");
   init_console_logging();
-  EvalResult r = eval_run(dir, checkpoint);
+  EvalResult r = eval_run(run.dir, run.checkpoint);
   std::printf("test_loss: %.6f\ntest_accuracy: %.6f\nexamples: %lld\nseconds: %.4f\nexamples_per_second: %.1f\n",
               r.loss, r.accuracy, static_cast<long long>(r.count), r.seconds,
               r.seconds > 0 ? double(r.count) / r.seconds : 0.0);
