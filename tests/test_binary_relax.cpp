@@ -23,6 +23,7 @@
 #include "bilevel/data/batches.h"
 #include "bilevel/energy/binary_relaxation.h"
 #include "bilevel/energy/fixed_point_solver.h"
+#include "bilevel/energy/layerwise_solver.h"
 #include "bilevel/quant/activation_quantizer.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/train/trainer.h"
@@ -92,11 +93,12 @@ struct Relaxed {
 };
 
 Relaxed relax(const BinaryNet& n, RelaxKernel kernel, const EnergyState& from, const Nudge& nudge, int64_t steps,
-          double tol = 0.0) {
+              double tol = 0.0, bool layerwise = false) {
   Relaxed r;
   r.st.copy_from(from);
   poison(r.st);
-  r.stats = FixedPointSolver(kernel).solve(*n.energy, n.batch, r.st, nudge, steps, tol);
+  if (layerwise) r.stats = LayerwiseSolver(kernel).solve(*n.energy, n.batch, r.st, nudge, steps, tol);
+  else r.stats = FixedPointSolver(kernel).solve(*n.energy, n.batch, r.st, nudge, steps, tol);
   return r;
 }
 
@@ -104,44 +106,50 @@ Relaxed relax(const BinaryNet& n, RelaxKernel kernel, const EnergyState& from, c
 
 TEST(BinaryRelaxation, EqualsTheLibTorchPathWithBinaryStates) {
   set_cpu_threads(2);  // rows split over threads must not matter
-  int64_t flipped_somewhere = 0;
-  for (const std::string act : {"sigmoid4", "sigmoid", "hard_sigmoid", "tanh"}) {
-    for (const auto& [in, hidden, classes] : std::vector<std::array<int64_t, 3>>{{45, 77, 7}, {31, 130, 10}, {9, 63, 3}}) {
-      const uint64_t seed = uint64_t(in * 131 + hidden);
-      auto n = make_net(in, hidden, classes, act, 37, seed);
-      ASSERT_TRUE(binary_relaxation_supported(*n->energy, n->batch, Nudge::none())) << act;
-      const EnergyState st0 = start(*n, seed);
-      for (const Nudge& nudge : {Nudge::none(), Nudge::loss(0.7), Nudge::loss(-2.0), Nudge::clamp()}) {
-        // Free phase first, then the nudge from the free state, as EP runs them.
-        const Relaxed ref_free = relax(*n, RelaxKernel::Generic, st0, Nudge::none(), 30);
-        const Relaxed ref = relax(*n, RelaxKernel::Generic, ref_free.st, nudge, 12);
-        const Relaxed packed = relax(*n, RelaxKernel::Auto, ref_free.st, nudge, 12);
-        const std::string what = act + " " + std::to_string(hidden) + " nudge " + std::to_string(int(nudge.kind)) +
-                                 " beta " + std::to_string(nudge.beta);
-        ASSERT_TRUE(packed.stats.row_steps.defined()) << what << ": the packed path was not taken";
-        // Hidden states: exactly the same levels; every entry is one of the two.
-        EXPECT_TRUE(torch::equal(packed.st.s[0], ref.st.s[0])) << what;
-        const Tensor lv = packed.st.s[0];
-        EXPECT_TRUE(torch::logical_or(lv == n->net->rho().lo, lv == n->net->rho().hi).all().item<bool>()) << what;
-        // Output states: float rounding of the sums only.
-        EXPECT_LE(max_abs_diff(packed.st.s[1], ref.st.s[1]), 2e-5) << what;
-        EXPECT_FALSE(torch::isnan(packed.st.s[1]).any().item<bool>()) << what;
-        flipped_somewhere += (ref.st.s[0] != ref_free.st.s[0]).sum().item<int64_t>();
+  for (const bool layerwise : {false, true}) {
+    int64_t flipped_somewhere = 0;
+    for (const std::string act : {"sigmoid4", "sigmoid", "hard_sigmoid", "tanh"}) {
+      for (const auto& [in, hidden, classes] :
+           std::vector<std::array<int64_t, 3>>{{45, 77, 7}, {31, 130, 10}, {9, 63, 3}}) {
+        const uint64_t seed = uint64_t(in * 131 + hidden);
+        auto n = make_net(in, hidden, classes, act, 37, seed);
+        ASSERT_TRUE(binary_relaxation_supported(*n->energy, n->batch, Nudge::none())) << act;
+        const EnergyState st0 = start(*n, seed);
+        for (const Nudge& nudge : {Nudge::none(), Nudge::loss(0.7), Nudge::loss(3.0), Nudge::clamp()}) {
+          // Free phase first, then the nudge from the free state, as EP runs them.
+          const Relaxed ref_free = relax(*n, RelaxKernel::Generic, st0, Nudge::none(), 30, 0.0, layerwise);
+          const Relaxed ref = relax(*n, RelaxKernel::Generic, ref_free.st, nudge, 12, 0.0, layerwise);
+          const Relaxed packed = relax(*n, RelaxKernel::Auto, ref_free.st, nudge, 12, 0.0, layerwise);
+          const std::string what = std::string(layerwise ? "layerwise " : "fixed_point ") + act + " " +
+                                   std::to_string(hidden) + " nudge " + std::to_string(int(nudge.kind)) + " beta " +
+                                   std::to_string(nudge.beta);
+          ASSERT_TRUE(packed.stats.row_steps.defined()) << what << ": the packed path was not taken";
+          // Hidden states: exactly the same levels; every entry is one of the two.
+          EXPECT_TRUE(torch::equal(packed.st.s[0], ref.st.s[0])) << what;
+          const Tensor lv = packed.st.s[0];
+          EXPECT_TRUE(torch::logical_or(lv == n->net->rho().lo, lv == n->net->rho().hi).all().item<bool>()) << what;
+          // Output states: float rounding of the sums (and of Newton's last step) only.
+          EXPECT_LE(max_abs_diff(packed.st.s[1], ref.st.s[1]), 2e-5) << what;
+          EXPECT_FALSE(torch::isnan(packed.st.s[1]).any().item<bool>()) << what;
+          flipped_somewhere += (ref.st.s[0] != ref_free.st.s[0]).sum().item<int64_t>();
+        }
       }
     }
+    // The comparison means something only if nudges move hidden bits.
+    EXPECT_GT(flipped_somewhere, 0) << (layerwise ? "layerwise" : "fixed_point");
   }
-  // The comparison means something only if nudges move hidden bits.
-  EXPECT_GT(flipped_somewhere, 0);
 }
 
 TEST(BinaryRelaxation, StopsAtTheExactFixedPoint) {
   set_cpu_threads(1);
+  for (const bool layerwise : {false, true}) {
+  SCOPED_TRACE(layerwise ? "layerwise" : "fixed_point");
   // Weak coupling: most rows settle; synchronous sweeps may also end in a 2-cycle, which runs to the limit.
   auto n = make_net(50, 100, 10, "sigmoid4", 64, 5, true, 1.0);
   const EnergyState st0 = start(*n, 5);
   const int64_t T = 60;
-  const Relaxed packed = relax(*n, RelaxKernel::Auto, st0, Nudge::none(), T);
-  const Relaxed ref = relax(*n, RelaxKernel::Generic, st0, Nudge::none(), T);
+  const Relaxed packed = relax(*n, RelaxKernel::Auto, st0, Nudge::none(), T, 0.0, layerwise);
+  const Relaxed ref = relax(*n, RelaxKernel::Generic, st0, Nudge::none(), T, 0.0, layerwise);
   ASSERT_TRUE(packed.stats.row_steps.defined());
   EXPECT_TRUE(torch::equal(packed.st.s[0], ref.st.s[0]));
   EXPECT_LE(max_abs_diff(packed.st.s[1], ref.st.s[1]), 2e-5);
@@ -151,15 +159,18 @@ TEST(BinaryRelaxation, StopsAtTheExactFixedPoint) {
   EXPECT_GT(settled, 32) << "most rows should stop before the limit";
   EXPECT_EQ(packed.stats.at_limit, int64_t(steps.numel()) - settled);
   // Where a row stopped, one more sweep changes no bit of any of its states.
-  const Relaxed again = relax(*n, RelaxKernel::Auto, packed.st, Nudge::none(), 1);
+  const Relaxed again = relax(*n, RelaxKernel::Auto, packed.st, Nudge::none(), 1, 0.0, layerwise);
   for (int64_t r = 0; r < steps.numel(); ++r) {
     if (!early[r].item<bool>()) continue;
     EXPECT_TRUE(torch::equal(again.st.s[0][r], packed.st.s[0][r])) << "row " << r;
     EXPECT_TRUE(torch::equal(again.st.s[1][r], packed.st.s[1][r])) << "row " << r;
   }
   // A positive tol stops rows no later.
-  const Relaxed tol = relax(*n, RelaxKernel::Auto, st0, Nudge::none(), T, 1e-3);
+  const Relaxed tol = relax(*n, RelaxKernel::Auto, st0, Nudge::none(), T, 1e-3, layerwise);
   EXPECT_TRUE((tol.stats.row_steps <= steps).all().item<bool>());
+  // Layer-wise sweeps descend the energy: no 2-cycles, every row settles.
+  if (layerwise) EXPECT_EQ(settled, steps.numel());
+  }
 }
 
 TEST(BinaryRelaxation, TakenOnlyForBinaryWeightsAndOneBitStates) {

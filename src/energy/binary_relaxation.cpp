@@ -78,7 +78,7 @@ bool use_binary_relaxation(RelaxKernel choice, const LayeredEnergy& energy, cons
 }
 
 SolveStats binary_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
-                             const Nudge& nudge, int64_t max_steps, double tol) {
+                             const Nudge& nudge, int64_t max_steps, double tol, SweepSchedule schedule) {
   torch::NoGradGuard no_grad;
   check_relax_buffers(energy, batch, st);
   const Neuron& neuron = energy.neuron();
@@ -100,6 +100,8 @@ SolveStats binary_relaxation(const LayeredEnergy& energy, const EnergyBatch& bat
   if (vbias2.numel() != p.outputs) throw std::logic_error("binary relaxation: output bias of the wrong size");
   p.vbias2 = vbias2.data_ptr<float>();
   p.scale = a;
+  p.shift = float(neuron.shift());
+  p.schedule = schedule == SweepSchedule::Jacobi ? cpu::BinarySchedule::Jacobi : cpu::BinarySchedule::OutputFirst;
   p.act = relax_activation(neuron, p.lo, p.hi);
   if (!energy.binary_state_levels(1, p.level, p.step))
     throw std::logic_error("binary relaxation: the hidden states are not on a 1-bit grid");
@@ -111,6 +113,10 @@ SolveStats binary_relaxation(const LayeredEnergy& energy, const EnergyBatch& bat
   } else if (nudge.kind == Nudge::Kind::Loss && nudge.beta != 0.0) {
     p.nudge = cpu::OutputNudge::StateMse;
     p.nudge_scale = float(neuron.scale() * nudge.beta);
+    p.beta = float(nudge.beta);
+    if (schedule != SweepSchedule::Jacobi && 1.0 + nudge.beta * neuron.max_slope() <= 0.0)
+      throw std::invalid_argument("nudging strength β = " + std::to_string(nudge.beta) +
+                                  " makes the output layer's energy non-convex for activation " + neuron.name());
   }
   if (p.nudge != cpu::OutputNudge::None) p.onehot = batch.onehot.data_ptr<float>();
   float* s1 = st.s[0].data_ptr<float>();

@@ -19,6 +19,16 @@
 // the inference kernels of int_gemm.h are the ones used). The feedback Σ_o (a s_{2,o}) W_1[o, ·] stays in float:
 // s_2 is real.
 //
+// Layer-wise schedule (LayerwiseSolver; for two states even/odd and top-down are the same order): each sweep
+// updates s_2 first, from the current bits, then s_1 from the new s_2. Both half-steps are exact block minimisations
+// of E (+ βℓ): for s_1 ∈ {ℓ, ℓ + Δ}^n the minimiser of G(s_1) − ⟨u_1, s_1⟩ is the grid rounding of ρ(u_1) (G takes
+// the same value at both levels for σ; for σ(4u − 2) the difference is the threshold's offset), and with a
+// squared-error nudge s_2 is the proximal point  argmin G(s) − u s + (β/2)(s − y)²:  s = ρ(z) with
+// z + β(ρ(z) − y) = u by Newton's method from z = u to 8 float ulps (at most 30 steps), or
+// clip((u + βy)/(1 + β)) for piecewise-linear ρ — Neuron::output_prox_'s equations, per unit. The energy never
+// increases, so the sweeps settle on a fixed point instead of the 2-cycles that synchronous sweeps of binary units
+// can enter.
+//
 // Stop: a row stops after a sweep that changes no bit of s_1 and no bit of s_2's floats: it sits on an exact fixed
 // point of the dynamics, so the remaining sweeps would return the same states (the result is that of running all
 // max_steps sweeps). With tol > 0 it also stops once the sweep's max-abs change is below tol, as the float
@@ -32,7 +42,10 @@
 
 namespace bilevel::cpu {
 
+enum class BinarySchedule { Jacobi, OutputFirst };
+
 struct BinaryRelaxProblem {
+  BinarySchedule schedule = BinarySchedule::Jacobi;
   int64_t batch = 0;
   int64_t hidden = 0;                 // n_1
   int64_t outputs = 0;                // n_2
@@ -43,11 +56,13 @@ struct BinaryRelaxProblem {
   const float* row_scale = nullptr;   // [n_2]: a·c_o
   const float* vbias2 = nullptr;      // [n_2]: a b_1 + c
   float scale = 1.0f;                 // a
+  float shift = 0.0f;                 // c (OutputFirst with a squared-error nudge: u = (v − c)/a)
+  float beta = 0.0f;                  // β (OutputFirst with a squared-error nudge)
   Act act = Act::Sigmoid;             // h, for both layers (before the hidden quantizer)
   float lo = 0.0f, hi = 0.0f;         // Clamp bounds of h
   float level = 0.0f, step = 1.0f;    // the hidden states' two values: level and level + step
   OutputNudge nudge = OutputNudge::None;  // None, StateMse or Clamp
-  float nudge_scale = 0.0f;           // aβ
+  float nudge_scale = 0.0f;           // aβ (Jacobi)
   const float* onehot = nullptr;      // [B, n_2]
   int64_t max_steps = 0;
   float tol = 0.0f;
