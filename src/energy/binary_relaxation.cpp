@@ -105,6 +105,7 @@ SolveStats binary_relaxation(const LayeredEnergy& energy, const EnergyBatch& bat
   p.act = relax_activation(neuron, p.lo, p.hi);
   if (!energy.binary_state_levels(1, p.level, p.step))
     throw std::logic_error("binary relaxation: the hidden states are not on a 1-bit grid");
+  p.threshold = cpu::binary_state_threshold(p);
   p.max_steps = max_steps;
   p.tol = float(tol);
   if (nudge.kind == Nudge::Kind::Clamp) {

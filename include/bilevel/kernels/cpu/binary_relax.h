@@ -12,8 +12,9 @@
 //   v_{2,o} = a b_{1,o} + c + (a c_o) Σ_j q_{o,j} s_{1,j}  [+ aβ(y_o − s_{2,o})]    q = sign W_1 ∈ {−1, +1}
 //   s_2 ← h(v_2)                                           (held at onehot(y) for a clamped output)
 //
-// with the binary product on bits: s_1 packed as its codes c_j ∈ {0, 1} (bit j = [s_{1,j} = ℓ + Δ], by
-// cpu::state_bits, the rounding the LibTorch path's quantizer uses), q packed as bit = [q = +1], and
+// with the binary product on bits: s_1 packed as its codes c_j ∈ {0, 1} (bit j = [s_{1,j} = ℓ + Δ]: the rounding
+// of cpu::state_bits, the one the LibTorch path's quantizer uses, as a threshold on v_1, binary_state_threshold),
+// q packed as bit = [q = +1], and
 //   Σ_j q_{o,j} s_{1,j} = ℓ R_o + Δ (D_o + R_o)/2,   D_o = Σ_j q_{o,j}(2c_j − 1) = xnor_popcount_gemm,  R_o = Σ_j q_{o,j},
 // an exact integer for ℓ = 0, Δ = 1 (the AND-popcount 2·popcount(q⁺ ∧ c) − popcount(c) in XNOR form, so that
 // the inference kernels of int_gemm.h are the ones used). The feedback Σ_o (a s_{2,o}) W_1[o, ·] stays in float:
@@ -61,6 +62,7 @@ struct BinaryRelaxProblem {
   Act act = Act::Sigmoid;             // h, for both layers (before the hidden quantizer)
   float lo = 0.0f, hi = 0.0f;         // Clamp bounds of h
   float level = 0.0f, step = 1.0f;    // the hidden states' two values: level and level + step
+  float threshold = 0.0f;             // binary_state_threshold(*this): s_{1,j} is the top level iff v_{1,j} ≥ it
   OutputNudge nudge = OutputNudge::None;  // None, StateMse or Clamp
   float nudge_scale = 0.0f;           // aβ (Jacobi)
   const float* onehot = nullptr;      // [B, n_2]
@@ -68,6 +70,12 @@ struct BinaryRelaxProblem {
   float tol = 0.0f;
   int64_t* row_steps = nullptr;       // optional [B]: the sweeps each row ran
 };
+
+// The smallest float v whose state Q(h(v)) is the top level (h by apply_activation, the grid rounding by
+// state_bits; −inf or +inf when every v or none gets there): h is non-decreasing, so a bisection over the floats
+// finds it, and the sweeps then set a hidden bit by one comparison, v_1 ≥ threshold, with the same result as
+// rounding h(v_1) (a float h that is not monotone within a few ulps of 0.5 could differ there).
+float binary_state_threshold(const BinaryRelaxProblem& p);
 
 // Words of one row of packed hidden states.
 inline int64_t binary_relax_words(int64_t hidden) { return (hidden + 63) / 64; }
