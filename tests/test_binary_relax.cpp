@@ -14,6 +14,7 @@
 #include <torch/utils.h>
 
 #include <array>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <string>
@@ -24,6 +25,8 @@
 #include "bilevel/energy/binary_relaxation.h"
 #include "bilevel/energy/fixed_point_solver.h"
 #include "bilevel/energy/layerwise_solver.h"
+#include "bilevel/kernels/cpu/binary_relax.h"
+#include "bilevel/kernels/cpu/int_gemm.h"
 #include "bilevel/quant/activation_quantizer.h"
 #include "bilevel/train/experiment.h"
 #include "bilevel/train/trainer.h"
@@ -256,4 +259,31 @@ quantization:
   energy.prepare(batch, x.data.test.images.slice(0, 0, 8), x.data.test.labels.slice(0, 0, 8));
   EXPECT_TRUE(binary_relaxation_supported(energy, batch, Nudge::loss(3.0)));
   EXPECT_GT(r.accuracy, 0.5) << "4 classes: chance is 0.25";
+}
+
+TEST(BinaryRelaxation, ThresholdIsWhereTheRoundedStateTurnsOn) {
+  // The threshold against its definition: the rounded state of h(v) (apply_activation, then state_codes) is the
+  // top level at the threshold and not at the float just below it, for every neuron the kernel has.
+  struct Case {
+    cpu::Act act;
+    float lo, hi, level, step, mid;  // mid: where h crosses the midpoint of the two levels
+  };
+  for (const Case& c : {Case{cpu::Act::Sigmoid, 0.f, 0.f, 0.f, 1.f, 0.f},
+                        Case{cpu::Act::Tanh, 0.f, 0.f, -1.f, 2.f, 0.f},
+                        Case{cpu::Act::Clamp, 0.f, 1.f, 0.f, 1.f, 0.5f},
+                        Case{cpu::Act::Clamp, -1.f, 1.f, -1.f, 2.f, 0.f}}) {
+    cpu::BinaryRelaxProblem p;
+    p.act = c.act, p.lo = c.lo, p.hi = c.hi, p.level = c.level, p.step = c.step;
+    const float t = cpu::binary_state_threshold(p);
+    ASSERT_TRUE(std::isfinite(t)) << int(c.act);
+    auto code = [&](float v) {
+      cpu::apply_activation(c.act, c.lo, c.hi, &v, 1);
+      float q = 0;
+      cpu::state_codes(&v, 1, c.level, 1.f / c.step, 0.f, 1.f, &q);
+      return q;
+    };
+    EXPECT_EQ(code(t), 1.f) << int(c.act);
+    EXPECT_EQ(code(std::nextafter(t, -INFINITY)), 0.f) << int(c.act);
+    EXPECT_LE(std::fabs(t - c.mid), 1e-6f) << int(c.act);
+  }
 }
