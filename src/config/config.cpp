@@ -453,6 +453,7 @@ ExperimentConfig resolve(const YAML::Node& file_root, const std::string& name,
   m.activation = g("model.activation").as<std::string>();
   m.init = g("model.init").as<std::string>();
   m.init_gain = g("model.init_gain").as<double>();
+  m.layer_gains = g("model.layer_gains").as<std::vector<double>>();
   auto& t = c.train;
   c.rule.name = g("rule.name").as<std::string>();
   t.loss = g("train.loss").as<std::string>();

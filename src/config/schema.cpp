@@ -193,6 +193,10 @@ void add_core_keys(Schema& s) {
   s.key("model.init", V::String, "default", "Weight initialisation")
       .choices = {"default", "xavier_uniform", "kaiming_uniform"};
   s.key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
+  s.key("model.layer_gains", V::FloatList, "[]",
+        "Per-layer factors on the initial weights (with model.init_gain) and biases, input side first (empty = 1 "
+        "for every layer; else one per layer)")
+      .min = 0;
 
   s.key("rule.name", V::String, "backprop", "Learning rule (its keys: rule.KEY; see the list below)").choices =
       rules().names();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "bilevel/energy/binary_relaxation.h"
 #include "bilevel/energy/compact_relaxation.h"
 #include "bilevel/energy/sweep_residual.h"
 
@@ -11,6 +12,8 @@ namespace bilevel {
 SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                                    const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
+  if (use_binary_relaxation(kernel_, energy, batch, nudge))
+    return binary_relaxation(energy, batch, st, nudge, max_steps, tol);
   if (use_fused_relaxation(kernel_, energy, batch, nudge)) return fused_relaxation(energy, batch, st, nudge, max_steps, tol);
   if (use_compact_relaxation(kernel_, batch, tol, max_steps))
     return compact_relaxation(energy, batch, st, nudge, max_steps, tol, SweepSchedule::Jacobi);

@@ -30,16 +30,6 @@ bool is_f32_on(const Tensor& t, const torch::Device& device) {
   return t.defined() && t.device() == device && t.scalar_type() == torch::kFloat && t.is_contiguous();
 }
 
-cpu::Act act_of(const Neuron& n, float& lo, float& hi) {
-  switch (n.kernel()) {
-    case Neuron::Kernel::Identity: return cpu::Act::Identity;
-    case Neuron::Kernel::Clamp: lo = float(n.lo()), hi = float(n.hi()); return cpu::Act::Clamp;
-    case Neuron::Kernel::Sigmoid: return cpu::Act::Sigmoid;
-    case Neuron::Kernel::Tanh: return cpu::Act::Tanh;
-    case Neuron::Kernel::Softplus: break;
-  }
-  throw std::logic_error("fused relaxation: no kernel for activation " + n.name());
-}
 
 int64_t coupling_floats(const LayeredEnergy& energy) {
   int64_t n = 0;
@@ -49,6 +39,17 @@ int64_t coupling_floats(const LayeredEnergy& energy) {
 }
 
 }  // namespace
+
+cpu::Act relax_activation(const Neuron& n, float& lo, float& hi) {
+  switch (n.kernel()) {
+    case Neuron::Kernel::Identity: return cpu::Act::Identity;
+    case Neuron::Kernel::Clamp: lo = float(n.lo()), hi = float(n.hi()); return cpu::Act::Clamp;
+    case Neuron::Kernel::Sigmoid: return cpu::Act::Sigmoid;
+    case Neuron::Kernel::Tanh: return cpu::Act::Tanh;
+    case Neuron::Kernel::Softplus: break;
+  }
+  throw std::logic_error("fused relaxation: no kernel for activation " + n.name());
+}
 
 RelaxKernel relax_kernel_from_name(const std::string& name) {
   if (name == "auto") return RelaxKernel::Auto;
@@ -102,7 +103,7 @@ SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batc
   p.batch = batch.size;
   p.drive1 = batch.drive1.data_ptr<float>();
   p.scale = float(neuron.scale());
-  p.act = act_of(neuron, p.lo, p.hi);
+  p.act = relax_activation(neuron, p.lo, p.hi);
   p.max_steps = max_steps;
   p.tol = float(tol);
   p.vbias.assign(size_t(S), nullptr);

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "bilevel/energy/binary_relaxation.h"
 #include "bilevel/energy/compact_relaxation.h"
 #include "bilevel/energy/sweep_residual.h"
 
@@ -24,6 +25,9 @@ LayerwiseSolver::LayerwiseSolver(RelaxKernel kernel, Order order) : kernel_(kern
 SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,
                                   const Nudge& nudge, int64_t max_steps, double tol) const {
   torch::NoGradGuard no_grad;
+  const SweepSchedule schedule = order_ == Order::TopDown ? SweepSchedule::TopDown : SweepSchedule::EvenOdd;
+  if (use_binary_relaxation(kernel_, energy, batch, nudge))
+    return binary_relaxation(energy, batch, st, nudge, max_steps, tol, schedule);
   if (use_compact_relaxation(kernel_, batch, tol, max_steps))
     return compact_relaxation(energy, batch, st, nudge, max_steps, tol,
                               order_ == Order::TopDown ? SweepSchedule::TopDown : SweepSchedule::EvenOdd);

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 
 #include "bilevel/nn/linear.h"
 
@@ -31,7 +32,7 @@ int64_t numel(const std::vector<int64_t>& shape) {
 
 // Initialises W and b in place. "default" is LibTorch's nn.Linear / nn.Conv2d rule (uniform ±1/sqrt(fan_in)),
 // written out here so a LibTorch release that changes its defaults cannot change ours.
-void initialise(torch::Tensor& w, torch::Tensor& b, const ModelConfig& cfg) {
+void initialise(torch::Tensor& w, torch::Tensor& b, const ModelConfig& cfg, size_t layer) {
   torch::NoGradGuard no_grad;
   const int64_t fan_in = w.numel() / w.size(0);
   const int64_t fan_out = w.numel() / w.size(1);
@@ -39,8 +40,10 @@ void initialise(torch::Tensor& w, torch::Tensor& b, const ModelConfig& cfg) {
   double bound_w = bound_b;
   if (cfg.init == "xavier_uniform") bound_w = std::sqrt(6.0 / double(fan_in + fan_out));
   if (cfg.init == "kaiming_uniform") bound_w = std::sqrt(6.0 / double(fan_in));
-  w.uniform_(-bound_w * cfg.init_gain, bound_w * cfg.init_gain);
-  b.uniform_(-bound_b, bound_b);
+  const double layer_gain = layer < cfg.layer_gains.size() ? cfg.layer_gains[layer] : 1.0;
+  const double gain = cfg.init_gain * layer_gain;
+  w.uniform_(-bound_w * gain, bound_w * gain);
+  b.uniform_(-bound_b * layer_gain, bound_b * layer_gain);
 }
 
 }  // namespace
@@ -55,7 +58,7 @@ LayeredNetImpl::LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> inpu
   auto add = [&](Layer layer, const std::string& name) {
     layer.weight = register_parameter(name + "_weight", layer.weight);
     layer.bias = register_parameter(name + "_bias", layer.bias);
-    initialise(layer.weight, layer.bias, cfg);
+    initialise(layer.weight, layer.bias, cfg, layers_.size());
     layers_.push_back(std::move(layer));
   };
   if (cfg.kind == "conv") {
@@ -92,6 +95,9 @@ LayeredNetImpl::LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> inpu
     shape = l.out_shape;
     add(std::move(l), "fc" + std::to_string(i + 1));
   }
+  if (!cfg.layer_gains.empty() && cfg.layer_gains.size() != layers_.size())
+    throw std::invalid_argument("model.layer_gains has " + std::to_string(cfg.layer_gains.size()) +
+                                " entries but the model has " + std::to_string(layers_.size()) + " layers");
 }
 
 torch::Tensor LayeredNetImpl::apply_layer(size_t l, const torch::Tensor& input) const {

@@ -49,6 +49,12 @@ void ActivationQuantizer::apply_(Tensor& s, size_t layer, bool training) const {
   s.copy_(q);
 }
 
+bool ActivationQuantizer::binary_levels(size_t layer, bool training, float& level, float& step) const {
+  if (opt_.learned || opt_.bits != 1 || !covers(layer) || (training && opt_.stochastic)) return false;
+  level = offset(), step = this->step(layer);
+  return true;
+}
+
 void ActivationQuantizer::init_step(const Tensor& s, size_t layer) const {
   Tensor st = steps_.at(layer);
   torch::NoGradGuard no_grad;

@@ -7,8 +7,15 @@
 //   q ← −q  where  m·q > τ                   (the descent direction −m opposes q's sign by more than τ)
 // i.e. Bop's flip condition "−sign(W)·m > τ" (Helwegen et al. 2019) with m taken as the update direction −m. The scale s (per layer, or per output
 // channel) is fixed at mean|W_init|, or learned (quantization.weights.learn_scale) with ∂ℓ/∂s = Σ G·q.
+// τ may differ per layer (quantization.flip.layer_taus), as in Laydevant et al.'s code: with binary neurons the
+// input layer's estimate is sparse and large (a flipped hidden bit contributes x/(βB)), the output layer's dense.
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace bilevel {
 
@@ -18,7 +25,8 @@ namespace {
 
 class FlipSolver final : public WeightSolver {
  public:
-  FlipSolver(double gamma, double tau) : gamma_(gamma), tau_(tau) {}
+  FlipSolver(double gamma, double tau, std::vector<double> layer_taus)
+      : gamma_(gamma), tau_(tau), layer_taus_(std::move(layer_taus)) {}
   std::string name() const override { return "flip"; }
   bool uses_latent() const override { return false; }
   std::vector<std::string> quantizers() const override { return {"binary"}; }
@@ -37,20 +45,29 @@ class FlipSolver final : public WeightSolver {
     p.momentum.mul_(1.0 - gamma_).add_(g, gamma_);
     Tensor m = p.momentum.contiguous();
     Tensor codes = p.latent.contiguous();
-    kernels::flip_codes_(codes, m, tau_);
+    kernels::flip_codes_(codes, m, tau(p.layer));
     if (!codes.is_same(p.latent)) p.latent.copy_(codes);
   }
   Tensor codes(const QuantParam& p, const Quantizer&) const override { return p.latent.detach().clone(); }
 
  private:
+  double tau(size_t layer) const {
+    if (layer_taus_.empty()) return tau_;
+    if (layer >= layer_taus_.size())
+      throw std::invalid_argument("quantization.flip.layer_taus has " + std::to_string(layer_taus_.size()) +
+                                  " entries; layer " + std::to_string(layer + 1) + " has none");
+    return layer_taus_[layer];
+  }
   double gamma_, tau_;
+  std::vector<double> layer_taus_;
 };
 
 }  // namespace
 
 std::unique_ptr<WeightSolver> make_flip_solver(const ExperimentConfig& cfg) {
   return std::make_unique<FlipSolver>(cfg.get<double>("quantization.flip.gamma"),
-                                      cfg.get<double>("quantization.flip.tau"));
+                                      cfg.get<double>("quantization.flip.tau"),
+                                      cfg.get_or<std::vector<double>>("quantization.flip.layer_taus", {}));
 }
 
 }  // namespace bilevel

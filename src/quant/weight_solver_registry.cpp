@@ -40,8 +40,12 @@ void add_builtin_solvers(Registry<WeightSolver>& r) {
   gamma.min = 0, gamma.min_exclusive = true, gamma.max = 1;
   auto tau = component_key("tau", V::Float, "1e-6", "threshold τ; a weight flips when m·sign(w) > τ");
   tau.min = 0;
+  auto layer_taus = component_key("layer_taus", V::FloatList, "[]",
+                                  "per-layer thresholds, input side first (empty = tau for every layer; Laydevant et "
+                                  "al. 2021 set one per layer)");
+  layer_taus.min = 0;
   r.add({"flip", "latent-free sign flips on a gradient moving average (Helwegen et al. 2019; Laydevant et al. 2021)",
-         {gamma, tau}},
+         {gamma, tau, layer_taus}},
         make_flip_solver);
 }
 

@@ -37,6 +37,7 @@ struct ModelConfig {
   std::string pooling = "max";  // conv: max | avg
   std::string init;  // default | xavier_uniform | kaiming_uniform
   double init_gain = 1.0;
+  std::vector<double> layer_gains;  // per layer, input side first: × init_gain (empty = 1 everywhere)
 };
 
 // The learning rule's own keys (rule.beta, ...) are read through get<T>() by the rule that declares them.

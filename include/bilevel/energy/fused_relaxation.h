@@ -15,6 +15,7 @@
 
 #include "bilevel/energy/inner_solver.h"
 #include "bilevel/energy/layered_energy.h"
+#include "bilevel/kernels/cpu/dense_relax.h"
 
 namespace bilevel {
 
@@ -39,6 +40,9 @@ bool use_fused_relaxation(RelaxKernel choice, const LayeredEnergy& energy, const
 // for a phase of at most max_steps sweeps.
 constexpr int64_t kCompactMinSteps = 16;
 bool use_compact_relaxation(RelaxKernel choice, const EnergyBatch& batch, double tol, int64_t max_steps);
+
+// The CPU kernels' element-wise h for this neuron (and its clamp bounds); std::logic_error for one they lack.
+cpu::Act relax_activation(const Neuron& n, float& lo, float& hi);
 
 // Relaxes st (from its current states); requires fused_relaxation_supported(). Clamp nudges fix s_S first.
 SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batch, EnergyState& st,

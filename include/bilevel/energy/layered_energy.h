@@ -96,6 +96,10 @@ class LayeredEnergy {
   void quantize_state_(torch::Tensor& s, int64_t k) const {
     if (quantizes_state(k)) net_.quantize_state_(s, size_t(k - 1));
   }
+  // Whether s_k takes two values only, level and level + step (a deterministic 1-bit grid; StateQuantizer).
+  bool binary_state_levels(int64_t k, float& level, float& step) const {
+    return quantizes_state(k) && net_.state_quantizer()->binary_levels(size_t(k - 1), net_.is_training(), level, step);
+  }
 
   // Fills `batch` for input x (any dtype; converted) and labels y (may be undefined).
   void prepare(EnergyBatch& batch, const torch::Tensor& x, const torch::Tensor& y) const;

@@ -42,6 +42,7 @@ class Neuron {
   double shift() const { return shift_; }  // c
   double lo() const { return lo_; }        // Clamp bounds
   double hi() const { return hi_; }
+  double max_slope() const { return max_slope_; }  // max ρ'
   bool piecewise_linear() const { return kernel_ == Kernel::Identity || kernel_ == Kernel::Clamp; }
 
   // v ← h(v) in place, where v already holds a·u + c.

@@ -33,6 +33,12 @@ class StateQuantizer {
   virtual torch::Tensor apply(const torch::Tensor& s, size_t layer, bool training) const = 0;
   // In place, without autograd (relaxations, dual propagation's states).
   virtual void apply_(torch::Tensor& s, size_t layer, bool training) const = 0;
+  // Whether hidden layer l's states take exactly two values, level and level + step, chosen deterministically by
+  // the rounding of cpu::state_codes (offset level, step step) in this mode; fills them when so. Packed-bit
+  // relaxations (bilevel/energy/binary_relaxation.h) need this.
+  virtual bool binary_levels(size_t /*layer*/, bool /*training*/, float& /*level*/, float& /*step*/) const {
+    return false;
+  }
 };
 
 struct Layer {

@@ -40,6 +40,8 @@ class ActivationQuantizer final : public StateQuantizer {
   bool covers(size_t layer) const override { return opt_.full_precision.count(layer) == 0; }
   torch::Tensor apply(const torch::Tensor& s, size_t layer, bool training) const override;
   void apply_(torch::Tensor& s, size_t layer, bool training) const override;
+  // A fixed 1-bit grid with deterministic rounding (always, or outside training for stochastic rounding).
+  bool binary_levels(size_t layer, bool training, float& level, float& step) const override;
   // The stream key for stochastic rounding during the coming batch (0: deterministic).
   void set_stream(uint64_t seed, int64_t epoch, int64_t batch) { seed_ = seed, epoch_ = epoch, batch_ = batch; }
   const ActivationQuantOptions& options() const { return opt_; }

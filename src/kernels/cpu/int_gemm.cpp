@@ -517,13 +517,18 @@ void u8s8_gemm(const uint8_t* a, const int8_t* w, int32_t* out, int64_t N, int64
 void xnor_popcount_gemm(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t N, int64_t O, int64_t W, int64_t K) {
   const IntIsa isa = int_gemm_isa();
   at::parallel_for(0, (N + 3) / 4, 1, [&](int64_t b, int64_t e) {
-    const int64_t n0 = 4 * b, n1 = std::min(N, 4 * e);
-#if BILEVEL_HAVE_AVX2_INT
-    if (isa == IntIsa::Avx512) return xnor_rows_avx512(a, w, out, n0, n1, O, W, K);
-    if (isa == IntIsa::Avx2) return xnor_rows_avx2(a, w, out, n0, n1, O, W, K);
-#endif
-    xnor_rows(a, w, out, n0, n1, O, W, K);
+    xnor_popcount_rows(a, w, out, 4 * b, std::min(N, 4 * e), O, W, K, isa);
   });
+}
+
+void xnor_popcount_rows(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t n0, int64_t n1, int64_t O,
+                        int64_t W, int64_t K, IntIsa isa) {
+#if BILEVEL_HAVE_AVX2_INT
+  if (isa == IntIsa::Avx512) return xnor_rows_avx512(a, w, out, n0, n1, O, W, K);
+  if (isa == IntIsa::Avx2) return xnor_rows_avx2(a, w, out, n0, n1, O, W, K);
+#endif
+  (void)isa;
+  xnor_rows(a, w, out, n0, n1, O, W, K);
 }
 
 }  // namespace bilevel::cpu

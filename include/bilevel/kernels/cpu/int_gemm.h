@@ -39,5 +39,9 @@ void int16_gemm(const int16_t* a, const int16_t* w, int32_t* out, int64_t N, int
 void u8s8_gemm(const uint8_t* a, const int8_t* w, int32_t* out, int64_t N, int64_t O, int64_t K, int w_max_abs = 128);
 bool u8s8_gemm_fast(int w_max_abs = 128);
 void xnor_popcount_gemm(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t N, int64_t O, int64_t W, int64_t K);
+// Rows [n0, n1) of the same product on the calling thread with the given build (isa ≤ int_gemm_isa()), for callers
+// that run many small products inside their own thread split (the packed relaxation, kernels/cpu/binary_relax.h).
+void xnor_popcount_rows(const uint64_t* a, const uint64_t* w, int32_t* out, int64_t n0, int64_t n1, int64_t O,
+                        int64_t W, int64_t K, IntIsa isa);
 
 }  // namespace bilevel::cpu
