@@ -23,6 +23,7 @@
 #include "bilevel/util/threads.h"
 #include "bindings.h"
 #include "runtime_guard.h"
+#include "share_storage.h"
 #include "yaml_to_python.h"
 
 namespace bilevel::python {
@@ -64,8 +65,8 @@ class Estimator {
         throw py::value_error("Estimator: layer " + std::to_string(l + 1) + " expects weight " +
                               shape(layer.weight) + " and bias " + shape(layer.bias) + ", got " +
                               shape(weights[l]) + " and " + shape(biases[l]));
-      share(layer.weight, weights[l]);
-      share(layer.bias, biases[l]);
+      share_storage(layer.weight, weights[l]);
+      share_storage(layer.bias, biases[l]);
     }
   }
 
@@ -133,14 +134,6 @@ class Estimator {
     std::string s = "[";
     for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
     return s + "]";
-  }
-  static void share(const torch::Tensor& param, const torch::Tensor& t) {
-    if (param.is_same(t)) return;
-    if (param.data_ptr() == t.data_ptr() && param.strides() == t.strides() && param.dtype() == t.dtype() &&
-        param.device() == t.device())
-      return;
-    torch::NoGradGuard no_grad;
-    const_cast<torch::Tensor&>(param).set_data(t.detach());
   }
   static void give_grad(const torch::Tensor& param, const torch::Tensor& t) {
     if (!t.grad().is_same(param.grad())) const_cast<torch::Tensor&>(t).mutable_grad() = param.grad();

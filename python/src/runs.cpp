@@ -16,6 +16,7 @@
 #include "bilevel/util/threads.h"
 #include "bindings.h"
 #include "runtime_guard.h"
+#include "share_storage.h"
 #include "yaml_to_python.h"
 
 namespace bilevel::python {
@@ -65,7 +66,7 @@ class RunModel {
   void bind(const std::string& name, const torch::Tensor& t) {
     auto* p = x_.net->named_parameters().find(name);
     if (!p) throw py::key_error("no parameter '" + name + "'");
-    if (!p->is_same(t)) p->set_data(t);
+    share_storage(*p, t);
   }
   // What the run's evaluation computes for x: the rule's prediction (the feedforward output, or the output at
   // the free equilibrium). Under autograd for feedforward rules (backprop's graph), without it otherwise.
@@ -83,9 +84,9 @@ class RunModel {
     return eval_dict(r);
   }
   py::tuple split(const std::string& name) const {
-    const Dataset& d = name == "train" ? x_.data.train : name == "validation" ? x_.data.validation : x_.data.test;
     if (name != "train" && name != "validation" && name != "test")
       throw py::value_error("split: expected train, validation or test, got '" + name + "'");
+    const Dataset& d = name == "train" ? x_.data.train : name == "validation" ? x_.data.validation : x_.data.test;
     return py::make_tuple(d.images, d.labels);
   }
   std::string rule() const { return x_.rule->name(); }

@@ -81,3 +81,10 @@ def test_bench_error_is_a_user_error(tmp_path):
     with pytest.raises(bilevel.UserError) as e:
         bilevel.bench(suite)
     assert "entries" in str(e.value)
+
+
+def test_a_layer_without_a_flip_threshold_fails_before_anything_is_written(source, small):
+    with pytest.raises(bilevel.UserError) as e:
+        bilevel.train(source / "configs/fmnist_mlp_ep_w1a1.yaml", "quantization.flip.layer_taus=[1e-5]", **small)
+    assert "layer_taus" in str(e.value)
+    assert not small_root(small).exists()

@@ -11,8 +11,8 @@
 // input layer's estimate is sparse and large (a flipped hidden bit contributes x/(βB)), the output layer's dense.
 #include "bilevel/kernels/quant_ops.h"
 #include "bilevel/quant/weight_solvers.h"
+#include "bilevel/util/error.h"
 
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +32,7 @@ class FlipSolver final : public WeightSolver {
   std::vector<std::string> quantizers() const override { return {"binary"}; }
 
   void init(QuantParam& p, const Quantizer& q) const override {
+    tau(p.layer);  // a layer without a threshold fails here, while the run is set up, not at its first step
     torch::NoGradGuard no_grad;
     p.grid = q.fit(p.weight);
     p.momentum = torch::zeros_like(p.weight);
@@ -54,7 +55,7 @@ class FlipSolver final : public WeightSolver {
   double tau(size_t layer) const {
     if (layer_taus_.empty()) return tau_;
     if (layer >= layer_taus_.size())
-      throw std::invalid_argument("quantization.flip.layer_taus has " + std::to_string(layer_taus_.size()) +
+      throw UserError("quantization.flip.layer_taus has " + std::to_string(layer_taus_.size()) +
                                   " entries; layer " + std::to_string(layer + 1) + " has none");
     return layer_taus_[layer];
   }

@@ -43,19 +43,29 @@ void* openblas_function(const char* name) {
   return nullptr;
 }
 
+// OpenBLAS's thread functions, looked up once (ScopedBlasThreads runs around every step of the Python estimator;
+// the loader's lookups take its lock).
+struct OpenBlasThreads {
+  int (*get)() = nullptr;
+  void (*set)(int) = nullptr;
+};
+const OpenBlasThreads& openblas_threads() {
+  static const OpenBlasThreads f{reinterpret_cast<int (*)()>(openblas_function("openblas_get_num_threads")),
+                                 reinterpret_cast<void (*)(int)>(openblas_function("openblas_set_num_threads"))};
+  return f;
+}
+
 }  // namespace
 
 int blas_threads() {
-  using GetThreads = int (*)();
-  auto* f = reinterpret_cast<GetThreads>(openblas_function("openblas_get_num_threads"));
-  return f ? f() : 0;
+  const auto& f = openblas_threads();
+  return f.get ? f.get() : 0;
 }
 
 bool set_blas_threads(int threads) {
-  using SetThreads = void (*)(int);
-  auto* f = reinterpret_cast<SetThreads>(openblas_function("openblas_set_num_threads"));
-  if (f && threads > 0) f(threads);
-  return f != nullptr;
+  const auto& f = openblas_threads();
+  if (f.set && threads > 0) f.set(threads);
+  return f.set != nullptr;
 }
 
 bool set_cpu_threads(int threads) {

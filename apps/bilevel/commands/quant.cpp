@@ -72,9 +72,9 @@ Evaluate it with `bilevel eval --model FILE`.
   const RunArgs run = parse_run_args(args, "export", /*with_output=*/true);
   init_console_logging();
   RunDir dir = RunDir::open(run.dir);
-  ExperimentConfig cfg = run_config(dir);
   fs::path file;
   Experiment x = load_run(run.dir, run.checkpoint, &file);
+  const ExperimentConfig& cfg = x.cfg;
   const fs::path target = run.output.empty() ? dir.root / "model.bqm" : fs::path(run.output);
   std::vector<std::string> warnings;
   ExportedModel m = bilevel::export_model(*x.net, x.quant.is_empty() ? nullptr : x.quant.get(), &warnings);
