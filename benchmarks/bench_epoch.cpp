@@ -1,6 +1,6 @@
 // Training-time ratio of learning rules against backprop on the same network, data and batches, in one process.
 //
-//   bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [key=value ...]
+//   bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [--profile [TOP]] [key=value ...]
 //
 // A variant is an algorithm name, optionally followed by its own overrides: `backprop`, `ep`, or
 // `backprop+quantization.enabled=false` (the full-precision twin of a quantized config).
@@ -9,9 +9,13 @@
 // weights (the config's seed) — the gradient estimate plus the optimizer step, which is what an epoch costs
 // besides evaluation. Reports the median time per batch, the projected epoch time, and the ratio of medians to
 // the first algorithm (put backprop first). Interleaving keeps machine drift out of the ratios.
-// The timing loop is benchmarks/epoch_timer.h (shared with bench_gpu).
+// The timing loop is benchmarks/epoch_timer.h (shared with bench_gpu). --profile then runs each variant's N steps
+// once more under LibTorch's CPU profiler and prints its TOP (default 25) operators by self time and the library's
+// phases (op_profile.h): where the time goes, for one variant against another (--profile-shapes: operators told
+// apart by their inputs' shapes too).
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -19,6 +23,7 @@
 
 #include "bilevel/util/error.h"
 #include "epoch_timer.h"
+#include "op_profile.h"
 
 using namespace bilevel;
 using timing::median;
@@ -26,16 +31,23 @@ using timing::split;
 
 int main(int argc, char** argv) {
   if (argc < 3 || std::string(argv[1]) == "--help") {
-    std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R] [key=value ...]\n"
+    std::fprintf(stderr, "usage: bench_epoch CONFIG.yaml VARIANT[,VARIANT...] [--batches N] [--reps R]\n"
+                         "                   [--profile[-shapes] [TOP]] [key=value ...]\n"
                          "  VARIANT = ALGO[+key=value...], e.g. backprop+quantization.enabled=false\n");
     return 2;
   }
-  int64_t batches = 200, reps = 5;
+  int64_t batches = 200, reps = 5, profile_top = 0;
+  bool profile_shapes = false;
   std::vector<std::string> overrides;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--batches" && i + 1 < argc) batches = std::stoll(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::stoll(argv[++i]);
+    else if (a == "--profile" || a == "--profile-shapes") {
+      profile_top = 25;
+      profile_shapes = a == "--profile-shapes";
+      if (i + 1 < argc && std::isdigit(static_cast<unsigned char>(argv[i + 1][0]))) profile_top = std::stoll(argv[++i]);
+    }
     else overrides.push_back(a);
   }
   spdlog::set_level(spdlog::level::warn);
@@ -53,6 +65,13 @@ int main(int argc, char** argv) {
     for (size_t a = 0; a < algos.size(); ++a) {
       const double m = median(times[a]);
       std::printf("%-40s %12.3f %14.2f %10.2f\n", algos[a].c_str(), 1e3 * m, m * per_epoch, m / base);
+    }
+    for (size_t a = 0; profile_top > 0 && a < algos.size(); ++a) {
+      timing::OpProfile p;
+      timing::time_steps(argv[1], overrides, algos[a], batches,
+                         [&](const std::function<void()>& steps) { p = timing::profile_ops(steps, profile_shapes); });
+      std::printf("\nprofile of %s (%lld steps):\n", algos[a].c_str(), static_cast<long long>(batches));
+      timing::print_op_profile(p, size_t(profile_top), batches);
     }
   } catch (const UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

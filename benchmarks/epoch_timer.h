@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -60,10 +61,13 @@ inline const DataSplits& data_of(const ExperimentConfig& cfg) {
   return it->second;
 }
 
+// Runs a block of code (the timed steps) inside something else: a profiler (op_profile.h).
+using Around = std::function<void(const std::function<void()>&)>;
+
 // Seconds per training step over `batches` steps (fewer when the training split has fewer batches) of `variant`
-// from the config's initial weights (data from data_of).
+// from the config's initial weights (data from data_of); the steps run inside `around` when it is given.
 inline double time_steps(const std::string& file, const std::vector<std::string>& overrides,
-                         const std::string& variant, int64_t batches) {
+                         const std::string& variant, int64_t batches, const Around& around = {}) {
   ExperimentConfig cfg = variant_config(file, overrides, variant);
   check_experiment(cfg);
   Experiment x = build_experiment(cfg, data_of(cfg));
@@ -75,11 +79,15 @@ inline double time_steps(const std::string& file, const std::vector<std::string>
   const bool cuda = x.device.is_cuda();
   if (cuda) torch::cuda::synchronize();
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t b = 0; b < n; ++b) {
-    const torch::Tensor xb = data[b].first.to(x.device), yb = data[b].second.to(x.device);
-    train_batch(x, 0, b, order.count(), cfg.optimizer.lr, xb, yb);
-  }
-  if (cuda) torch::cuda::synchronize();
+  const auto steps = [&] {
+    for (int64_t b = 0; b < n; ++b) {
+      const torch::Tensor xb = data[b].first.to(x.device), yb = data[b].second.to(x.device);
+      train_batch(x, 0, b, order.count(), cfg.optimizer.lr, xb, yb);
+    }
+    if (cuda) torch::cuda::synchronize();
+  };
+  if (around) around(steps);
+  else steps();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(n);
 }
 

@@ -327,3 +327,54 @@ TEST(Solvers, FeedforwardInitIsTheForwardPassAndLeadsToTheSameFixedPoint) {
     }
   }
 }
+
+// A phase may start from the conv products that the feedforward start or the previous phase's final switch refresh
+// kept (EnergyState::products) instead of convolving its entry states again. That changes nothing: float32 conv
+// net (states a convolution reads are channels-last), both solvers and both layer-wise orders, free then nudged
+// phase, against the same phases with every kept product dropped; and a state changed in place after its product
+// was kept is convolved again.
+TEST(Solvers, KeptConvProductsChangeNoState) {
+  for (const std::string loss : {"mse", "cross_entropy"}) {
+    auto net = make_conv("sigmoid4", loss, 0.8, 7, {3, 4}, 11);
+    net->to(torch::kFloat32);
+    auto S = setup(net, loss, 5, 3);
+    S.energy->prepare(S.batch, S.batch.x.to(torch::kFloat32).view({5, 2, 11, 11}), S.batch.labels);
+    const std::vector<std::pair<std::string, std::shared_ptr<InnerSolver>>> solvers = {
+        {"fixed_point", std::make_shared<FixedPointSolver>()},
+        {"layerwise even_odd", std::make_shared<LayerwiseSolver>(RelaxKernel::Generic, LayerwiseSolver::Order::EvenOdd)},
+        {"layerwise top_down", std::make_shared<LayerwiseSolver>(RelaxKernel::Generic, LayerwiseSolver::Order::TopDown)}};
+    for (const auto& [name, solver] : solvers) {
+      const std::string what = loss + " / " + name;
+      EnergyState kept, fresh;
+      S.energy->feedforward_state(S.batch, kept);
+      ASSERT_NE(kept.product(1), nullptr) << what;  // conv layer 1 reads s_1
+      EXPECT_TRUE(kept.s[0].is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
+      EXPECT_FALSE(kept.s[1].is_contiguous(at::MemoryFormat::ChannelsLast)) << what;  // read by a linear layer
+      fresh.copy_from(kept);
+      fresh.forget_products();
+      solver->solve(*S.energy, S.batch, kept, Nudge::none(), 3, 0.0);
+      solver->solve(*S.energy, S.batch, fresh, Nudge::none(), 3, 0.0);
+      EXPECT_EQ(max_state_diff(kept, fresh), 0.0) << what << " free phase";
+      EnergyState nudged_kept, nudged_fresh;
+      nudged_kept.copy_from(kept);
+      ASSERT_NE(nudged_kept.product(1), nullptr) << what;
+      nudged_fresh.copy_from(fresh);
+      nudged_fresh.forget_products();
+      solver->solve(*S.energy, S.batch, nudged_kept, Nudge::loss(0.5), 1, 0.0);
+      solver->solve(*S.energy, S.batch, nudged_fresh, Nudge::loss(0.5), 1, 0.0);
+      EXPECT_EQ(max_state_diff(nudged_kept, nudged_fresh), 0.0) << what << " nudged phase";
+      for (size_t l = 1; l < nudged_kept.pool.size(); ++l)
+        if (nudged_fresh.pool[l].defined()) EXPECT_TRUE(torch::equal(nudged_kept.pool[l], nudged_fresh.pool[l])) << what;
+      // Changed in place: the kept product no longer applies.
+      EnergyState changed, changed_fresh;
+      changed.copy_from(kept);
+      changed.s[0].mul_(0.5);
+      EXPECT_EQ(changed.product(1), nullptr) << what;
+      changed_fresh.copy_from(changed);
+      changed_fresh.forget_products();
+      solver->solve(*S.energy, S.batch, changed, Nudge::none(), 2, 0.0);
+      solver->solve(*S.energy, S.batch, changed_fresh, Nudge::none(), 2, 0.0);
+      EXPECT_EQ(max_state_diff(changed, changed_fresh), 0.0) << what << " changed in place";
+    }
+  }
+}

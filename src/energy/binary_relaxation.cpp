@@ -81,6 +81,7 @@ SolveStats binary_relaxation(const LayeredEnergy& energy, const EnergyBatch& bat
                              const Nudge& nudge, int64_t max_steps, double tol, SweepSchedule schedule) {
   torch::NoGradGuard no_grad;
   check_relax_buffers(energy, batch, st);
+  st.forget_products();  // its kernels rewrite the states through raw pointers, unseen by the version counter
   const Neuron& neuron = energy.neuron();
   const float a = float(neuron.scale());
   cpu::BinaryRelaxProblem p;

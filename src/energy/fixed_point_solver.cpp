@@ -38,6 +38,7 @@ SolveStats FixedPointSolver::solve(const LayeredEnergy& energy, const EnergyBatc
     stats.steps = t;
     if (measure) stats.residual = r.read();
     std::swap(st.s, st.scratch);
+    st.forget_products();  // they were of the states before the sweep
     if (tol > 0.0 && stats.residual < tol) break;
   }
   energy.refresh_pools(st);

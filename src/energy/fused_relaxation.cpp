@@ -97,6 +97,7 @@ SolveStats fused_relaxation(const LayeredEnergy& energy, const EnergyBatch& batc
                             const Nudge& nudge, int64_t max_steps, double tol) {
   torch::NoGradGuard no_grad;
   check_relax_buffers(energy, batch, st);  // device, dtype, shape, contiguity: before any pointer is taken
+  st.forget_products();  // its kernels rewrite the states through raw pointers, unseen by the version counter
   const int64_t S = energy.num_states();
   const Neuron& neuron = energy.neuron();
   cpu::DenseRelaxProblem p;

@@ -12,9 +12,10 @@ using torch::Tensor;
 
 namespace {
 
-bool same_shape(const Tensor& t, const std::vector<int64_t>& shape, const Tensor& like) {
+bool same_shape(const Tensor& t, const std::vector<int64_t>& shape, const Tensor& like,
+                at::MemoryFormat format = at::MemoryFormat::Contiguous) {
   return t.defined() && t.sizes().vec() == shape && t.scalar_type() == like.scalar_type() &&
-         t.device() == like.device();
+         t.device() == like.device() && t.is_contiguous(format);
 }
 
 }  // namespace
@@ -24,9 +25,10 @@ void EnergyState::copy_from(const EnergyState& other) {
   const size_t n = other.s.size();
   if (s.size() != n) s.assign(n, Tensor()), scratch.assign(n, Tensor());
   for (size_t i = 0; i < n; ++i) {
-    if (!same_shape(s[i], other.s[i].sizes().vec(), other.s[i])) {
+    const at::MemoryFormat format = other.s[i].suggest_memory_format();
+    if (!same_shape(s[i], other.s[i].sizes().vec(), other.s[i], format)) {
       s[i] = other.s[i].clone();
-      scratch[i] = torch::empty_like(other.s[i]);
+      scratch[i] = torch::empty_like(other.s[i], format);
     } else {
       s[i].copy_(other.s[i]);
     }
@@ -35,6 +37,24 @@ void EnergyState::copy_from(const EnergyState& other) {
   for (size_t l = 0; l < other.pool.size(); ++l)
     if (other.pool[l].defined()) pool[l] = other.pool[l].clone();
   size = other.size;
+  // A product is never written in place, so the copy shares it; it is valid for this state's copy of s_l.
+  forget_products();
+  for (size_t l = 1; l < other.products.size() && l - 1 < n; ++l)
+    if (const Tensor* p = other.product(l)) keep_product(l, *p);
+}
+
+const Tensor* EnergyState::product(size_t l) const {
+  if (l == 0 || l >= products.size() || !products[l].value.defined() || l - 1 >= s.size()) return nullptr;
+  const Product& p = products[l];
+  const Tensor& in = s[l - 1];
+  return p.input == in.unsafeGetTensorImpl() && p.version == int64_t(in._version()) ? &p.value : nullptr;
+}
+
+void EnergyState::keep_product(size_t l, Tensor value) {
+  if (l == 0 || l - 1 >= s.size()) return;
+  if (products.size() <= l) products.resize(l + 1);
+  const Tensor& in = s[l - 1];
+  products[l] = Product{std::move(value), in.unsafeGetTensorImpl(), int64_t(in._version())};
 }
 
 LayeredEnergy::LayeredEnergy(const LayeredNetImpl& net, const Neuron& neuron, const Objective& objective)
@@ -57,6 +77,12 @@ std::vector<int64_t> LayeredEnergy::state_shape(int64_t k, int64_t batch) const 
   std::vector<int64_t> shape = {batch};
   for (auto d : layers_[k - 1]->out_shape) shape.push_back(d);
   return shape;
+}
+
+at::MemoryFormat LayeredEnergy::state_format(int64_t k, const torch::TensorOptions& options) const {
+  const bool conv_reads_it = size_t(k) < layers_.size() && layers_[k]->kind == LayerKind::Conv;
+  return conv_reads_it && options.device().is_cpu() && options.dtype() == torch::kFloat ? at::MemoryFormat::ChannelsLast
+                                                                                       : at::MemoryFormat::Contiguous;
 }
 
 void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y) const {
@@ -82,7 +108,9 @@ void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y
     if (int64_t(l) < num_states_) batch.vbias[l] = LayerMaps::bias_view(L) * a + c;
   }
   const auto shape = state_shape(1, batch.size);
-  if (!same_shape(batch.drive1, shape, w0)) batch.drive1 = torch::empty(shape, w0.options());
+  const at::MemoryFormat format = state_format(1, w0.options());
+  if (!same_shape(batch.drive1, shape, w0, format))
+    batch.drive1 = torch::empty(shape, w0.options().memory_format(format));
   batch.pool0 = Tensor();
   maps_.forward_into(0, batch.x, batch.vbias[0], a, batch.drive1, &batch.pool0);
 }
@@ -99,12 +127,14 @@ void LayeredEnergy::allocate_state(const EnergyBatch& batch, EnergyState& st) co
   st.scratch.resize(num_states_);
   for (int64_t k = 1; k <= num_states_; ++k) {
     const auto shape = state_shape(k, batch.size);
-    if (!same_shape(st.s[k - 1], shape, like)) {
-      st.s[k - 1] = torch::empty(shape, like.options());
-      st.scratch[k - 1] = torch::empty(shape, like.options());
+    const at::MemoryFormat format = state_format(k, like.options());
+    if (!same_shape(st.s[k - 1], shape, like, format)) {
+      st.s[k - 1] = torch::empty(shape, like.options().memory_format(format));
+      st.scratch[k - 1] = torch::empty(shape, like.options().memory_format(format));
     }
   }
   st.pool.assign(layers_.size(), Tensor());
+  st.forget_products();
   st.size = batch.size;
 }
 
@@ -114,8 +144,13 @@ void LayeredEnergy::feedforward_state(const EnergyBatch& batch, EnergyState& st)
   const double a = neuron_.scale();
   for (int64_t k = 1; k <= num_states_; ++k) {
     Tensor& out = st.s[k - 1];
-    if (k == 1) out.copy_(batch.drive1);
-    else maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);  // its switches too
+    if (k == 1) {
+      out.copy_(batch.drive1);
+    } else {
+      Tensor product;  // its switches too, and its product for the first sweep
+      maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1], &product);
+      if (product.defined()) st.keep_product(size_t(k - 1), product);
+    }
     neuron_.finish_(out);
   }
 }
@@ -127,7 +162,9 @@ void LayeredEnergy::refresh_pools(EnergyState& st) const {
   for (int64_t l = 1; l < num_states_; ++l) {
     const Layer& L = *layers_[l];
     if (!LayerMaps::has_switches(L)) continue;
-    LayerMaps::pool(L, at::conv2d(LayerMaps::conv_input(st.s[l - 1]), L.weight, {}, 1, L.padding), &st.pool[l]);
+    st.keep_product(size_t(l), LayerMaps::pool(L, at::conv2d(LayerMaps::conv_input(st.s[l - 1]), L.weight, {}, 1,
+                                                             L.padding),
+                                               &st.pool[l]));
   }
 }
 
@@ -155,8 +192,12 @@ void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_
       return;
     }
     out.copy_(batch.drive1);
+  } else if (const Tensor* kept = st.product(size_t(k - 1))) {
+    at::add_out(out, batch.vbias[k - 1], *kept, a);  // st.pool[k − 1] is that product's
   } else {
-    maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1]);
+    Tensor product;
+    maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1], &product);
+    if (product.defined()) st.keep_product(size_t(k - 1), std::move(product));
   }
   if (has_feedback) maps_.feedback_add(k, st.s[k], st.pool[k], a, out);
 }

@@ -67,6 +67,7 @@ SolveStats LayerwiseSolver::solve(const LayeredEnergy& energy, const EnergyBatch
         r.add(finish_state_residual_(energy, out, st.s[k - 1], k, measure));
       }
       std::swap(st.s[k - 1], st.scratch[k - 1]);
+      st.forget_product(size_t(k));  // layer k's product was of the old s_k
     }
     stats.steps = t;
     if (measure) stats.residual = r.read();

@@ -25,6 +25,11 @@ namespace {
 bool channels_last_on_cpu(const Tensor& t) {
   return t.dim() == 4 && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
 }
+// g in the memory format of the max-pooling switches it is unpooled with (g itself without switches).
+Tensor like_switches(const Tensor& g, const Tensor& switches) {
+  if (!switches.defined() || switches.dim() != 4) return g;
+  return g.contiguous(switches.suggest_memory_format());
+}
 }  // namespace
 
 // Channels-last (NHWC) for float32 on the CPU: for the relaxation's conv + max-pool (fmnist_conv_ep's second layer,
@@ -69,7 +74,7 @@ Tensor LayerMaps::unpool(const Layer& layer, const Tensor& g, const Tensor& swit
 }
 
 void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, double alpha, Tensor& out,
-                             Tensor* pool) const {
+                             Tensor* pool, Tensor* product) const {
   const Layer& L = *layers_[l];
   if (L.kind == LayerKind::Linear) {
     Tensor o = flat(out);
@@ -78,6 +83,7 @@ void LayerMaps::forward_into(size_t l, const Tensor& in, const Tensor& self, dou
   }
   const Tensor z = LayerMaps::pool(L, at::conv2d(conv_input(in), L.weight, {}, 1, L.padding), pool);
   at::add_out(out, self, z, alpha);
+  if (product) *product = z;
 }
 
 void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, double alpha, Tensor& out) const {
@@ -87,14 +93,19 @@ void LayerMaps::feedback_add(size_t l, const Tensor& g, const Tensor& pool, doub
     kernels::cpu::split_addmm(o, flat(g), L.weight, 1.0, alpha);
     return;
   }
-  const Tensor up = conv_input(unpool(L, g, pool, conv_out_hw(L, out)));
+  // The pooling's adjoint in the layout of its switches (a channels-last pooling's), so that its output is already
+  // in the convolution's layout: unpooling the quarter-size g in another layout costs 5× more, and converting its
+  // output after it 4× the copy.
+  const Tensor up = conv_input(unpool(L, like_switches(g, pool), pool, conv_out_hw(L, out)));
   // The input gradient of the convolution, through the kernel autograd uses for conv2d's backward: on CPU it is
   // about twice as fast as at::conv_transpose2d for the same product (31 vs 16 ms for the fmnist ConvNet's second
   // layer, batch 64, one thread). The input argument stands in for the layer input (only its shape and layout are
   // read). Float32 goes channels-last, as in the forward: Debian 13's LibTorch 2.6 (oneDNN 3.7.2) returned a wrong
   // float32 input gradient for NCHW tensors (batch 6, 4 -> 5 channels, 6x6, 3x3 kernel, padding 1: off by up to
   // 18 against float64 autograd; channels-last: 4e-6), which EpRules.Float32ConvRelaxationMatchesFloat64 caught.
-  const Tensor shape = channels_last_on_cpu(out) ? at::empty_like(out, at::MemoryFormat::ChannelsLast) : out;
+  const Tensor shape = channels_last_on_cpu(out) && !out.is_contiguous(at::MemoryFormat::ChannelsLast)
+                           ? at::empty_like(out, at::MemoryFormat::ChannelsLast)
+                           : out;
   out.add_(std::get<0>(at::convolution_backward(up, shape, L.weight, at::OptionalIntArrayRef{}, {1, 1},
                                                 {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1,
                                                 {true, false, false})),
@@ -118,7 +129,7 @@ void LayerMaps::param_grad_add(size_t l, const Tensor& g, const Tensor& in, cons
     if (gb) gb->add_(gf.sum(0), coeff);
     return;
   }
-  const Tensor up = unpool(L, g, pool, conv_out_hw(L, in));
+  const Tensor up = unpool(L, like_switches(g, pool), pool, conv_out_hw(L, in));
   auto grads = at::convolution_backward(up, in, L.weight, at::OptionalIntArrayRef{}, {1, 1},
                                         {L.padding, L.padding}, {1, 1}, false, {0, 0}, 1, {false, true, false});
   gW.add_(std::get<1>(grads), coeff);

@@ -3,6 +3,8 @@
 #include "bilevel/energy/sweep_stats.h"
 #include "bilevel/registry.h"
 
+#include <ATen/record_function.h>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -51,6 +53,7 @@ LayeredEnergy EnergyRule::energy_of(LayeredNet& net) const {
 }
 
 SolveStats EnergyRule::free_phase(const LayeredEnergy& energy, const torch::Tensor& x, const torch::Tensor& y) {
+  RECORD_FUNCTION("energy.free_phase", std::vector<c10::IValue>());  // a scope for profilers (bench_epoch --profile)
   energy.prepare(batch_, x, y);
   if (opt_.feedforward_init) energy.feedforward_state(batch_, free_);
   else energy.init_state(batch_, free_);
@@ -58,6 +61,7 @@ SolveStats EnergyRule::free_phase(const LayeredEnergy& energy, const torch::Tens
 }
 
 SolveStats EnergyRule::nudged_phase(const LayeredEnergy& energy, EnergyState& st, const Nudge& nudge) {
+  RECORD_FUNCTION("energy.nudged_phase", std::vector<c10::IValue>());
   st.copy_from(free_);
   return solver_->solve(energy, batch_, st, nudge, opt_.nudged_steps, opt_.tol);
 }
@@ -82,6 +86,7 @@ std::vector<std::string> EnergyRule::phase_columns() {
 void EnergyRule::add_phase_diagnostics(const LayeredEnergy& energy, const SolveStats& free,
                                        const std::vector<const SolveStats*>& nudged, const EnergyState& nudged_state,
                                        double beta, StepStats& stats) const {
+  RECORD_FUNCTION("energy.diagnostics", std::vector<c10::IValue>());
   torch::NoGradGuard no_grad;
   auto& d = stats.diagnostics;
   const int64_t B = batch_.size;

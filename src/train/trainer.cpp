@@ -1,5 +1,6 @@
 #include "bilevel/train/trainer.h"
 
+#include <ATen/record_function.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -64,14 +65,21 @@ StepStats train_batch(Experiment& x, int64_t epoch, int64_t batch, int64_t batch
   x.optimizer.impl->zero_grad();
   x.rule->begin_batch(cfg.seed, epoch, batch);
   if (x.quant) x.quant->begin_batch(clock);
-  StepStats s = x.rule->train_step(x.net, xb, yb);
+  StepStats s;
+  {
+    RECORD_FUNCTION("train.rule_step", std::vector<c10::IValue>());
+    s = x.rule->train_step(x.net, xb, yb);
+  }
   // Data parallelism: every rank steps with the gradient of the global batch (and learns whether any rank was
   // asked to stop).
   if (x.dist) x.dist->average_gradients(x.net->parameters(), local_stop_flags());
   if (before_step) before_step(s.resolve());  // the check reads the loss; without one, it is read after the step
-  if (x.quant) x.quant->after_backward(clock);
-  x.optimizer.impl->step();
-  if (x.quant) x.quant->after_step(clock);
+  {
+    RECORD_FUNCTION("train.optimizer_step", std::vector<c10::IValue>());  // a scope for bench_epoch --profile
+    if (x.quant) x.quant->after_backward(clock);
+    x.optimizer.impl->step();
+    if (x.quant) x.quant->after_step(clock);
+  }
   s.resolve();
   return s;
 }

@@ -69,8 +69,27 @@ struct EnergyState {
   std::vector<torch::Tensor> scratch;  // same shapes as s
   std::vector<torch::Tensor> pool;     // pool[l]: switches of conv layer l (l ≥ 1) at its input s_l
   int64_t size = 0;
-  // Copies other's states (and switches) into this state's buffers, allocating them when shapes differ.
+  // Copies other's states (and switches, and kept products) into this state's buffers, allocating them when
+  // shapes differ.
   void copy_from(const EnergyState& other);
+
+  // A conv layer's product A_l(s_l) (its pooled convolution, without bias or scale), kept from where it was
+  // computed with its switches (the feedforward start, the final switch refresh of a phase, a drive) for the
+  // next drive that reads the same s_l: the first sweep of the next phase then does not convolve again what the
+  // previous one left. Valid while s_l is the same tensor at the same version; a solver that replaces s_l calls
+  // forget_product(l) (buffers are swapped and rewritten by raw kernels, which the version does not see).
+  struct Product {
+    torch::Tensor value;
+    const void* input = nullptr;
+    int64_t version = -1;
+  };
+  std::vector<Product> products;  // products[l], l ≥ 1
+  const torch::Tensor* product(size_t l) const;
+  void keep_product(size_t l, torch::Tensor value);
+  void forget_product(size_t l) {
+    if (l < products.size()) products[l] = Product{};
+  }
+  void forget_products() { products.clear(); }
 };
 
 class LayeredEnergy {
@@ -86,6 +105,10 @@ class LayeredEnergy {
   const Objective& objective() const { return objective_; }
   const Layer& layer(size_t l) const { return *layers_[l]; }
   std::vector<int64_t> state_shape(int64_t k, int64_t batch) const;  // k = 1..S
+  // The memory format s_k is stored in: channels-last where a convolution reads it (layer k is a conv layer) and
+  // LayerMaps::conv_input would otherwise copy it into that layout before every product (float32 on the CPU);
+  // contiguous otherwise, and always where a fully connected layer reads it (it is viewed as [B, n]).
+  at::MemoryFormat state_format(int64_t k, const torch::TensorOptions& options) const;
   // Activation quantization of the states (bilevel/quant): the relaxation's update becomes s_k ← Q_k(ρ(u_k)) for
   // every hidden state k (an output state, mse, is never quantized). Its fixed points are the fixed points of the
   // quantized dynamics (Laydevant et al. 2021's binary neurons), not stationary points of E; EP's estimate is then
@@ -109,12 +132,14 @@ class LayeredEnergy {
   // k = 2..S, i.e. one bottom-up sweep that ignores the feedback terms (buffers re-used as by init_state); the
   // max-pool switches are those of that pass (each computed with the map it pools).
   void feedforward_state(const EnergyBatch& batch, EnergyState& st) const;
-  // Recomputes the max-pool switches of conv layers l ≥ 1 at the current states.
+  // Recomputes the max-pool switches of conv layers l ≥ 1 at the current states (and keeps each layer's product
+  // for the next drive that reads the same state: EnergyState::products).
   void refresh_pools(EnergyState& st) const;
 
   // ---- the relaxation's building blocks (call under torch::NoGradGuard) ----
   // out = a·u_k + c without any nudge, from the neighbours in st (k = 1..S). Stores the switches of layer k−1
-  // at s_{k−1} into st.pool[k−1]; uses st.pool[k] (layer k's switches at s_k) for the feedback.
+  // at s_{k−1} into st.pool[k−1]; uses st.pool[k] (layer k's switches at s_k) for the feedback. A conv layer's
+  // product kept for the current s_{k−1} (EnergyState::products) is used instead of convolving again.
   void drive_into(const EnergyBatch& batch, EnergyState& st, int64_t k, torch::Tensor& out) const;
   // out += the nudge's v-space term for the top state s_S: mse a·β(y − s_S); cross_entropy −a·β W_rᵀ ∂ℓ/∂o.
   void add_nudge(const EnergyBatch& batch, const EnergyState& st, const Nudge& nudge, torch::Tensor& out) const;

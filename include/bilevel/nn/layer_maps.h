@@ -22,9 +22,10 @@ class LayerMaps {
   size_t num_layers() const { return layers_.size(); }
   const Layer& layer(size_t l) const { return *layers_[l]; }
 
-  // out = self + α·A_l(in); stores the switches into *pool for conv layers with max-pooling.
+  // out = self + α·A_l(in); stores the switches into *pool for conv layers with max-pooling, and A_l(in) into
+  // *product for conv layers when it is given.
   void forward_into(size_t l, const torch::Tensor& in, const torch::Tensor& self, double alpha, torch::Tensor& out,
-                    torch::Tensor* pool) const;
+                    torch::Tensor* pool, torch::Tensor* product = nullptr) const;
   // out += α·A_lᵀ g, with the switches `pool` of layer l (`out` also gives the shape of layer l's input).
   void feedback_add(size_t l, const torch::Tensor& g, const torch::Tensor& pool, double alpha,
                     torch::Tensor& out) const;
