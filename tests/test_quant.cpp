@@ -469,6 +469,52 @@ TEST(QuantizedTraining, FusedAdamStepEqualsTheSeparatePasses) {
   }
 }
 
+TEST(QuantizedTraining, TheProbesLatentGradientsAreTheSolversBackwardAndLeaveTheRunAsItWas) {
+  // train.probe_solver's latent gradients: STE's is ∂ℓ/∂w where |θ| ≤ c·s and 0 elsewhere (its equation), the
+  // run's own solver's is what its backward writes in training, and computing them changes nothing in the run.
+  set_cpu_threads(1);
+  const ExperimentConfig cfg = load_config_text(kSyntheticYaml, "q.yaml", {"quantization.weights.solver=adaste"});
+  Experiment x = prepare(cfg);
+  Batches batches(x.data.train, cfg.train.batch_size, true, cfg.seed, 0);
+  for (int64_t b = 0; b < 3; ++b) {
+    auto [xb, yb] = batches.get(b);
+    train_batch(x, 0, b, batches.count(), cfg.optimizer.lr, xb, yb);
+  }
+  const QuantClock clock{uint64_t(cfg.seed), 0, 3, batches.count(), cfg.train.epochs, cfg.optimizer.lr};
+  const auto ste = make_weight_solver("ste", cfg, "train.probe_solver");
+  std::vector<Tensor> g, latents_before, grads_before;
+  for (size_t l = 0; l < x.net->num_layers(); ++l) {
+    g.push_back(randn(x.net->layer(l).weight.sizes().vec(), 40 + l));
+    const QuantParam* p = x.quant->param(l);
+    latents_before.push_back(p ? p->latent.detach().clone() : Tensor());
+    grads_before.push_back(p && p->latent.grad().defined() ? p->latent.grad().clone() : Tensor());
+  }
+  const auto by_ste = x.quant->latent_gradients(*ste, g, clock);
+  const auto by_own = x.quant->latent_gradients(x.quant->weight_solver(), g, clock);
+  size_t quantized = 0;
+  for (size_t l = 0; l < g.size(); ++l) {
+    const QuantParam* p = x.quant->param(l);
+    if (!p) {
+      EXPECT_FALSE(by_ste[l].defined());
+      continue;
+    }
+    ++quantized;
+    const Tensor s = Quantizer::broadcast(p->grid.scale.detach(), p->latent);
+    const Tensor mask = (p->latent.detach().abs() <= ste->saturation() * s).to(g[l].scalar_type());
+    EXPECT_TRUE(torch::equal(by_ste[l], g[l] * mask)) << "layer " << l;
+    // AdaSTE's backward, written into a scratch copy of the parameter the way training writes it.
+    QuantParam copy = *p;
+    copy.latent = p->latent.detach().clone();
+    x.quant->weight_solver().backward(copy, x.quant->weight_quantizer(), g[l], clock);
+    EXPECT_TRUE(torch::equal(by_own[l], copy.latent.grad())) << "layer " << l;
+    EXPECT_FALSE(torch::equal(by_own[l], by_ste[l])) << "layer " << l;  // two estimators, two directions
+    EXPECT_TRUE(torch::equal(p->latent.detach(), latents_before[l])) << "layer " << l;
+    if (grads_before[l].defined()) EXPECT_TRUE(torch::equal(p->latent.grad(), grads_before[l])) << "layer " << l;
+    else EXPECT_FALSE(p->latent.grad().defined()) << "layer " << l;
+  }
+  EXPECT_GT(quantized, 0u);
+}
+
 TEST(QuantizedTraining, EpAndDualPropWithQuantizedStates) {
   set_cpu_threads(1);
   for (const auto& r : std::vector<std::vector<std::string>>{

@@ -12,6 +12,7 @@
 #include "bilevel/config/yaml_location.h"
 #include "bilevel/data/dataset.h"
 #include "bilevel/rules/learning_rule.h"
+#include "bilevel/train/experiment.h"
 #include "bilevel/train/memory_estimate.h"
 
 namespace bilevel::bench {
@@ -320,6 +321,7 @@ std::vector<std::string> validate_suite(Suite& suite, const std::vector<std::str
       check_memory(cfg);
       if (cfg.get<int64_t>("train.probe_every") > 0) {
         make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
+        make_probe_solver(cfg);
       }
       for (const auto& f : required_files(cfg.data))
         if (!fs::exists(f))

@@ -220,6 +220,10 @@ void add_core_keys(Schema& s) {
       "Reference rule for the gradient probe (its keys: their defaults, or rule.KEY where the two rules share it)")
       .choices = rules().names();
   s.key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
+  s.key("train.probe_solver", V::String, "none",
+      "Quantized weights: compare latent-weight gradients ∂ℓ/∂θ instead, the run's solver's backward of its rule's "
+      "∂ℓ/∂w against this solver's backward of train.probe_reference's (e.g. ste: how far an estimator turns "
+      "from the straight-through direction); none: compare ∂ℓ/∂w");
 
   s.key("optimizer.name", V::String, "adam", "Optimizer").choices = {"sgd", "adam"};
   {

@@ -196,6 +196,28 @@ bool QuantizationImpl::fuse_into(FusedAdam* opt) {
   return true;
 }
 
+std::vector<Tensor> QuantizationImpl::latent_gradients(const WeightSolver& solver, const std::vector<Tensor>& g,
+                                                       const QuantClock& c) const {
+  torch::NoGradGuard no_grad;
+  std::vector<Tensor> out(params_.size());
+  for (size_t l = 0; l < params_.size() && l < g.size(); ++l) {
+    const QuantParam* p = params_[l].get();
+    if (!p || !p->latent.defined() || !g[l].defined()) continue;
+    // Aliases whose gradients are their own, so the solver's writes land in fresh tensors; no scale gradient, no
+    // reused buffer, a copy of any momentum.
+    QuantParam probe = *p;
+    probe.latent = p->latent.detach();
+    probe.weight = p->weight.detach();
+    probe.grid.scale = p->grid.scale.detach();
+    probe.learn_scale = false;
+    probe.grad_cache = Tensor();
+    if (p->momentum.defined()) probe.momentum = p->momentum.clone();
+    solver.backward(probe, *quantizer_, g[l].detach().clone().view(p->weight.sizes()), c);
+    if (probe.latent.grad().defined()) out[l] = probe.latent.grad().detach().clone();
+  }
+  return out;
+}
+
 void QuantizationImpl::after_backward(const QuantClock& c) {
   if (fused_) {  // θ is stepped by the optimizer (fuse_into); what is left is the learned scales' gradient
     if (!learn_scale_) return;

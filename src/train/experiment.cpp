@@ -24,13 +24,28 @@ void apply_runtime_settings(const ExperimentConfig& cfg) {
   apply_cpu_threads(static_cast<int>(cfg.train.threads));
 }
 
+std::unique_ptr<WeightSolver> make_probe_solver(const ExperimentConfig& cfg) {
+  const std::string name = cfg.get<std::string>("train.probe_solver");
+  if (name == "none") return nullptr;
+  if (!cfg.get<bool>("quantization.enabled"))
+    cfg.fail("train.probe_solver", "compares latent-weight gradients, and this run has none "
+                                   "(quantization.enabled: false)");
+  auto solver = make_weight_solver(name, cfg, "train.probe_solver");
+  if (!solver->uses_latent())
+    cfg.fail("train.probe_solver", "solver " + name + " keeps no latent weights, so it has no latent gradient to "
+                                   "compare");
+  return solver;
+}
+
 void check_experiment(const ExperimentConfig& cfg) {
   if (cfg.train.device == "cuda" && !torch::cuda::is_available())
     cfg.fail("train.device", "cuda requested but no CUDA device is available");
   // Cheap checks first, so a typo fails before the data set is read.
   make_rule(cfg);
-  if (cfg.get<int64_t>("train.probe_every") > 0)
+  if (cfg.get<int64_t>("train.probe_every") > 0) {
     make_rule(with_rule(cfg, cfg.get<std::string>("train.probe_reference")));
+    make_probe_solver(cfg);
+  }
   validate_quantization(cfg);
   check_memory(cfg);  // before anything is allocated
   for (const auto& f : required_files(cfg.data))
@@ -62,6 +77,7 @@ Experiment build_experiment(const ExperimentConfig& cfg, const DataSplits& data)
     e.quant = Quantization(cfg, e.net);
     e.net->register_module("quant", e.quant);
   }
+  if (e.probe_reference) e.probe_solver = make_probe_solver(cfg);
   e.net->to(e.device);
   e.optimizer = make_optimizer(cfg, e.net, e.quant.is_empty() ? nullptr : e.quant.get());
   return e;

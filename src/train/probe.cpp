@@ -49,6 +49,22 @@ std::vector<std::string> alignment_columns(size_t layers) {
   return c;
 }
 
+std::vector<torch::Tensor> latent_layer_gradients(const LayeredNetImpl& net, const QuantizationImpl& quant,
+                                                  const WeightSolver& solver, const std::vector<torch::Tensor>& layers,
+                                                  const QuantClock& clock) {
+  std::vector<torch::Tensor> weight_grads;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const torch::Tensor& w = net.layer(l).weight;
+    weight_grads.push_back(layers[l].slice(0, 0, w.numel()).to(w.scalar_type()).view(w.sizes()));
+  }
+  const std::vector<torch::Tensor> latent = quant.latent_gradients(solver, weight_grads, clock);
+  std::vector<torch::Tensor> out = layers;
+  for (size_t l = 0; l < layers.size() && l < latent.size(); ++l)
+    if (latent[l].defined())
+      out[l] = torch::cat({latent[l].flatten().to(torch::kFloat64), layers[l].slice(0, net.layer(l).weight.numel())});
+  return out;
+}
+
 std::vector<double> alignment_values(const Alignment& a) {
   std::vector<double> v{a.overall.cosine, a.overall.relative_error};
   for (const auto& l : a.layers) v.insert(v.end(), {l.cosine, l.norm_ratio});

@@ -145,10 +145,20 @@ std::vector<double> Trainer::run_probe(int64_t epoch) {
   auto xb = batch.images.to(x_.device), yb = batch.labels.to(x_.device);
   x_.rule->begin_batch(cfg.seed, epoch, -1);
   x_.probe_reference->begin_batch(cfg.seed, epoch, -1);
-  const Alignment a = compare_gradients(layer_gradients(*x_.rule, x_.net, xb, yb),
-                                        layer_gradients(*x_.probe_reference, x_.net, xb, yb));
-  spdlog::info("epoch {} gradient probe vs {}: cosine {:.4f}, relative error {:.4f}", epoch + 1,
-               x_.probe_reference->name(), a.overall.cosine, a.overall.relative_error);
+  std::vector<torch::Tensor> estimate = layer_gradients(*x_.rule, x_.net, xb, yb),
+                             reference = layer_gradients(*x_.probe_reference, x_.net, xb, yb);
+  std::string against = x_.probe_reference->name();
+  if (x_.probe_solver && x_.quant) {
+    // The clock at the end of this epoch (an annealed solver's schedule reads it).
+    const int64_t batches = (x_.data.train.size() + cfg.train.batch_size - 1) / cfg.train.batch_size;
+    const QuantClock clock{uint64_t(cfg.seed), epoch, batches - 1, batches, cfg.train.epochs, cfg.optimizer.lr};
+    estimate = latent_layer_gradients(*x_.net, *x_.quant, x_.quant->weight_solver(), estimate, clock);
+    reference = latent_layer_gradients(*x_.net, *x_.quant, *x_.probe_solver, reference, clock);
+    against += " through " + x_.probe_solver->name() + "'s backward";
+  }
+  const Alignment a = compare_gradients(estimate, reference);
+  spdlog::info("epoch {} gradient probe vs {}: cosine {:.4f}, relative error {:.4f}", epoch + 1, against,
+               a.overall.cosine, a.overall.relative_error);
   return alignment_values(a);
 }
 

@@ -49,6 +49,11 @@ class QuantizationImpl : public torch::nn::Module {
   const QuantParam* param(size_t layer) const;
   const Quantizer& weight_quantizer() const { return *quantizer_; }
   const WeightSolver& weight_solver() const { return *solver_; }
+  // The latent-weight gradients ∂ℓ/∂θ that `solver`'s backward makes of g[l] = ∂ℓ/∂w (shaped as layer l's weights)
+  // at clock c, for each layer with a latent (undefined for the others), leaving the run's state as it was (the
+  // gradient probe, train.probe_solver). Meaningful between solvers whose latents mean the same (ste, adaste).
+  std::vector<torch::Tensor> latent_gradients(const WeightSolver& solver, const std::vector<torch::Tensor>& g,
+                                              const QuantClock& c) const;
   const ActivationQuantizer* activation_quantizer() const { return act_.get(); }
 
   // Hands every latent's step to `opt` (WeightSolver::fused_adam_step) when the solver can fuse it and the tensors

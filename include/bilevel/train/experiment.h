@@ -15,12 +15,17 @@ namespace bilevel {
 
 class DataParallel;
 
+// train.probe_solver's solver, or null for none; a ConfigError at that key for an unknown name, for a run without
+// quantized weights, or for a solver that keeps no latent.
+std::unique_ptr<WeightSolver> make_probe_solver(const ExperimentConfig& cfg);
+
 struct Experiment {
   ExperimentConfig cfg;
   DataSplits data;
   LayeredNet net{nullptr};
   std::unique_ptr<LearningRule> rule;
   std::unique_ptr<LearningRule> probe_reference;  // when train.probe_every > 0
+  std::unique_ptr<WeightSolver> probe_solver;     // and train.probe_solver names one (quantized runs)
   Quantization quant{nullptr};  // quantization.enabled: the network's submodule "quant"
   Optimizer optimizer;
   torch::Device device{torch::kCPU};
