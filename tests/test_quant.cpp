@@ -668,6 +668,13 @@ TEST(QuantConfig, BadInputFailsAtValidationNamingTheKey) {
        "quantization.activations.solver"},
       {{"quantization.activations.quantizer=binary", "model.activation=relu"}, "quantization.activations.quantizer"},
       {{"quantization.weights.full_precision_layers=[7]"}, "quantization.weights.full_precision_layers"},
+      {{"quantization.weights.solver=flip", "quantization.flip.layer_taus=[1e-5,1e-5,1e-5]"},
+       "quantization.flip.layer_taus"},  // one more than the layers
+      {{"model.layer_gains=[0.5]"}, "model.layer_gains"},
+      {{"train.probe_every=1", "train.probe_solver=magic"}, "train.probe_solver"},
+      {{"train.probe_every=1", "train.probe_solver=flip"}, "train.probe_solver"},
+      {{"train.probe_every=1", "train.probe_solver=ste", "quantization.weights.solver=flip"}, "train.probe_solver"},
+      {{"train.probe_every=1", "train.probe_solver=ste", "quantization.enabled=false"}, "train.probe_solver"},
   };
   for (const auto& [overrides, key] : cases) {
     std::string name;

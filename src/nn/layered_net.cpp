@@ -95,7 +95,7 @@ LayeredNetImpl::LayeredNetImpl(const ModelConfig& cfg, std::vector<int64_t> inpu
     shape = l.out_shape;
     add(std::move(l), "fc" + std::to_string(i + 1));
   }
-  if (!cfg.layer_gains.empty() && cfg.layer_gains.size() != layers_.size())
+  if (!cfg.layer_gains.empty() && cfg.layer_gains.size() != layers_.size())  // the message names its key first
     throw std::invalid_argument("model.layer_gains has " + std::to_string(cfg.layer_gains.size()) +
                                 " entries but the model has " + std::to_string(layers_.size()) + " layers");
 }

@@ -29,6 +29,12 @@ class FlipSolver final : public WeightSolver {
       : gamma_(gamma), tau_(tau), layer_taus_(std::move(layer_taus)) {}
   std::string name() const override { return "flip"; }
   bool uses_latent() const override { return false; }
+  void check_layers(size_t layers, const ExperimentConfig& cfg) const override {
+    if (!layer_taus_.empty() && layer_taus_.size() != layers)
+      cfg.fail("quantization.flip.layer_taus", "has " + std::to_string(layer_taus_.size()) +
+                                                   " entries but the model has " + std::to_string(layers) +
+                                                   " layers (one threshold per layer, input side first)");
+  }
   std::vector<std::string> quantizers() const override { return {"binary"}; }
 
   void init(QuantParam& p, const Quantizer& q) const override {

@@ -103,6 +103,7 @@ QuantizationImpl::QuantizationImpl(const ExperimentConfig& cfg, LayeredNet net) 
     stochastic_ = o.stochastic;
     quantizer_ = make_quantizer(o);
     solver_ = make_weight_solver(cfg.get<std::string>("quantization.weights.solver"), cfg, "quantization.weights.solver");
+    solver_->check_layers(L, cfg);
     learn_scale_ = solver_->learns_scale() || cfg.get<bool>("quantization.weights.learn_scale");
     const auto skip = layer_set("quantization.weights.full_precision_layers", L);
     for (size_t l = 0; l < L; ++l) {
@@ -202,13 +203,12 @@ std::vector<Tensor> QuantizationImpl::latent_gradients(const WeightSolver& solve
   std::vector<Tensor> out(params_.size());
   for (size_t l = 0; l < params_.size() && l < g.size(); ++l) {
     const QuantParam* p = params_[l].get();
-    if (!p || !p->latent.defined() || !g[l].defined()) continue;
-    // Aliases whose gradients are their own, so the solver's writes land in fresh tensors; no scale gradient, no
-    // reused buffer, a copy of any momentum.
+    if (!p || !p->latent.defined() || !g[l].defined() || !solver.uses_latent()) continue;
+    // Copies, so that whatever the solver writes lands outside the run; no scale gradient, no reused buffer.
     QuantParam probe = *p;
-    probe.latent = p->latent.detach();
-    probe.weight = p->weight.detach();
-    probe.grid.scale = p->grid.scale.detach();
+    probe.latent = p->latent.detach().clone();
+    probe.weight = p->weight.detach().clone();
+    probe.grid.scale = p->grid.scale.detach().clone();
     probe.learn_scale = false;
     probe.grad_cache = Tensor();
     if (p->momentum.defined()) probe.momentum = p->momentum.clone();

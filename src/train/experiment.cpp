@@ -31,9 +31,11 @@ std::unique_ptr<WeightSolver> make_probe_solver(const ExperimentConfig& cfg) {
     cfg.fail("train.probe_solver", "compares latent-weight gradients, and this run has none "
                                    "(quantization.enabled: false)");
   auto solver = make_weight_solver(name, cfg, "train.probe_solver");
-  if (!solver->uses_latent())
-    cfg.fail("train.probe_solver", "solver " + name + " keeps no latent weights, so it has no latent gradient to "
-                                   "compare");
+  const std::string own = cfg.get<std::string>("quantization.weights.solver");
+  for (const std::string& s : {name, own})
+    if (!make_weight_solver(s, cfg, "train.probe_solver")->uses_latent())
+      cfg.fail("train.probe_solver", "solver " + s + (s == own && s != name ? " (quantization.weights.solver)" : "") +
+                                         " keeps no latent weights, so it has no latent gradient to compare");
   return solver;
 }
 
@@ -71,7 +73,9 @@ Experiment build_experiment(const ExperimentConfig& cfg, const DataSplits& data)
     e.net = LayeredNet(cfg.model, e.data.train.example_shape(), e.data.train.num_classes,
                        e.rule->objective().activate_output());
   } catch (const std::invalid_argument& err) {
-    cfg.fail(cfg.model.kind == "conv" ? "model.channels" : "model.hidden", err.what());
+    const std::string what = err.what();
+    if (what.rfind("model.layer_gains", 0) == 0) cfg.fail("model.layer_gains", what);
+    cfg.fail(cfg.model.kind == "conv" ? "model.channels" : "model.hidden", what);
   }
   if (cfg.get<bool>("quantization.enabled")) {
     e.quant = Quantization(cfg, e.net);

@@ -60,6 +60,9 @@ class WeightSolver {
   virtual std::string name() const = 0;
   // Whether θ exists and the optimizer steps it (false: the solver updates w itself).
   virtual bool uses_latent() const { return true; }
+  // Called once the network is known (its number of layers): a ConfigError, through cfg.fail, for per-layer
+  // settings that do not fit it.
+  virtual void check_layers(size_t layers, const ExperimentConfig& cfg) const {}
   // Whether the solver learns the grid's scale itself (lsq), writing its gradient in backward(). Other solvers'
   // scales are learned when quantization.weights.learn_scale is set, with ∂ℓ/∂s = Σ ∂ℓ/∂w · w/s (per channel).
   virtual bool learns_scale() const { return false; }

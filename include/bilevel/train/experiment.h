@@ -16,7 +16,7 @@ namespace bilevel {
 class DataParallel;
 
 // train.probe_solver's solver, or null for none; a ConfigError at that key for an unknown name, for a run without
-// quantized weights, or for a solver that keeps no latent.
+// quantized weights, or where it or the run's solver keeps no latent.
 std::unique_ptr<WeightSolver> make_probe_solver(const ExperimentConfig& cfg);
 
 struct Experiment {
