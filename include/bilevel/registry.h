@@ -23,6 +23,8 @@
 //                     export know the built-ins.
 //   data_sets()       data.name selects one; its keys live under data.NAME (e.g. data.synthetic.classes) and reach
 //                     the factory as DataConfig::keys (data/data_source.h: files, shape, load).
+// The registries add these keys, groups and choices to the config schema themselves (src/registry.cpp, through
+// config/schema.h's SchemaExtension): the config layer includes no registry.
 #pragma once
 
 #include <functional>
@@ -36,7 +38,7 @@
 
 namespace bilevel {
 
-// Incremented by every add(): the config schema is rebuilt when it changed.
+// Incremented by every add(): the config schema (Schema::global) is rebuilt when it changed.
 uint64_t registry_generation();
 void bump_registry_generation();
 

@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
-
-#include "bilevel/nn/activation.h"
-#include "bilevel/registry.h"
+#include <stdexcept>
 
 namespace bilevel {
 
@@ -38,6 +36,19 @@ KeySpec owned_key(const ComponentInfo& c, const std::string& section, KeySpec k)
 }
 
 }  // namespace
+
+void Schema::add_registered_choices(const std::string& path, const std::vector<std::string>& names) {
+  for (auto& k : keys_)
+    if (k.path == path) {
+      k.choices.insert(k.choices.begin(), names.begin(), names.end());
+      return;
+    }
+  throw std::logic_error("registered choices for '" + path + "', which is not a config key");
+}
+
+void Schema::add_component_keys(const ComponentInfo& c, const std::string& section) {
+  for (const KeySpec& k : c.keys) add(owned_key(c, section, k));
+}
 
 Schema Schema::selected(const std::vector<std::pair<std::string, std::string>>& selection) const {
   Schema out = *this;
@@ -167,14 +178,15 @@ std::string describe_expectation(const KeySpec& spec) {
   return os.str();
 }
 
+// The keys that select a registered component (data.name, model.activation, rule.name, solver.name, train.loss,
+// train.probe_reference) get their choices from the registries (SchemaExtension, src/registry.cpp).
 void add_core_keys(Schema& s) {
   using V = ValueType;
   s.key("experiment.name", V::String, "experiment", "Name of the experiment; runs go to output.root/NAME/").min = 1;
   s.key("seed", V::Int, "0", "Seeds every random number generator (init, shuffling, rules)").min = 0;
   s.key("deterministic", V::Bool, "false", "Use LibTorch's deterministic algorithms only");
 
-  s.key("data.name", V::String, "fashion_mnist", "Data set (a registered one: `bilevel train --help` lists them)")
-      .choices = data_sets().names();
+  s.key("data.name", V::String, "fashion_mnist", "Data set (a registered one: `bilevel train --help` lists them)");
   s.key("data.root", V::String, BILEVEL_DEFAULT_DATA_ROOT, "Folder with the data set's files");
   s.key("data.train_limit", V::Int, "0", "Use only the first N training examples (0 = all)").min = 0;
   s.key("data.test_limit", V::Int, "0", "Use only the first N test examples (0 = all)").min = 0;
@@ -189,7 +201,7 @@ void add_core_keys(Schema& s) {
   s.key("model.pooling", V::String, "max",
         "conv: max (a piecewise-linear map with switches) or avg (linear: the layer-wise solver's steps are exact)")
       .choices = {"max", "avg"};
-  s.key("model.activation", V::String, "relu", "Activation ρ of every hidden layer").choices = activation_names();
+  s.key("model.activation", V::String, "relu", "Activation ρ of every hidden layer");
   s.key("model.init", V::String, "default", "Weight initialisation")
       .choices = {"default", "xavier_uniform", "kaiming_uniform"};
   s.key("model.init_gain", V::Float, "1.0", "Scale applied to the initial weights").min = 0;
@@ -198,11 +210,9 @@ void add_core_keys(Schema& s) {
         "for every layer; else one per layer)")
       .min = 0;
 
-  s.key("rule.name", V::String, "backprop", "Learning rule (its keys: rule.KEY; see the list below)").choices =
-      rules().names();
-  s.key("solver.name", V::String, "fixed_point", "Inner solver of the energy-based rules (its keys: solver.KEY)")
-      .choices = inner_solvers().names();
-  s.key("train.loss", V::String, "cross_entropy", "Outer loss").choices = objectives().names();
+  s.key("rule.name", V::String, "backprop", "Learning rule (its keys: rule.KEY; see the list below)");
+  s.key("solver.name", V::String, "fixed_point", "Inner solver of the energy-based rules (its keys: solver.KEY)");
+  s.key("train.loss", V::String, "cross_entropy", "Outer loss");
   s.key("train.epochs", V::Int, "10", "Training epochs").min = 1;
   s.key("train.batch_size", V::Int, "64", "Mini-batch size").min = 1;
   s.key("train.eval_batch_size", V::Int, "1000", "Batch size for evaluation").min = 1;
@@ -217,8 +227,7 @@ void add_core_keys(Schema& s) {
       "Every N epochs, compare the rule's gradient with train.probe_reference's on a fixed batch (0 = never)")
       .min = 0;
   s.key("train.probe_reference", V::String, "backprop",
-      "Reference rule for the gradient probe (its keys: their defaults, or rule.KEY where the two rules share it)")
-      .choices = rules().names();
+      "Reference rule for the gradient probe (its keys: their defaults, or rule.KEY where the two rules share it)");
   s.key("train.probe_size", V::Int, "256", "Examples in the probe batch (the first N training examples)").min = 1;
   s.key("train.probe_solver", V::String, "none",
       "Quantized weights: compare latent-weight gradients ∂ℓ/∂θ instead, the run's solver's backward of its rule's "
@@ -259,25 +268,29 @@ void add_core_keys(Schema& s) {
   s.key("output.root", V::String, "runs", "Folder that receives run directories").min = 1;
 }
 
+namespace {
+
+// The registries' part of the global schema (set_schema_extension); none until it is installed. Constant-initialised.
+SchemaExtension extension;
+
+}  // namespace
+
+void set_schema_extension(SchemaExtension e) { extension = e; }
+
 const Schema& Schema::global() {
   static Schema schema;
   static uint64_t built = ~uint64_t(0);
-  if (built != registry_generation()) {
+  static void (*built_with)(Schema&) = nullptr;
+  auto generation = [] { return extension.generation ? extension.generation() : 0; };
+  if (built != generation() || built_with != extension.extend) {
     Schema s;
     add_core_keys(s);
     add_quant_keys(s);
     add_dist_keys(s);
-    s.add_group(ConfigGroup{"rule", "rule", rules().infos()});
-    s.add_group(ConfigGroup{"solver", "inner solver", inner_solvers().infos()});
-    // Quantization solvers: every solver's keys under its own section (quantization.NAME.KEY); more than one can
-    // be in use (weights and activations), so they are not a selected group.
-    for (const auto& c : weight_solvers().infos())
-      for (const KeySpec& k : c.keys) s.add(owned_key(c, "quantization." + c.name, k));
-    // Data sets: each one's keys under data.NAME (the built-in synthetic's: data.synthetic.*).
-    for (const auto& c : data_sets().infos())
-      for (const KeySpec& k : c.keys) s.add(owned_key(c, "data." + c.name, k));
+    if (extension.extend) extension.extend(s);
     schema = std::move(s);
-    built = registry_generation();  // after the build: the first use of a registry registers its built-ins
+    built = generation();  // after the build: the first use of a registry registers its built-ins
+    built_with = extension.extend;
   }
   return schema;
 }

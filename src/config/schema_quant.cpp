@@ -2,7 +2,6 @@
 // keys (a solver's quantizers, bits per quantizer, which rules serve activation quantization) are checked by
 // validate_quantization() in src/quant/quantization.cpp.
 #include "bilevel/config/schema.h"
-#include "bilevel/registry.h"
 
 namespace bilevel {
 
@@ -13,14 +12,12 @@ void add_quant_keys(Schema& s) {
   auto& wq = s.key("quantization.weights.quantizer", V::String, "binary",
       "Weight grid: binary (sign·scale, 1 bit), ternary ({-1,0,1}·scale, 2 bits), uniform (k bits), a registered "
       "quantizer, or none");
-  wq.choices = quantizers().names();
-  wq.choices.push_back("none");
+  wq.choices = {"none"};  // after the registered quantizers (SchemaExtension, src/registry.cpp)
   auto& wb = s.key("quantization.weights.bits", V::Int, "1", "Bits per weight: binary 1, ternary 2, uniform 2..8");
   wb.min = 1, wb.max = 8;
   s.key("quantization.weights.solver", V::String, "ste",
       "How the gradient passes through the weights' quantization: ste, adaste (binary), proxquant, mirror, "
-      "lsq (uniform, learned step), flip (binary, no latent weights)")
-      .choices = weight_solvers().names();
+      "lsq (uniform, learned step), flip (binary, no latent weights)");  // choices: the registered solvers
   s.key("quantization.weights.granularity", V::String, "per_tensor", "One scale per layer, or per output channel")
       .choices = {"per_tensor", "per_channel"};
   s.key("quantization.weights.symmetric", V::Bool, "true", "uniform: symmetric grid (else asymmetric with a zero point)");

@@ -39,8 +39,8 @@ int summary(const Args& args);
 // `bilevel train CONFIG -m key=a,b ...`: a multirun sweep (multirun.cpp).
 int multirun(const std::string& config, const Args& overrides, const Args& options, const std::string& command_line);
 
-// Suites (bench.cpp): a new one from its text, and the loop over a suite directory's runs, shared by `bench` and
-// multirun sweeps.
+// Suites: a new one from its text (suite_dir.cpp), and the loop over a suite directory's runs (suite_run.cpp),
+// shared by `bench` and multirun sweeps.
 // --launcher slurm (slurm_launcher.cpp).
 struct SlurmOptions {
   std::string partition, time;  // --partition, --time (sbatch's own formats); empty = the cluster's defaults

@@ -1,8 +1,9 @@
 // bilevel train CONFIG -m key=a,b ... : a multirun sweep. The grid (sweep/sweep.h) becomes a suite: one entry per
 // point of the keys other than `seed`, the `seed` values as the suite's seeds. It then runs as `bilevel bench`
-// runs a suite (bench.cpp): one run directory per point and seed under OUTPUT_ROOT/multirun/NAME/TIMESTAMP/runs/,
-// state.yaml, results.csv, summary.md (mean ± std over seeds per point) and plots; `--jobs N` runs N points at a
-// time; `bilevel bench --resume SWEEP_DIR` continues an interrupted sweep and skips the finished points.
+// runs a suite (suite_dir.cpp, suite_run.cpp): one run directory per point and seed under
+// OUTPUT_ROOT/multirun/NAME/TIMESTAMP/runs/, state.yaml, results.csv, summary.md (mean ± std over seeds per point)
+// and plots; `--jobs N` runs N points at a time; `bilevel bench --resume SWEEP_DIR` continues an interrupted sweep
+// and skips the finished points.
 #include <yaml-cpp/yaml.h>
 
 #include <cstdio>

@@ -2,6 +2,7 @@
 // One table drives validation, defaults, suggestions for typos, `--help` and the resolved config.yaml.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,14 +61,21 @@ class Schema {
   // The key closest to `path` by edit distance, or "" when nothing is close.
   std::string closest(const std::string& path) const;
 
+  // The names of the registered components that a key selects from (bilevel/registry.h), ahead of the key's own
+  // choices (quantization.weights.quantizer's none). Throws std::logic_error for a path that is not a key.
+  void add_registered_choices(const std::string& path, const std::vector<std::string>& names);
+  // Adds a component's own keys under `section` (section.KEY), their help naming the component: the keys of every
+  // registered data set (data.NAME.KEY) and quantization solver (quantization.NAME.KEY).
+  void add_component_keys(const ComponentInfo& c, const std::string& section);
+
   // Groups: their selector keys are ordinary keys (add them too); their components' keys are added by selected().
   void add_group(ConfigGroup g);
   const std::vector<ConfigGroup>& groups() const { return groups_; }
   // This schema plus the keys of the component each group's selector names in `selection` (section → name).
   Schema selected(const std::vector<std::pair<std::string, std::string>>& selection) const;
 
-  // The project's schema: the core keys, and every registered component's keys and groups (rebuilt when a
-  // component is registered; bilevel/registry.h).
+  // The project's schema: the core keys, then what the registries add (SchemaExtension below: every registered
+  // component's name, keys and groups), rebuilt when a component is registered.
   static const Schema& global();
 
  private:
@@ -75,10 +83,23 @@ class Schema {
   std::vector<ConfigGroup> groups_;
 };
 
+// What the layer above the config adds to Schema::global(): the component registries (bilevel/registry.h) name the
+// components each selector key accepts (rule.name, data.name, ...) and add their groups and keys. The config layer
+// includes nothing of theirs: src/registry.cpp installs the extension at static initialisation; global() calls
+// `extend` after the core keys, and again whenever `generation` changes (a component was registered, e.g. by a
+// plugin). Plain function pointers: their slot in schema.cpp is constant-initialised, so installing them from
+// another file's static initialiser does not depend on the order in which the files' initialisers run.
+struct SchemaExtension {
+  uint64_t (*generation)() = nullptr;
+  void (*extend)(Schema&) = nullptr;
+};
+void set_schema_extension(SchemaExtension extension);
+
 // Keys that moved when the config grew groups, old path → new path ("" when none). Used in error messages.
 std::string renamed_key(const std::string& old_path);
 
-// Keys that belong to no registered component (called by Schema::global; see src/config/schema.cpp).
+// Keys that belong to no registered component (called by Schema::global; see src/config/schema.cpp). The choices
+// of the keys that select a registered component are the registries' (SchemaExtension).
 void add_core_keys(Schema& s);
 void add_quant_keys(Schema& s);   // quantization.* (weights, activations; each solver's keys are its own)
 void add_dist_keys(Schema& s);    // dist.*, checkpoint.every_batches, train.preempt_signal
