@@ -7,9 +7,13 @@
 #include <vector>
 
 #include "bilevel/config/config.h"
+#include "bilevel/registry.h"
 #include "bilevel/util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // Uses a registry, so that the library's registries (and with them every component's config keys) are linked.
+  static const bool registries = !bilevel::rules().names().empty();
+  (void)registries;
   const std::string input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   const std::string yaml = input.substr(0, nul);

@@ -287,7 +287,12 @@ const Schema& Schema::global() {
     add_core_keys(s);
     add_quant_keys(s);
     add_dist_keys(s);
-    if (extension.extend) extension.extend(s);
+    // Without the registries (src/registry.cpp installs them when it is linked, i.e. when the program uses one)
+    // the schema would lack every component's keys and choices: say so instead of rejecting valid configs.
+    if (!extension.extend)
+      throw std::logic_error("the config schema has no registries: this program does not link bilevel's "
+                             "registries (use one, e.g. bilevel::rules(), so that src/registry.cpp is linked)");
+    extension.extend(s);
     schema = std::move(s);
     built = generation();  // after the build: the first use of a registry registers its built-ins
     built_with = extension.extend;
