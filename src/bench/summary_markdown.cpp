@@ -30,12 +30,23 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
     for (const auto& o : state.cli_overrides) os << " `" << o << "`";
     os << "\n";
   }
+  // With train.probe_solver (quantized weights) the probe compares latent-weight gradients through two solvers.
+  std::string probe_solver;
+  for (const auto& o : suite.overrides)
+    if (o.text.rfind("train.probe_solver=", 0) == 0) probe_solver = o.text.substr(19);
+  for (const auto& o : state.cli_overrides)
+    if (o.rfind("train.probe_solver=", 0) == 0) probe_solver = o.substr(19);
+  const std::string reference = "`" + suite.probe_reference + "`'s" +
+                                (probe_solver.empty() || probe_solver == "none"
+                                     ? std::string()
+                                     : " (latent-weight gradients ∂ℓ/∂θ: each entry's solver's backward against `" +
+                                           probe_solver + "`'s, train.probe_solver)");
   os << "\nMean ± sample standard deviation over the completed runs of each entry. Test accuracy \"@ best val\" is "
         "the test accuracy at the epoch with the best validation accuracy (chosen on the validation split, never on "
         "the test set). Epoch time is the median `epoch_seconds` (training, probe and evaluation); peak RSS is the "
         "child process's maximum resident set size (ru_maxrss). Gradient alignment compares each rule's gradient "
-        "with `"
-     << suite.probe_reference << "`'s on a fixed probe batch, at the last probed epoch.\n\n";
+        "with "
+     << reference << " on a fixed probe batch, at the last probed epoch.\n\n";
 
   os << "| entry | algorithm | runs | test acc (final) | test acc @ best val | best epoch | epoch time (s) | × "
      << (base_name.empty() ? "baseline" : base_name)
@@ -56,8 +67,8 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
   for (const auto& e : stats) L = std::max(L, e.layer_cos.size());
   if (L > 0) {
     os << "\n## Gradient alignment per layer (last probed epoch)\n\n"
-          "Cosine similarity and norm ratio ‖g‖/‖g_ref‖ of each layer's gradient (weight and bias) with `"
-       << suite.probe_reference << "`'s.\n\n| entry |";
+          "Cosine similarity and norm ratio ‖g‖/‖g_ref‖ of each layer's gradient (weight and bias) with "
+       << reference << ".\n\n| entry |";
     for (size_t l = 1; l <= L; ++l) os << " layer " << l << " cosine | layer " << l << " norm ratio |";
     os << "\n|---|";
     for (size_t l = 0; l < 2 * L; ++l) os << "---|";
