@@ -59,13 +59,33 @@ struct Workspace {
 TEST(Plugin, HelpListsThePluginsComponentsAndKeys) {
   CliResult r = run_cli({"--plugin", BILEVEL_SAMPLE_PLUGIN, "train", "--help"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
-  for (const char* s : {"half_ternary", "stripes", "softsign", "data.stripes.train", "a plugin's"})
+  for (const char* s : {"half_ternary", "stripes", "softsign", "gain_backprop", "rule.gain", "data.stripes.train",
+                        "a plugin's"})
     EXPECT_TRUE(contains(r.out, s)) << s << " missing from:\n" << r.out;
   // Without the plugin, none of it.
   CliResult plain = run_cli({"train", "--help"});
   ASSERT_EQ(plain.exit_code, 0) << plain.describe();
   EXPECT_FALSE(contains(plain.out, "half_ternary"));
   EXPECT_FALSE(contains(plain.out, "data.stripes.train"));
+  EXPECT_FALSE(contains(plain.out, "gain_backprop"));
+}
+
+// A learning rule defined in one file (the plugin's GainBackprop and its registration, nothing else) is listed
+// above, trains, and has its key validated.
+TEST(Plugin, TrainsWithThePluginsRule) {
+  Workspace w;
+  CliResult r = run_cli(w.train({"rule.name=gain_backprop", "rule.gain=2.0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path run = r.first_line();
+  const Csv m = read_csv(run / "metrics.csv");
+  ASSERT_EQ(m.rows.size(), 4u);
+  EXPECT_GE(m.value(3, "test_accuracy"), 0.9) << read_file(run / "metrics.csv");
+  const std::string resolved = read_file(run / "config.yaml");
+  EXPECT_TRUE(contains(resolved, "gain_backprop")) << resolved;
+  EXPECT_TRUE(contains(resolved, "gain: 2")) << resolved;
+  CliResult bad = run_cli(w.train({"rule.name=gain_backprop", "rule.gain=-1"}));
+  EXPECT_EQ(bad.exit_code, 2) << bad.describe();
+  EXPECT_TRUE(contains(bad.err, "rule.gain")) << bad.describe();
 }
 
 TEST(Plugin, TrainsWithThePluginsQuantizerDataSetAndActivation) {

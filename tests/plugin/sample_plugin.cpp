@@ -1,4 +1,4 @@
-// A plugin as a user would write one (`bilevel --plugin libbilevel_sample_plugin.so ...`): three components the
+// A plugin as a user would write one (`bilevel --plugin libbilevel_sample_plugin.so ...`): four components the
 // library does not ship, each registered with one BILEVEL_REGISTER line through the public API, built against
 // bilevel::plugin (headers only: the registries are the host command's). tests/test_plugin.cpp drives it.
 #include <torch/torch.h>
@@ -9,6 +9,8 @@
 #include "bilevel/nn/activation.h"
 #include "bilevel/quant/quantizer.h"
 #include "bilevel/registry.h"
+#include "bilevel/rules/learning_rule.h"
+#include "bilevel/rules/registry.h"
 
 namespace {
 
@@ -52,6 +54,26 @@ class Stripes final : public bilevel::DataSource {
   int64_t train_, test_;
 };
 
+// A learning rule: backprop on the loss scaled by rule.gain (a rule defined in one file, with a key of its own).
+class GainBackprop final : public bilevel::LearningRule {
+ public:
+  GainBackprop(std::unique_ptr<bilevel::Objective> o, double gain) : LearningRule(std::move(o)), gain_(gain) {}
+  std::string name() const override { return "gain_backprop"; }
+  bilevel::StepStats train_step(bilevel::LayeredNet& net, const torch::Tensor& x, const torch::Tensor& y) override {
+    const torch::Tensor out = net->forward(x);
+    const torch::Tensor loss = objective_->loss(out, y);
+    (loss.mean() * gain_).backward();
+    bilevel::StepStats s;
+    s.loss_sum = loss.sum().item<double>();
+    s.correct = out.argmax(1).eq(y).sum().item<int64_t>();
+    return s;
+  }
+  torch::Tensor predict(bilevel::LayeredNet& net, const torch::Tensor& x) override { return net->forward(x); }
+
+ private:
+  double gain_;
+};
+
 torch::Tensor softsign(const torch::Tensor& x) { return x / (1 + x.abs()); }
 torch::Tensor softsign_d(const torch::Tensor& x) { return 1 / (1 + x.abs()).pow(2); }
 
@@ -69,6 +91,16 @@ BILEVEL_REGISTER(bilevel::data_sets(),
                  {"stripes", "one horizontal stripe per class, 1×8×8 (a plugin's)",
                   {count("train", "400", "training examples"), count("test", "200", "test examples")}},
                  [](const bilevel::DataConfig& d) { return std::make_unique<Stripes>(d); });
+BILEVEL_REGISTER(bilevel::rules(),
+                 {"gain_backprop", "backprop on the loss times rule.gain (a plugin's)",
+                  {[] {
+                    bilevel::KeySpec k = bilevel::component_key("gain", bilevel::ValueType::Float, "1.0", "loss factor");
+                    k.min = 0, k.min_exclusive = true;
+                    return k;
+                  }()}},
+                 [](const bilevel::ExperimentConfig& cfg) {
+                   return std::make_unique<GainBackprop>(bilevel::objective_for(cfg), cfg.get<double>("rule.gain"));
+                 });
 BILEVEL_REGISTER(bilevel::activations(), {"softsign", "x / (1 + |x|) (a plugin's)", {}},
                  [](const bilevel::ExperimentConfig&) {
                    return std::make_unique<bilevel::Activation>(bilevel::Activation{"softsign", softsign, softsign_d, -1, 1});
