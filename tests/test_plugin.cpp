@@ -54,6 +54,18 @@ struct Workspace {
   }
 };
 
+// A run of w.train(): it finished its 4 epochs, learned the stripes (one per class: separable), and its resolved
+// config names each of `resolved`.
+void expect_learned(const CliResult& r, const std::vector<std::string>& resolved) {
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const fs::path run = r.first_line();
+  const Csv m = read_csv(run / "metrics.csv");
+  ASSERT_EQ(m.rows.size(), 4u);
+  EXPECT_GE(m.value(3, "test_accuracy"), 0.9) << read_file(run / "metrics.csv");
+  const std::string config = read_file(run / "config.yaml");
+  for (const auto& s : resolved) EXPECT_TRUE(contains(config, s)) << s << " missing from:\n" << config;
+}
+
 }  // namespace
 
 TEST(Plugin, HelpListsThePluginsComponentsAndKeys) {
@@ -74,15 +86,7 @@ TEST(Plugin, HelpListsThePluginsComponentsAndKeys) {
 // above, trains, and has its key validated.
 TEST(Plugin, TrainsWithThePluginsRule) {
   Workspace w;
-  CliResult r = run_cli(w.train({"rule.name=gain_backprop", "rule.gain=2.0"}));
-  ASSERT_EQ(r.exit_code, 0) << r.describe();
-  const fs::path run = r.first_line();
-  const Csv m = read_csv(run / "metrics.csv");
-  ASSERT_EQ(m.rows.size(), 4u);
-  EXPECT_GE(m.value(3, "test_accuracy"), 0.9) << read_file(run / "metrics.csv");
-  const std::string resolved = read_file(run / "config.yaml");
-  EXPECT_TRUE(contains(resolved, "gain_backprop")) << resolved;
-  EXPECT_TRUE(contains(resolved, "gain: 2")) << resolved;
+  expect_learned(run_cli(w.train({"rule.name=gain_backprop", "rule.gain=2.0"})), {"gain_backprop", "gain: 2"});
   CliResult bad = run_cli(w.train({"rule.name=gain_backprop", "rule.gain=-1"}));
   EXPECT_EQ(bad.exit_code, 2) << bad.describe();
   EXPECT_TRUE(contains(bad.err, "rule.gain")) << bad.describe();
@@ -90,16 +94,7 @@ TEST(Plugin, TrainsWithThePluginsRule) {
 
 TEST(Plugin, TrainsWithThePluginsQuantizerDataSetAndActivation) {
   Workspace w;
-  CliResult r = run_cli(w.train());
-  ASSERT_EQ(r.exit_code, 0) << r.describe();
-  const fs::path run = r.first_line();
-  const Csv m = read_csv(run / "metrics.csv");
-  ASSERT_EQ(m.rows.size(), 4u);
-  // One stripe per class: separable, also with ternary weights.
-  EXPECT_GE(m.value(3, "test_accuracy"), 0.9) << read_file(run / "metrics.csv");
-  const std::string resolved = read_file(run / "config.yaml");
-  EXPECT_TRUE(contains(resolved, "half_ternary")) << resolved;
-  EXPECT_TRUE(contains(resolved, "softsign")) << resolved;
+  expect_learned(run_cli(w.train()), {"half_ternary", "softsign"});  // separable, also with ternary weights
   // The data set's own keys are validated like any other.
   CliResult bad = run_cli(w.train({"data.stripes.train=0"}));
   EXPECT_EQ(bad.exit_code, 2) << bad.describe();
