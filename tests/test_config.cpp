@@ -13,6 +13,7 @@
 #include "bilevel/data/data_source.h"
 #include "bilevel/nn/activation.h"
 #include "bilevel/nn/objective.h"
+#include "bilevel/quant/quantization.h"
 #include "bilevel/quant/quantizer.h"
 #include "bilevel/registry.h"
 #include "bilevel/rules/registry.h"
@@ -736,6 +737,20 @@ TEST(Registration, AUserRuleGetsItsKeysValidationAndHelp) {
                     {"did you mean 'rule.gain'?"});
   // A second component of the same name is refused.
   EXPECT_THROW(rules().add({"scaled_backprop", "again", {}}, nullptr), std::invalid_argument);
+  // The library checks what a rule declared, not its name: this one declared no capability, so quantized states
+  // are refused for it, as for the built-ins that did not declare them either.
+  EXPECT_TRUE(rules().has("backprop", kRuleQuantizedStates));
+  EXPECT_FALSE(rules().has("scaled_backprop", kRuleQuantizedStates));
+  EXPECT_FALSE(rules().has("implicit", kRuleQuantizedStates));
+  const std::string quantized_states = "model:\n  activation: sigmoid\nquantization:\n  enabled: true\n  activations:\n"
+                                       "    quantizer: binary\nrule:\n  name: ";
+  EXPECT_NO_THROW(validate_quantization(load_config_text(quantized_states + "backprop\n", "cfg.yaml")));
+  try {
+    validate_quantization(load_config_text(quantized_states + "scaled_backprop\n", "cfg.yaml"));
+    ADD_FAILURE() << "no error for quantized states with a rule that did not declare them";
+  } catch (const ConfigError& e) {
+    EXPECT_TRUE(contains(e.what(), "quantization.activations.quantizer")) << e.what();
+  }
 }
 
 // Every registry answers an unknown name with the same message, listing its components (the user's included).

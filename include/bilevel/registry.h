@@ -27,6 +27,7 @@
 // config/schema.h's SchemaExtension): the config layer includes no registry.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -51,20 +52,22 @@ class Registry {
   struct Entry {
     ComponentInfo info;
     Factory make;
+    std::vector<std::string> capabilities;  // what the component declares it supports (see kRule* below)
   };
 
   Registry(std::string kind, std::function<void(Registry&)> builtins)
       : kind_(std::move(kind)), builtins_(std::move(builtins)) {}
 
-  // Adds a component; throws std::invalid_argument for an empty or already registered name or a bad key.
-  void add(ComponentInfo info, Factory make) {
+  // Adds a component with the capabilities it declares; throws std::invalid_argument for an empty or already
+  // registered name or a bad key.
+  void add(ComponentInfo info, Factory make, std::vector<std::string> capabilities = {}) {
     load_builtins();
     if (info.name.empty()) throw std::invalid_argument(kind_ + ": a component needs a name");
     if (find(info.name)) throw std::invalid_argument(kind_ + " '" + info.name + "' is already registered");
     for (const auto& k : info.keys)
       if (k.path.empty() || k.path == "name")
         throw std::invalid_argument(kind_ + " '" + info.name + "': a key may not be called '" + k.path + "'");
-    entries_.push_back(Entry{std::move(info), std::move(make)});
+    entries_.push_back(Entry{std::move(info), std::move(make), std::move(capabilities)});
     bump_registry_generation();
   }
   const Entry* find(const std::string& name) const {
@@ -99,6 +102,17 @@ class Registry {
     for (const auto& e : entries()) out.push_back(e.info.name);
     return out;
   }
+  // Whether component `name` declared `capability` (false for an unknown name), and the components that did.
+  bool has(const std::string& name, const std::string& capability) const {
+    const Entry* e = find(name);
+    return e && std::find(e->capabilities.begin(), e->capabilities.end(), capability) != e->capabilities.end();
+  }
+  std::vector<std::string> names_with(const std::string& capability) const {
+    std::vector<std::string> out;
+    for (const auto& e : entries())
+      if (has(e.info.name, capability)) out.push_back(e.info.name);
+    return out;
+  }
   std::vector<ComponentInfo> infos() const {
     std::vector<ComponentInfo> out;
     for (const auto& e : entries()) out.push_back(e.info);
@@ -117,6 +131,16 @@ class Registry {
   std::vector<Entry> entries_;
   bool loaded_ = false;
 };
+
+// Capabilities a learning rule declares when it registers (rules().add's last argument), which the library checks
+// instead of rule names:
+//   kRuleQuantizedStates  it trains with quantized hidden states (quantization.activations);
+//   kRuleAutograd         its gradient is autograd's through the forward pass (a learned activation step, lsq,
+//                         trains through it);
+//   kRuleUnrollsFromZero  it differentiates the free phase unrolled from zero states (no other start).
+inline const std::string kRuleQuantizedStates = "quantized_states";
+inline const std::string kRuleAutograd = "autograd";
+inline const std::string kRuleUnrollsFromZero = "unrolls_from_zero";
 
 class LearningRule;
 class InnerSolver;

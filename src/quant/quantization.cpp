@@ -9,6 +9,7 @@
 #include "bilevel/nn/activation.h"
 #include "bilevel/kernels/counter_rng.h"
 #include "bilevel/quant/weight_solvers.h"
+#include "bilevel/registry.h"
 
 namespace bilevel {
 
@@ -66,12 +67,16 @@ void validate_quantization(const ExperimentConfig& cfg) {
                                                     std::to_string(bits) + " bits)");
     if (act == "uniform" && bits < 2)
       cfg.fail("quantization.activations.bits", "uniform activations take 2..8 bits (use quantizer: binary for 1 bit)");
-    if (rule == "implicit" || rule == "bptt")
+    if (!rules().has(rule, kRuleQuantizedStates)) {
+      std::string serves;
+      for (const auto& r : rules().names_with(kRuleQuantizedStates)) serves += (serves.empty() ? "" : ", ") + r;
       cfg.fail("quantization.activations.quantizer",
-               "rule.name: " + rule + " differentiates ρ at the fixed point, which a quantized state does not "
-               "have; activation quantization serves backprop, dual_prop, ep, ep_symmetric and chl");
+               "rule.name: " + rule + " does not train with quantized states (implicit and bptt differentiate ρ "
+               "at the fixed point, which a quantized state does not have); activation quantization serves " +
+                   serves);
+    }
     const std::string solver = cfg.get<std::string>("quantization.activations.solver");
-    if (solver == "lsq" && rule != "backprop")
+    if (solver == "lsq" && !rules().has(rule, kRuleAutograd))
       cfg.fail("quantization.activations.solver",
                "a learned activation step (lsq) is trained by autograd, so it needs rule.name: backprop (got " +
                    rule + "); use solver: ste (a fixed grid on ρ's range)");

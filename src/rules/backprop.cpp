@@ -21,7 +21,8 @@ torch::Tensor Backprop::predict(LayeredNet& net, const torch::Tensor& x) { retur
 
 void add_backprop_rules(Registry<LearningRule>& rules) {
   rules.add({"backprop", "backpropagation through the feedforward pass (autograd)", {}},
-            [](const ExperimentConfig& cfg) { return std::make_unique<Backprop>(objective_for(cfg)); });
+            [](const ExperimentConfig& cfg) { return std::make_unique<Backprop>(objective_for(cfg)); },
+            {kRuleQuantizedStates, kRuleAutograd});
 }
 
 }  // namespace bilevel

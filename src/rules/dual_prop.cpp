@@ -225,10 +225,13 @@ void add_dual_rules(Registry<LearningRule>& rules) {
                                   "the closed form exactly for α 0 or 1)");
   iterations.min = 1;
   info.keys = {alpha, beta, inference, iterations};
-  rules.add(info, [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
-    auto opt = DualPropOptions::from_config(cfg);
-    return std::make_unique<DualPropagation>(objective_for(cfg), opt);
-  });
+  rules.add(
+      info,
+      [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
+        auto opt = DualPropOptions::from_config(cfg);
+        return std::make_unique<DualPropagation>(objective_for(cfg), opt);
+      },
+      {kRuleQuantizedStates});
 }
 
 }  // namespace bilevel

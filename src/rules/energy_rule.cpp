@@ -20,9 +20,10 @@ EnergyRuleOptions EnergyRuleOptions::from_config(const ExperimentConfig& cfg) {
   o.nudged_steps = cfg.get_or<int64_t>("solver.nudged_steps", o.nudged_steps);
   o.tol = cfg.get_or<double>("solver.tol", o.tol);
   o.feedforward_init = cfg.get_or<std::string>("solver.init", "zero") == "feedforward";
-  if (o.feedforward_init && cfg.rule.name == "bptt")
-    cfg.fail("solver.init", "bptt differentiates through the unrolled dynamics from zero states; solver.init: "
-                            "feedforward is for the rules that relax to equilibrium (ep, ep_symmetric, chl, implicit)");
+  if (o.feedforward_init && rules().has(cfg.rule.name, kRuleUnrollsFromZero))
+    cfg.fail("solver.init", cfg.rule.name + " differentiates through the unrolled dynamics from zero states; "
+                            "solver.init: feedforward is for the rules that relax to equilibrium (ep, ep_symmetric, "
+                            "chl, implicit)");
   o.beta = cfg.get_or<double>("rule.beta", o.beta);
   o.random_sign = cfg.get_or<bool>("rule.random_sign", o.random_sign);
   o.seed = uint64_t(cfg.seed);

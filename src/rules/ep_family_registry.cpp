@@ -35,7 +35,8 @@ void add_energy_rules(Registry<LearningRule>& rules) {
               require_nonzero_beta(cfg);
               return std::make_unique<EquilibriumPropagation>(objective_for(cfg), opt,
                                                               EquilibriumPropagation::Estimator::OneSided);
-            });
+            },
+            {kRuleQuantizedStates});
   rules.add({"ep_symmetric", "equilibrium propagation, symmetric ±β estimate (Laborieux et al. 2021)",
              {beta_key("nudging strength; the estimate uses ±|β| (nonzero)")}},
             [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
@@ -43,7 +44,8 @@ void add_energy_rules(Registry<LearningRule>& rules) {
               require_nonzero_beta(cfg);
               return std::make_unique<EquilibriumPropagation>(objective_for(cfg), opt,
                                                               EquilibriumPropagation::Estimator::Symmetric);
-            });
+            },
+            {kRuleQuantizedStates});
   rules.add({"chl", "contrastive Hebbian learning: clamped minus free phase (Movellan 1991)", {}},
             [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
               auto opt = EnergyRuleOptions::from_config(cfg);
@@ -51,12 +53,14 @@ void add_energy_rules(Registry<LearningRule>& rules) {
                 cfg.fail("train.loss", "chl clamps the output state to the one-hot target, so it needs mse "
                                        "(with cross_entropy the output is a read-out, not a state)");
               return std::make_unique<ContrastiveHebbian>(objective_for(cfg), opt);
-            });
+            },
+            {kRuleQuantizedStates});
   rules.add({"bptt", "backprop through the unrolled free phase of the energy model (autograd)", {}},
             [](const ExperimentConfig& cfg) -> std::unique_ptr<LearningRule> {
               auto opt = EnergyRuleOptions::from_config(cfg);
               return std::make_unique<BackpropThroughTime>(objective_for(cfg), opt);
-            });
+            },
+            {kRuleUnrollsFromZero});
   auto method = component_key("linear_solver", V::String, "minres",
                               "how to solve (I − ∂F/∂s)ᵀ v = ∂ℓ/∂s at the fixed point (cg needs it positive definite)");
   method.choices = {"minres", "cg", "fixed_point"};
