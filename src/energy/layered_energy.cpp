@@ -81,8 +81,7 @@ std::vector<int64_t> LayeredEnergy::state_shape(int64_t k, int64_t batch) const 
 
 at::MemoryFormat LayeredEnergy::state_format(int64_t k, const torch::TensorOptions& options) const {
   const bool conv_reads_it = size_t(k) < layers_.size() && layers_[k]->kind == LayerKind::Conv;
-  return conv_reads_it && options.device().is_cpu() && options.dtype() == torch::kFloat ? at::MemoryFormat::ChannelsLast
-                                                                                       : at::MemoryFormat::Contiguous;
+  return conv_reads_it ? LayerMaps::conv_format(options) : at::MemoryFormat::Contiguous;
 }
 
 void LayeredEnergy::prepare(EnergyBatch& batch, const Tensor& x, const Tensor& y) const {
@@ -141,16 +140,10 @@ void LayeredEnergy::allocate_state(const EnergyBatch& batch, EnergyState& st) co
 void LayeredEnergy::feedforward_state(const EnergyBatch& batch, EnergyState& st) const {
   torch::NoGradGuard no_grad;
   allocate_state(batch, st);
-  const double a = neuron_.scale();
   for (int64_t k = 1; k <= num_states_; ++k) {
     Tensor& out = st.s[k - 1];
-    if (k == 1) {
-      out.copy_(batch.drive1);
-    } else {
-      Tensor product;  // its switches too, and its product for the first sweep
-      maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1], &product);
-      if (product.defined()) st.keep_product(size_t(k - 1), product);
-    }
+    if (k == 1) out.copy_(batch.drive1);
+    else forward_drive(batch, st, k, out);  // its switches too, and its product for the first sweep
     neuron_.finish_(out);
   }
 }
@@ -182,6 +175,17 @@ const Tensor& LayeredEnergy::layer_pool(const EnergyBatch& batch, const EnergySt
 
 // ---------------------------------------------------------------- relaxation building blocks
 
+void LayeredEnergy::forward_drive(const EnergyBatch& batch, EnergyState& st, int64_t k, Tensor& out) const {
+  const double a = neuron_.scale();
+  if (const Tensor* kept = st.product(size_t(k - 1))) {
+    at::add_out(out, batch.vbias[k - 1], *kept, a);  // st.pool[k − 1] is that product's
+    return;
+  }
+  Tensor product;
+  maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1], &product);
+  if (product.defined()) st.keep_product(size_t(k - 1), std::move(product));
+}
+
 void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_t k, Tensor& out) const {
   const double a = neuron_.scale();
   const bool has_feedback = k < num_states_;
@@ -192,12 +196,8 @@ void LayeredEnergy::drive_into(const EnergyBatch& batch, EnergyState& st, int64_
       return;
     }
     out.copy_(batch.drive1);
-  } else if (const Tensor* kept = st.product(size_t(k - 1))) {
-    at::add_out(out, batch.vbias[k - 1], *kept, a);  // st.pool[k − 1] is that product's
   } else {
-    Tensor product;
-    maps_.forward_into(k - 1, st.s[k - 2], batch.vbias[k - 1], a, out, &st.pool[k - 1], &product);
-    if (product.defined()) st.keep_product(size_t(k - 1), std::move(product));
+    forward_drive(batch, st, k, out);
   }
   if (has_feedback) maps_.feedback_add(k, st.s[k], st.pool[k], a, out);
 }

@@ -105,9 +105,9 @@ class LayeredEnergy {
   const Objective& objective() const { return objective_; }
   const Layer& layer(size_t l) const { return *layers_[l]; }
   std::vector<int64_t> state_shape(int64_t k, int64_t batch) const;  // k = 1..S
-  // The memory format s_k is stored in: channels-last where a convolution reads it (layer k is a conv layer) and
-  // LayerMaps::conv_input would otherwise copy it into that layout before every product (float32 on the CPU);
-  // contiguous otherwise, and always where a fully connected layer reads it (it is viewed as [B, n]).
+  // The memory format s_k is stored in: where a convolution reads it (layer k is a conv layer), the layout that
+  // convolution runs fastest in (LayerMaps::conv_format), so that conv_input need not copy it before every
+  // product; contiguous otherwise, and always where a fully connected layer reads it (it is viewed as [B, n]).
   at::MemoryFormat state_format(int64_t k, const torch::TensorOptions& options) const;
   // Activation quantization of the states (bilevel/quant): the relaxation's update becomes s_k ← Q_k(ρ(u_k)) for
   // every hidden state k (an output state, mse, is never quantized). Its fixed points are the fixed points of the
@@ -182,6 +182,9 @@ class LayeredEnergy {
  private:
   // Sizes st's buffers for the batch (re-used when their shapes fit; contents unspecified) and clears the switches.
   void allocate_state(const EnergyBatch& batch, EnergyState& st) const;
+  // out = vbias_k + a·A_{k−1}(s_{k−1}) (k ≥ 2), layer k−1's switches in st.pool[k−1]: from the product kept for
+  // the current s_{k−1} when there is one, else computed and kept (EnergyState::products).
+  void forward_drive(const EnergyBatch& batch, EnergyState& st, int64_t k, torch::Tensor& out) const;
   LayerMaps maps_;
   std::vector<const Layer*> layers_;
   const LayeredNetImpl& net_;

@@ -39,7 +39,9 @@ class LayerMaps {
   static torch::Tensor bias_view(const Layer& layer);
   // A batch [B, ...] viewed as [B, n] (a 2-d batch as it is).
   static torch::Tensor flat(const torch::Tensor& t);
-  // A conv layer's input in the layout its convolution runs fastest in (channels-last for float32 on the CPU).
+  // The layout a convolution's input runs fastest in: channels-last for float32 on the CPU, contiguous otherwise.
+  static at::MemoryFormat conv_format(const torch::TensorOptions& options);
+  // A conv layer's input in that layout.
   static torch::Tensor conv_input(const torch::Tensor& in);
   // The spatial size of a conv layer's output before pooling, for input `in`.
   static std::vector<int64_t> conv_out_hw(const Layer& layer, const torch::Tensor& in);
