@@ -109,7 +109,7 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   top.file = file;
   if (!root.IsMap()) fail(top, "", "a suite must be a YAML mapping with at least `entries:` (see docs/bench.md)");
   check_keys(root,
-             {"name", "description", "seeds", "baseline", "probe_every", "probe_reference", "output_root",
+             {"name", "description", "seeds", "baseline", "probe_every", "probe_reference", "probe_solver", "output_root",
               "overrides", "entries", "expect"},
              "", file);
 
@@ -135,6 +135,10 @@ Suite parse_suite(const std::string& text, const std::string& file, const fs::pa
   if (const auto n = root["probe_every"]) s.probe_every = integer(n, "probe_every", file, 0), s.probe_where = yaml_location(n, file);
   if (const auto n = root["probe_reference"]) {
     s.probe_reference = scalar(n, "probe_reference", file);
+    s.probe_where = yaml_location(n, file);
+  }
+  if (const auto n = root["probe_solver"]) {
+    s.probe_solver = scalar(n, "probe_solver", file);
     s.probe_where = yaml_location(n, file);
   }
   if (root["output_root"]) s.output_root = scalar(root["output_root"], "output_root", file);
@@ -258,6 +262,7 @@ std::vector<std::string> run_overrides(const Suite& suite, const SuiteEntry& ent
   std::vector<std::string> o;
   o.push_back("train.probe_every=" + std::to_string(suite.probe_every));
   if (suite.probe_every > 0) o.push_back("train.probe_reference=" + suite.probe_reference);
+  if (suite.probe_every > 0 && suite.probe_solver != "none") o.push_back("train.probe_solver=" + suite.probe_solver);
   for (const auto& x : suite.overrides) o.push_back(x.text);
   for (const auto& x : entry.overrides) o.push_back(x.text);
   o.insert(o.end(), cli_overrides.begin(), cli_overrides.end());

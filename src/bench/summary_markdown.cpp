@@ -30,17 +30,12 @@ std::string summary_markdown(const Suite& suite, const SuiteState& state, const 
     for (const auto& o : state.cli_overrides) os << " `" << o << "`";
     os << "\n";
   }
-  // With train.probe_solver (quantized weights) the probe compares latent-weight gradients through two solvers.
-  std::string probe_solver;
-  for (const auto& o : suite.overrides)
-    if (o.text.rfind("train.probe_solver=", 0) == 0) probe_solver = o.text.substr(19);
-  for (const auto& o : state.cli_overrides)
-    if (o.rfind("train.probe_solver=", 0) == 0) probe_solver = o.substr(19);
+  // With a probe solver (quantized weights) the probe compares latent-weight gradients through two solvers.
   const std::string reference = "`" + suite.probe_reference + "`'s" +
-                                (probe_solver.empty() || probe_solver == "none"
+                                (suite.probe_solver == "none"
                                      ? std::string()
                                      : " (latent-weight gradients ∂ℓ/∂θ: each entry's solver's backward against `" +
-                                           probe_solver + "`'s, train.probe_solver)");
+                                           suite.probe_solver + "`'s, probe_solver)");
   os << "\nMean ± sample standard deviation over the completed runs of each entry. Test accuracy \"@ best val\" is "
         "the test accuracy at the epoch with the best validation accuracy (chosen on the validation split, never on "
         "the test set). Epoch time is the median `epoch_seconds` (training, probe and evaluation); peak RSS is the "

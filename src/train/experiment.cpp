@@ -31,11 +31,13 @@ std::unique_ptr<WeightSolver> make_probe_solver(const ExperimentConfig& cfg) {
     cfg.fail("train.probe_solver", "compares latent-weight gradients, and this run has none "
                                    "(quantization.enabled: false)");
   auto solver = make_weight_solver(name, cfg, "train.probe_solver");
+  const auto no_latent = [&](const std::string& which) {
+    cfg.fail("train.probe_solver", "solver " + which + " keeps no latent weights, so it has no latent gradient to compare");
+  };
+  if (!solver->uses_latent()) no_latent(name);
   const std::string own = cfg.get<std::string>("quantization.weights.solver");
-  for (const std::string& s : {name, own})
-    if (!make_weight_solver(s, cfg, "train.probe_solver")->uses_latent())
-      cfg.fail("train.probe_solver", "solver " + s + (s == own && s != name ? " (quantization.weights.solver)" : "") +
-                                         " keeps no latent weights, so it has no latent gradient to compare");
+  if (own != name && !make_weight_solver(own, cfg, "quantization.weights.solver")->uses_latent())
+    no_latent(own + " (quantization.weights.solver)");
   return solver;
 }
 

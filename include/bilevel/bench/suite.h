@@ -2,7 +2,7 @@
 // entry with every seed as an ordinary run and compares them (see docs/bench.md for the format).
 //
 // Child runs get their overrides in this order (later wins):
-//   probe settings (train.probe_every / train.probe_reference from the suite) → the suite's `overrides` →
+//   probe settings (train.probe_every / train.probe_reference / train.probe_solver from the suite) → the suite's `overrides` →
 //   the entry's `overrides` → command-line overrides → seed, experiment.name, output.root (set by the bench).
 // so `bilevel bench SUITE.yaml train.probe_every=0` turns the probe off.
 #pragma once
@@ -54,11 +54,12 @@ struct Suite {
   std::string baseline;                 // entry name; "" = the first entry whose algorithm is backprop
   int64_t probe_every = 1;              // 0 = no gradient probe
   std::string probe_reference = "backprop";
+  std::string probe_solver = "none";    // train.probe_solver: latent-weight gradients through two solvers' backward
   std::string output_root = "runs";     // suites go to OUTPUT_ROOT/bench/NAME/TIMESTAMP/
   std::vector<SuiteOverride> overrides;  // applied to every entry
   std::vector<SuiteEntry> entries;
   std::vector<Expectation> expect;
-  Location probe_where;                 // where probe_every / probe_reference were set (or the file)
+  Location probe_where;                 // where the last of the probe settings was set (or the file)
 };
 
 // Parses a suite from YAML text. `file` names it in messages; relative config paths are resolved against
